@@ -1,0 +1,56 @@
+"""minialbert: turn a BERT teacher into a small recursive MiniAlbert student and share it on the Hub.
+
+Importing the package registers `MiniAlbertConfig` and every head with transformers' Auto classes, and
+registers each class for its Auto class so that `save_pretrained` copies the two code files beside the
+weights: the saved folder then loads anywhere with `trust_remote_code=True`, without this package.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from .configuration_minialbert import MiniAlbertConfig
+from .modeling_minialbert import (
+    MiniAlbertForMaskedLM,
+    MiniAlbertForMultipleChoice,
+    MiniAlbertForQuestionAnswering,
+    MiniAlbertForSequenceClassification,
+    MiniAlbertForTokenClassification,
+    MiniAlbertModel,
+    MiniAlbertPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+AUTO_CLASSES = {
+    AutoModel: MiniAlbertModel,
+    AutoModelForMaskedLM: MiniAlbertForMaskedLM,
+    AutoModelForSequenceClassification: MiniAlbertForSequenceClassification,
+    AutoModelForTokenClassification: MiniAlbertForTokenClassification,
+    AutoModelForQuestionAnswering: MiniAlbertForQuestionAnswering,
+    AutoModelForMultipleChoice: MiniAlbertForMultipleChoice,
+}
+
+AutoConfig.register(MiniAlbertConfig.model_type, MiniAlbertConfig, exist_ok=True)
+MiniAlbertConfig.register_for_auto_class()
+for auto_class, model_class in AUTO_CLASSES.items():
+    auto_class.register(MiniAlbertConfig, model_class, exist_ok=True)
+    model_class.register_for_auto_class(auto_class.__name__)
+
+__all__ = [
+    "AUTO_CLASSES",
+    "MiniAlbertConfig",
+    "MiniAlbertForMaskedLM",
+    "MiniAlbertForMultipleChoice",
+    "MiniAlbertForQuestionAnswering",
+    "MiniAlbertForSequenceClassification",
+    "MiniAlbertForTokenClassification",
+    "MiniAlbertModel",
+    "MiniAlbertPreTrainedModel",
+]

@@ -1,0 +1,165 @@
+"""MiniAlbert configuration.
+
+This file is uploaded to the Hugging Face Hub next to the weights and runs there under
+`trust_remote_code=True`: it may import only torch, transformers' public API and
+`modeling_minialbert`.
+"""
+
+from transformers import PretrainedConfig
+from transformers.activations import ACT2FN
+
+# Where the Hub finds each class: `save_pretrained` alone would record only the class being saved,
+# so the map for every head is declared here and travels with every saved config.
+AUTO_MAP = {
+    "AutoConfig": "configuration_minialbert.MiniAlbertConfig",
+    "AutoModel": "modeling_minialbert.MiniAlbertModel",
+    "AutoModelForMaskedLM": "modeling_minialbert.MiniAlbertForMaskedLM",
+    "AutoModelForSequenceClassification": "modeling_minialbert.MiniAlbertForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_minialbert.MiniAlbertForTokenClassification",
+    "AutoModelForQuestionAnswering": "modeling_minialbert.MiniAlbertForQuestionAnswering",
+    "AutoModelForMultipleChoice": "modeling_minialbert.MiniAlbertForMultipleChoice",
+}
+
+
+class MiniAlbertConfig(PretrainedConfig):
+    r"""
+    Configuration of a MiniAlbert model: a recursive transformer whose single shared layer is applied
+    `num_hidden_layers` times, with factorised word embeddings and optional per-recursion adapters
+    (Nouriborji et al., "MiniALBERT", EACL 2023) and per-recursion low-rank relaxation (Bae et al.,
+    "Relaxed Recursive Transformers", 2024).
+
+    Args:
+        vocab_size (`int`, defaults to 30522): Size of the token vocabulary.
+        embedding_size (`int`, defaults to 128): Width E of the word embeddings. When it differs from
+            `hidden_size`, word embeddings are projected up to `hidden_size` and the masked-LM head projects
+            back down to E before its decoder, which is tied to the word embeddings.
+        hidden_size (`int`, defaults to 768): Width H of the hidden states.
+        num_hidden_layers (`int`, defaults to 6): Number of recursions, i.e. how many times the one shared
+            transformer layer is applied. More recursions cost compute, not parameters.
+        num_attention_heads (`int`, defaults to 12): Attention heads; must divide `hidden_size`.
+        intermediate_size (`int`, defaults to 3072): Width of the feed-forward block.
+        hidden_act (`str`, defaults to `"gelu"`): Activation of the feed-forward block, MLM head and adapters;
+            any key of `transformers.activations.ACT2FN`.
+        hidden_dropout_prob (`float`, defaults to 0.1): Dropout on embeddings and sub-block outputs.
+        attention_probs_dropout_prob (`float`, defaults to 0.1): Dropout on attention probabilities.
+        max_position_embeddings (`int`, defaults to 512): Longest sequence the position embeddings cover.
+        type_vocab_size (`int`, defaults to 2): Number of token types (segments).
+        initializer_range (`float`, defaults to 0.02): Standard deviation of the normal weight initialiser.
+        layer_norm_eps (`float`, defaults to 1e-12): Epsilon of every LayerNorm.
+        pad_token_id (`int`, defaults to 0): Padding token; its embedding starts at zero.
+        classifier_dropout (`float`, *optional*): Dropout before classification heads; defaults to
+            `hidden_dropout_prob`.
+        use_adapters (`bool`, defaults to `True`): Give each recursion its own bottleneck adapters, one before
+            the attention sub-block and one before the feed-forward sub-block (the paper's layer-wise adaptation).
+        adapter_reduction_factor (`int`, defaults to 16): Adapter bottleneck width is
+            `hidden_size // adapter_reduction_factor`.
+        recursion_lora_rank (`int`, defaults to 0): Rank of each recursion's own low-rank delta on the shared
+            layer's linear weights ("relaxed recursion"); 0 turns relaxation off. Each relaxed recursion also
+            gets its own bias and LayerNorm deltas, so a full-rank relaxation (`hidden_size`) can represent
+            `num_hidden_layers` distinct layers exactly.
+
+    Example:
+
+    ```python
+    >>> from minialbert import MiniAlbertConfig, MiniAlbertModel
+    >>> config = MiniAlbertConfig(embedding_size=128, hidden_size=768, num_hidden_layers=6)
+    >>> model = MiniAlbertModel(config)
+    ```
+    """
+
+    model_type = "minialbert"
+
+    def __init__(
+        self,
+        vocab_size: int = 30522,
+        embedding_size: int = 128,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 6,
+        num_attention_heads: int = 12,
+        intermediate_size: int = 3072,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.1,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        initializer_range: float = 0.02,
+        layer_norm_eps: float = 1e-12,
+        pad_token_id: int = 0,
+        classifier_dropout: float | None = None,
+        use_adapters: bool = True,
+        adapter_reduction_factor: int = 16,
+        recursion_lora_rank: int = 0,
+        **kwargs,
+    ):
+        for name, value in {
+            "vocab_size": vocab_size,
+            "embedding_size": embedding_size,
+            "hidden_size": hidden_size,
+            "num_hidden_layers": num_hidden_layers,
+            "num_attention_heads": num_attention_heads,
+            "intermediate_size": intermediate_size,
+            "max_position_embeddings": max_position_embeddings,
+            "type_vocab_size": type_vocab_size,
+            "adapter_reduction_factor": adapter_reduction_factor,
+        }.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if hidden_size % num_attention_heads != 0:
+            raise ValueError(
+                f"`hidden_size` ({hidden_size}) must be divisible by `num_attention_heads` ({num_attention_heads}); "
+                f"choose a head count among the divisors of {hidden_size}."
+            )
+        if hidden_act not in ACT2FN:
+            raise ValueError(f"`hidden_act` must be one of {sorted(ACT2FN)}, got {hidden_act!r}.")
+        for name, value in {
+            "hidden_dropout_prob": hidden_dropout_prob,
+            "attention_probs_dropout_prob": attention_probs_dropout_prob,
+            "classifier_dropout": 0.0 if classifier_dropout is None else classifier_dropout,
+        }.items():
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
+        if use_adapters and hidden_size // adapter_reduction_factor < 1:
+            raise ValueError(
+                f"`adapter_reduction_factor` ({adapter_reduction_factor}) leaves no adapter width at "
+                f"`hidden_size` {hidden_size}; use a factor of at most {hidden_size}."
+            )
+        if isinstance(recursion_lora_rank, bool) or not isinstance(recursion_lora_rank, int):
+            raise ValueError(f"`recursion_lora_rank` must be an integer, got {recursion_lora_rank!r}.")
+        if not 0 <= recursion_lora_rank <= hidden_size:
+            raise ValueError(
+                f"`recursion_lora_rank` must be between 0 (off) and `hidden_size` ({hidden_size}, full rank), "
+                f"got {recursion_lora_rank}."
+            )
+        if layer_norm_eps <= 0:
+            raise ValueError(f"`layer_norm_eps` must be positive, got {layer_norm_eps!r}.")
+        if not kwargs.get("tie_word_embeddings", True):
+            raise ValueError(
+                "MiniAlbert always ties its masked-LM decoder to the word embeddings; "
+                "remove `tie_word_embeddings=False` from the config."
+            )
+        if pad_token_id is not None and not 0 <= pad_token_id < vocab_size:
+            raise ValueError(f"`pad_token_id` must be in [0, {vocab_size}), got {pad_token_id!r}.")
+
+        self.vocab_size = vocab_size
+        self.embedding_size = embedding_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        self.classifier_dropout = classifier_dropout
+        self.use_adapters = use_adapters
+        self.adapter_reduction_factor = adapter_reduction_factor
+        self.recursion_lora_rank = recursion_lora_rank
+        kwargs["tie_word_embeddings"] = True
+        kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+
+__all__ = ["MiniAlbertConfig"]

@@ -1,0 +1,711 @@
+"""MiniAlbert: a recursive transformer student (Nouriborji et al., EACL 2023).
+
+One transformer layer is applied `config.num_hidden_layers` times over factorised word embeddings. Each
+recursion may carry its own bottleneck adapters (the paper) and its own low-rank relaxation of the shared
+weights (Bae et al., "Relaxed Recursive Transformers", 2024).
+
+This file is uploaded to the Hugging Face Hub next to the weights and runs there under
+`trust_remote_code=True`: it may import only torch, transformers' public API and
+`configuration_minialbert`.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import GradientCheckpointingLayer, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import can_return_tuple
+
+from .configuration_minialbert import MiniAlbertConfig
+
+
+class MiniAlbertEmbeddings(nn.Module):
+    """Word embeddings of width E projected to H, plus H-wide position and token-type embeddings.
+
+    Positions and token types live at width H (unlike ALBERT) so a BERT teacher's embedding block carries
+    over unchanged and only the word-embedding matrix is factorised.
+    """
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.projection = (
+            nn.Linear(config.embedding_size, config.hidden_size)
+            if config.embedding_size != config.hidden_size
+            else None
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        seq_length = inputs_embeds.shape[1]
+        if position_ids is None:
+            position_ids = torch.arange(seq_length, device=inputs_embeds.device).unsqueeze(0)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+
+        embeddings = self.projection(inputs_embeds) if self.projection is not None else inputs_embeds
+        embeddings = embeddings + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class LowRankDelta(nn.Module):
+    """One recursion's correction to a shared linear layer: `x @ (up @ down).T + bias`.
+
+    Plain parameters rather than `nn.Linear` modules, so PEFT's `target_modules="all-linear"` does not
+    wrap the relaxation itself.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int):
+        super().__init__()
+        self.down = nn.Parameter(torch.empty(rank, in_features))
+        self.up = nn.Parameter(torch.empty(out_features, rank))
+        self.bias = nn.Parameter(torch.empty(out_features))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(hidden_states, self.down), self.up, self.bias)
+
+
+class LayerNormDelta(nn.Module):
+    """One recursion's additive correction to a shared LayerNorm's scale and shift."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(hidden_size))
+        self.bias = nn.Parameter(torch.empty(hidden_size))
+
+
+class MiniAlbertRelaxation(nn.Module):
+    """Everything one recursion changes in the shared layer; attribute names mirror `MiniAlbertLayer`."""
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        hidden, intermediate, rank = config.hidden_size, config.intermediate_size, config.recursion_lora_rank
+        self.query = LowRankDelta(hidden, hidden, rank)
+        self.key = LowRankDelta(hidden, hidden, rank)
+        self.value = LowRankDelta(hidden, hidden, rank)
+        self.dense = LowRankDelta(hidden, hidden, rank)
+        self.attention_layer_norm = LayerNormDelta(hidden)
+        self.ffn = LowRankDelta(hidden, intermediate, rank)
+        self.ffn_output = LowRankDelta(intermediate, hidden, rank)
+        self.ffn_layer_norm = LayerNormDelta(hidden)
+
+
+def relaxed_linear(linear: nn.Module, hidden_states: torch.Tensor, delta: LowRankDelta | None) -> torch.Tensor:
+    output = linear(hidden_states)
+    return output if delta is None else output + delta(hidden_states)
+
+
+def relaxed_layer_norm(
+    layer_norm: nn.LayerNorm, hidden_states: torch.Tensor, delta: LayerNormDelta | None
+) -> torch.Tensor:
+    if delta is None:
+        return layer_norm(hidden_states)
+    return F.layer_norm(
+        hidden_states,
+        layer_norm.normalized_shape,
+        layer_norm.weight + delta.weight,
+        layer_norm.bias + delta.bias,
+        layer_norm.eps,
+    )
+
+
+class ZeroInitLinear(nn.Linear):
+    """A linear layer that `_init_weights` starts at zero (weight and bias)."""
+
+
+class BottleneckAdapter(nn.Module):
+    """The paper's per-recursion adapter: LayerNorm, down-projection, activation, up-projection, residual.
+
+    The LayerNorm sits on the branch rather than after the residual, and `up` starts at zero, so a new
+    adapter is an exact identity: adding adapters to a converted or trained model does not move its outputs.
+    """
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        bottleneck = config.hidden_size // config.adapter_reduction_factor
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.down = nn.Linear(config.hidden_size, bottleneck)
+        self.activation = ACT2FN[config.hidden_act]
+        self.up = ZeroInitLinear(bottleneck, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.up(self.activation(self.down(self.LayerNorm(hidden_states))))
+
+
+class MiniAlbertRecursionAdapters(nn.Module):
+    """One recursion's adapters, applied to the inputs of its attention and feed-forward sub-blocks."""
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        self.attention = BottleneckAdapter(config)
+        self.ffn = BottleneckAdapter(config)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain attention that also returns the probabilities, taken *before* dropout (distillation targets).
+
+    Accepts both mask formats the model produces: boolean (True = attend) and additive float.
+    """
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    probabilities = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    dropped = F.dropout(probabilities, p=dropout, training=module.training)
+    output = torch.matmul(dropped, value).transpose(1, 2).contiguous()
+    return output, probabilities
+
+
+class MiniAlbertAttention(nn.Module):
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        self.config = config
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        relaxation: MiniAlbertRelaxation | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        heads_shape = (*input_shape, -1, self.head_dim)
+        query, key, value = (
+            relaxed_linear(getattr(self, name), hidden_states, getattr(relaxation, name, None))
+            .view(heads_shape)
+            .transpose(1, 2)
+            for name in ("query", "key", "value")
+        )
+
+        # Attention maps need the eager kernel; every other call takes the configured one (SDPA by default).
+        attention_interface: Callable = (
+            eager_attention_forward
+            if output_attentions
+            else ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        )
+        attention_output, attention_probabilities = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        attention_output = attention_output.reshape(*input_shape, -1)
+        attention_output = relaxed_linear(self.dense, attention_output, getattr(relaxation, "dense", None))
+        return attention_output, attention_probabilities
+
+
+class MiniAlbertLayer(GradientCheckpointingLayer):
+    """The one transformer layer every recursion applies (post-LayerNorm, as in BERT)."""
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        self.attention = MiniAlbertAttention(config)
+        self.attention_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.ffn_output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.ffn_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        adapters: MiniAlbertRecursionAdapters | None = None,
+        relaxation: MiniAlbertRelaxation | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if adapters is not None:
+            hidden_states = adapters.attention(hidden_states)
+        attention_output, attention_probabilities = self.attention(
+            hidden_states, attention_mask, relaxation, output_attentions
+        )
+        hidden_states = relaxed_layer_norm(
+            self.attention_layer_norm,
+            hidden_states + self.dropout(attention_output),
+            getattr(relaxation, "attention_layer_norm", None),
+        )
+
+        if adapters is not None:
+            hidden_states = adapters.ffn(hidden_states)
+        ffn_output = self.activation(relaxed_linear(self.ffn, hidden_states, getattr(relaxation, "ffn", None)))
+        ffn_output = relaxed_linear(self.ffn_output, ffn_output, getattr(relaxation, "ffn_output", None))
+        hidden_states = relaxed_layer_norm(
+            self.ffn_layer_norm,
+            hidden_states + self.dropout(ffn_output),
+            getattr(relaxation, "ffn_layer_norm", None),
+        )
+        return hidden_states, attention_probabilities
+
+
+class MiniAlbertEncoder(nn.Module):
+    """Applies the shared layer once per recursion, each time with that recursion's adapters and relaxation."""
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        self.config = config
+        self.layer = MiniAlbertLayer(config)
+        self.adapters = (
+            nn.ModuleList(MiniAlbertRecursionAdapters(config) for _ in range(config.num_hidden_layers))
+            if config.use_adapters
+            else None
+        )
+        self.relaxations = (
+            nn.ModuleList(MiniAlbertRelaxation(config) for _ in range(config.num_hidden_layers))
+            if config.recursion_lora_rank > 0
+            else None
+        )
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutput:
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for recursion in range(self.config.num_hidden_layers):
+            hidden_states, attention_probabilities = self.layer(
+                hidden_states,
+                attention_mask,
+                self.adapters[recursion] if self.adapters is not None else None,
+                self.relaxations[recursion] if self.relaxations is not None else None,
+                output_attentions,
+            )
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (attention_probabilities,)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+
+
+class MiniAlbertPreTrainedModel(PreTrainedModel):
+    config_class = MiniAlbertConfig
+    base_model_prefix = "minialbert"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["MiniAlbertEmbeddings", "MiniAlbertLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, ZeroInitLinear):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, LowRankDelta):
+            # LoRA-style: a random `down` and a zero `up`, so every recursion starts as the shared layer.
+            init.normal_(module.down, mean=0.0, std=std)
+            init.zeros_(module.up)
+            init.zeros_(module.bias)
+        elif isinstance(module, LayerNormDelta):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+
+
+class MiniAlbertModel(MiniAlbertPreTrainedModel):
+    """The bare MiniAlbert encoder; `last_hidden_state[:, 0]` (the CLS token) is what the heads classify."""
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__(config)
+        self.embeddings = MiniAlbertEmbeddings(config)
+        self.encoder = MiniAlbertEncoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> BaseModelOutput:
+        r"""
+        inputs_embeds (`torch.Tensor` of shape `(batch_size, sequence_length, embedding_size)`, *optional*):
+            Word embeddings of width `config.embedding_size`, used instead of looking up `input_ids`.
+        output_attentions (`bool`, *optional*):
+            Return one attention-probability map per recursion, taken before attention dropout. These
+            recursions run the eager kernel; all others keep the configured one.
+        output_hidden_states (`bool`, *optional*):
+            Return the embedding output followed by the hidden state after each recursion.
+        return_dict (`bool`, *optional*):
+            Return a plain tuple when `False`.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if input_ids is not None:
+            self.warn_if_padding_and_no_attention_mask(input_ids, attention_mask)
+
+        embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        if output_attentions and self.config._attn_implementation != "eager" and attention_mask is not None:
+            # The eager kernel takes a boolean key-padding mask directly.
+            mask = attention_mask.bool()[:, None, None, :] if attention_mask.dim() == 2 else attention_mask
+        else:
+            mask = create_bidirectional_mask(
+                config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
+            )
+        return self.encoder(embedding_output, mask, output_attentions, output_hidden_states)
+
+
+class MiniAlbertMLMHead(nn.Module):
+    """BERT's prediction transform at width H, a projection down to E, and a decoder tied to the E-wide
+    word embeddings (ALBERT style): no H-by-vocabulary matrix is stored."""
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.projection = (
+            nn.Linear(config.hidden_size, config.embedding_size, bias=False)
+            if config.embedding_size != config.hidden_size
+            else None
+        )
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.LayerNorm(self.activation(self.dense(hidden_states)))
+        if self.projection is not None:
+            hidden_states = self.projection(hidden_states)
+        return self.decoder(hidden_states)
+
+
+class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
+    _tied_weights_keys = {"predictions.decoder.weight": "minialbert.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__(config)
+        self.minialbert = MiniAlbertModel(config)
+        self.predictions = MiniAlbertMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.predictions.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> MaskedLMOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Token ids to predict; positions set to -100 are ignored by the loss.
+        """
+        outputs = self.minialbert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.predictions(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class MiniAlbertClassificationHead(nn.Module):
+    """Dropout and a linear layer; the paper classifies the CLS state directly, without a pooler."""
+
+    def __init__(self, config: MiniAlbertConfig, num_outputs: int):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_outputs)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(hidden_states))
+
+
+class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.minialbert = MiniAlbertModel(config)
+        self.head = MiniAlbertClassificationHead(config, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> SequenceClassifierOutput:
+        r"""
+        labels (`torch.Tensor`, *optional*):
+            Class ids of shape `(batch_size,)` (single-label), floats of shape `(batch_size,)` when
+            `num_labels == 1` (regression, MSE), or multi-hot floats of shape `(batch_size, num_labels)`
+            (multi-label, BCE). The kind is inferred once like BERT's and stored in `config.problem_type`.
+        """
+        outputs = self.minialbert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.head(outputs.last_hidden_state[:, 0])
+
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                loss = F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+            elif self.config.problem_type == "single_label_classification":
+                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+            else:
+                loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class MiniAlbertForTokenClassification(MiniAlbertPreTrainedModel):
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.minialbert = MiniAlbertModel(config)
+        self.head = MiniAlbertClassificationHead(config, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> TokenClassifierOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Label id per token; -100 marks tokens the loss ignores (padding, continuation word pieces).
+        """
+        outputs = self.minialbert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class MiniAlbertForQuestionAnswering(MiniAlbertPreTrainedModel):
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__(config)
+        self.minialbert = MiniAlbertModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> QuestionAnsweringModelOutput:
+        r"""
+        start_positions, end_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Token index of the answer span's start and end. Positions outside the sequence are clamped to its
+            length and ignored by the loss, as in BERT.
+        """
+        outputs = self.minialbert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
+        start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
+
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            ignored_index = start_logits.size(1)
+            start_positions = start_positions.view(-1).clamp(0, ignored_index)
+            end_positions = end_positions.view(-1).clamp(0, ignored_index)
+            start_loss = F.cross_entropy(start_logits, start_positions, ignore_index=ignored_index)
+            end_loss = F.cross_entropy(end_logits, end_positions, ignore_index=ignored_index)
+            loss = (start_loss + end_loss) / 2
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class MiniAlbertForMultipleChoice(MiniAlbertPreTrainedModel):
+    def __init__(self, config: MiniAlbertConfig):
+        super().__init__(config)
+        self.minialbert = MiniAlbertModel(config)
+        self.head = MiniAlbertClassificationHead(config, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> MultipleChoiceModelOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, num_choices, sequence_length)`):
+            One row of tokens per choice; the other per-token inputs have the same shape.
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Index of the correct choice.
+        """
+        num_choices = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+
+        def flatten(tensor: torch.Tensor | None, trailing_dims: int = 1) -> torch.Tensor | None:
+            return None if tensor is None else tensor.reshape(-1, *tensor.shape[-trailing_dims:])
+
+        outputs = self.minialbert(
+            flatten(input_ids),
+            attention_mask=flatten(attention_mask),
+            token_type_ids=flatten(token_type_ids),
+            position_ids=flatten(position_ids),
+            inputs_embeds=flatten(inputs_embeds, trailing_dims=2),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.head(outputs.last_hidden_state[:, 0]).view(-1, num_choices)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "MiniAlbertPreTrainedModel",
+    "MiniAlbertModel",
+    "MiniAlbertForMaskedLM",
+    "MiniAlbertForSequenceClassification",
+    "MiniAlbertForTokenClassification",
+    "MiniAlbertForQuestionAnswering",
+    "MiniAlbertForMultipleChoice",
+]

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+from transformers import AutoConfig
+
+from minialbert import MiniAlbertConfig
+from minialbert.configuration_minialbert import AUTO_MAP
+
+
+def test_defaults_match_the_paper_student():
+    config = MiniAlbertConfig()
+    assert (config.embedding_size, config.hidden_size, config.intermediate_size) == (128, 768, 3072)
+    assert config.num_hidden_layers == 6
+    assert config.use_adapters and config.adapter_reduction_factor == 16
+    assert config.recursion_lora_rank == 0
+    assert config.tie_word_embeddings
+
+
+def test_round_trip_through_json(tmp_path):
+    config = MiniAlbertConfig(embedding_size=64, recursion_lora_rank=8, use_adapters=False, num_labels=4)
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "minialbert"
+    assert saved["auto_map"] == AUTO_MAP
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, MiniAlbertConfig)
+    assert loaded.to_diff_dict() == config.to_diff_dict()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_size": 30, "num_attention_heads": 4}, "`hidden_size` (30) must be divisible"),
+        ({"embedding_size": 0}, "`embedding_size` must be a positive integer"),
+        ({"vocab_size": -3}, "`vocab_size` must be a positive integer"),
+        ({"num_hidden_layers": 2.5}, "`num_hidden_layers` must be a positive integer"),
+        ({"intermediate_size": True}, "`intermediate_size` must be a positive integer"),
+        ({"hidden_act": "swishy"}, "`hidden_act` must be one of"),
+        ({"hidden_dropout_prob": 1.5}, "`hidden_dropout_prob` must be a probability"),
+        ({"classifier_dropout": -0.1}, "`classifier_dropout` must be a probability"),
+        ({"recursion_lora_rank": -1}, "`recursion_lora_rank` must be between 0"),
+        ({"recursion_lora_rank": 769}, "`recursion_lora_rank` must be between 0"),
+        ({"adapter_reduction_factor": 1000}, "`adapter_reduction_factor` (1000) leaves no adapter width"),
+        ({"layer_norm_eps": 0.0}, "`layer_norm_eps` must be positive"),
+        ({"pad_token_id": 30522}, "`pad_token_id` must be in"),
+        ({"tie_word_embeddings": False}, "always ties its masked-LM decoder"),
+    ],
+)
+def test_invalid_values_name_the_field(overrides, message):
+    with pytest.raises(ValueError) as error:
+        MiniAlbertConfig(**overrides)
+    assert message in str(error.value)
+
+
+def test_unknown_activation_lists_the_allowed_ones():
+    with pytest.raises(ValueError, match="'gelu'"):
+        MiniAlbertConfig(hidden_act="nope")
+
+
+def test_adapter_factor_is_free_when_adapters_are_off():
+    assert MiniAlbertConfig(use_adapters=False, adapter_reduction_factor=1000).adapter_reduction_factor == 1000

@@ -1,0 +1,389 @@
+import copy
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch.nn import functional as F
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+from minialbert import (
+    AUTO_CLASSES,
+    MiniAlbertForMaskedLM,
+    MiniAlbertForMultipleChoice,
+    MiniAlbertForQuestionAnswering,
+    MiniAlbertForSequenceClassification,
+    MiniAlbertForTokenClassification,
+    MiniAlbertModel,
+)
+from minialbert.configuration_minialbert import AUTO_MAP
+from minialbert.modeling_minialbert import MiniAlbertLayer
+
+from .conftest import tiny_config
+
+ALL_HEADS = list(AUTO_CLASSES.values())
+
+
+def head_inputs(model_class, inputs):
+    """The fixture batch in the shape each head expects."""
+    if model_class is MiniAlbertForMultipleChoice:
+        return {name: tensor.unsqueeze(1).expand(-1, 2, -1).contiguous() for name, tensor in inputs.items()}
+    return inputs
+
+
+def first_output(outputs):
+    return outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs.to_tuple()[0]
+
+
+def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every parameter (zero-initialised adapters and deltas included) a random, non-trivial value."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+# --- recursion and parameter sharing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_hidden_layers", [1, 2, 6, 12])
+def test_parameter_count_does_not_grow_with_recursions(num_hidden_layers):
+    shared = count_parameters(MiniAlbertModel(tiny_config(use_adapters=False, num_hidden_layers=1)))
+    deeper = MiniAlbertModel(tiny_config(use_adapters=False, num_hidden_layers=num_hidden_layers))
+    assert count_parameters(deeper) == shared
+
+
+def test_adapters_and_relaxation_add_exactly_their_per_recursion_size():
+    config = tiny_config(use_adapters=False)
+    base = count_parameters(MiniAlbertModel(config))
+    hidden, bottleneck, intermediate, rank = 32, 32 // 16, 37, 4
+    adapter = 2 * hidden + hidden * bottleneck + bottleneck + bottleneck * hidden + hidden
+    delta = lambda fan_in, fan_out: rank * fan_in + fan_out * rank + fan_out  # noqa: E731
+    relaxation = 4 * delta(hidden, hidden) + delta(hidden, intermediate) + delta(intermediate, hidden) + 4 * hidden
+    with_adapters = MiniAlbertModel(tiny_config(use_adapters=True))
+    with_both = MiniAlbertModel(tiny_config(use_adapters=True, recursion_lora_rank=rank))
+    assert count_parameters(with_adapters) == base + 3 * 2 * adapter
+    assert count_parameters(with_both) == base + 3 * (2 * adapter + relaxation)
+
+
+def test_every_recursion_applies_the_same_layer(config, inputs):
+    model = randomise(MiniAlbertModel(tiny_config(use_adapters=False))).eval()
+    assert sum(isinstance(module, MiniAlbertLayer) for module in model.modules()) == 1
+    calls = []
+    model.encoder.layer.register_forward_hook(lambda module, args, output: calls.append(module))
+    outputs = model(**inputs, output_hidden_states=True)
+    assert len(calls) == config.num_hidden_layers and all(module is model.encoder.layer for module in calls)
+
+    # The same function three times: applying the layer by hand to the embedding output reproduces every state.
+    mask = inputs["attention_mask"].bool()[:, None, None, :]
+    hidden_states = outputs.hidden_states[0]
+    for recursion in range(config.num_hidden_layers):
+        hidden_states, _ = model.encoder.layer(hidden_states, mask)
+        torch.testing.assert_close(hidden_states, outputs.hidden_states[recursion + 1])
+
+
+def test_new_adapters_and_relaxation_start_as_exact_identities(config, inputs):
+    plain = randomise(MiniAlbertModel(tiny_config(use_adapters=False))).eval()
+    relaxed = MiniAlbertModel(tiny_config(use_adapters=True, recursion_lora_rank=4)).eval()
+    missing, unexpected = relaxed.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(".adapters." in key or ".relaxations." in key for key in missing)
+    torch.testing.assert_close(relaxed(**inputs).last_hidden_state, plain(**inputs).last_hidden_state)
+
+
+def test_full_rank_relaxation_represents_distinct_layers_exactly(inputs):
+    """With rank = hidden size, each recursion can be made to compute any other layer of the same shape."""
+    config = tiny_config(use_adapters=False, recursion_lora_rank=32)
+    model = randomise(MiniAlbertModel(config), seed=1).eval()
+    targets = [randomise(MiniAlbertLayer(config), seed=10 + index).eval() for index in range(3)]
+    shared = dict(model.encoder.layer.named_parameters())
+    with torch.no_grad():
+        for target, relaxation in zip(targets, model.encoder.relaxations, strict=True):
+            for name, parameter in target.named_parameters():
+                owner, kind = name.rsplit(".", 1)
+                delta = relaxation.get_submodule(owner.split(".")[-1])
+                difference = parameter - shared[name]
+                if kind == "bias" and not owner.endswith("layer_norm"):
+                    delta.bias.copy_(difference)
+                elif kind == "weight" and not owner.endswith("layer_norm"):
+                    u, s, vh = torch.linalg.svd(difference, full_matrices=False)
+                    rank = s.numel()
+                    delta.up.zero_()
+                    delta.up[:, :rank].copy_(u * s)
+                    delta.down.zero_()
+                    delta.down[:rank].copy_(vh)
+                else:
+                    getattr(delta, kind).copy_(difference)
+
+    mask = inputs["attention_mask"].bool()[:, None, None, :]
+    outputs = model(**inputs, output_hidden_states=True)
+    hidden_states = outputs.hidden_states[0]
+    for target in targets:
+        hidden_states, _ = target(hidden_states, mask)
+    torch.testing.assert_close(outputs.last_hidden_state, hidden_states, rtol=1e-4, atol=1e-4)
+
+
+# --- attention, masks and inputs ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", ALL_HEADS)
+def test_eager_and_sdpa_agree(model_class, inputs):
+    model = randomise(model_class(tiny_config(recursion_lora_rank=2))).eval()
+    batch = head_inputs(model_class, inputs)
+    assert model.config._attn_implementation == "sdpa"
+    sdpa = first_output(model(**batch))
+    model.set_attn_implementation("eager")
+    eager = first_output(model(**batch))
+    torch.testing.assert_close(sdpa, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_does_not_change_real_tokens(inputs):
+    model = randomise(MiniAlbertModel(tiny_config())).eval()
+    padded = model(**inputs).last_hidden_state
+    alone = model(**{name: tensor[1:, :5] for name, tensor in inputs.items()}).last_hidden_state
+    torch.testing.assert_close(padded[1:, :5], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_maps_are_pre_dropout_probabilities(inputs):
+    model = randomise(MiniAlbertModel(tiny_config(attention_probs_dropout_prob=0.5))).train()
+    outputs = model(**inputs, output_attentions=True, output_hidden_states=True)
+    assert len(outputs.attentions) == 3 and len(outputs.hidden_states) == 4
+    for probabilities in outputs.attentions:
+        assert probabilities.shape == (2, 4, 9, 9)
+        # After dropout rows would be rescaled by 2 or zeroed; before dropout they are distributions.
+        torch.testing.assert_close(probabilities.sum(-1), torch.ones(2, 4, 9))
+        assert probabilities[1, :, :, 5:].abs().max() == 0
+
+
+def test_attention_maps_match_across_kernels(inputs):
+    model = randomise(MiniAlbertModel(tiny_config())).eval()
+    sdpa = model(**inputs, output_attentions=True)
+    model.set_attn_implementation("eager")
+    eager = model(**inputs, output_attentions=True)
+    for left, right in zip(sdpa.attentions, eager.attentions, strict=True):
+        torch.testing.assert_close(left, right)
+    torch.testing.assert_close(sdpa.last_hidden_state, eager.last_hidden_state)
+
+
+def test_inputs_embeds_token_types_and_positions_are_honoured(inputs):
+    model = randomise(MiniAlbertModel(tiny_config())).eval()
+    reference = model(**inputs).last_hidden_state
+    embeds = model.get_input_embeddings()(inputs["input_ids"])
+    from_embeds = model(
+        inputs_embeds=embeds, attention_mask=inputs["attention_mask"], token_type_ids=inputs["token_type_ids"]
+    ).last_hidden_state
+    torch.testing.assert_close(from_embeds, reference)
+
+    without_types = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    assert not torch.allclose(without_types.last_hidden_state, reference)
+    explicit_positions = model(**inputs, position_ids=torch.arange(9).expand(2, -1)).last_hidden_state
+    torch.testing.assert_close(explicit_positions, reference)
+    shifted = model(**inputs, position_ids=torch.arange(9).expand(2, -1) + 3).last_hidden_state
+    assert not torch.allclose(shifted, reference)
+
+    with pytest.raises(ValueError, match="exactly one of `input_ids` and `inputs_embeds`"):
+        model(input_ids=inputs["input_ids"], inputs_embeds=embeds)
+
+
+@pytest.mark.parametrize("model_class", ALL_HEADS)
+def test_return_dict_false_gives_the_same_tuple(model_class, inputs):
+    model = randomise(model_class(tiny_config())).eval()
+    batch = head_inputs(model_class, inputs)
+    as_dict = model(**batch)
+    as_tuple = model(**batch, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    for left, right in zip(as_dict.to_tuple(), as_tuple, strict=True):
+        torch.testing.assert_close(left, right)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(inputs):
+    labels = torch.tensor([0, 2])
+    reference = randomise(MiniAlbertForSequenceClassification(tiny_config(recursion_lora_rank=2))).train()
+    checkpointed = copy.deepcopy(reference)
+    checkpointed.activation_checkpointing_enable()
+    assert checkpointed.minialbert.encoder.layer.gradient_checkpointing
+
+    for model in (reference, checkpointed):
+        model(**inputs, labels=labels).loss.backward()
+    gradients = dict(reference.named_parameters())
+    for name, parameter in checkpointed.named_parameters():
+        assert parameter.grad is not None, name
+        torch.testing.assert_close(parameter.grad, gradients[name].grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+# --- heads and losses ---------------------------------------------------------------------------
+
+
+def test_masked_lm_decoder_is_tied_to_the_e_wide_embeddings(inputs):
+    model = MiniAlbertForMaskedLM(tiny_config())
+    assert model.predictions.decoder.weight is model.minialbert.embeddings.word_embeddings.weight
+    assert model.predictions.decoder.weight.shape == (99, 16)
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[:, 2] = inputs["input_ids"][:, 2]
+    outputs = randomise(model).eval()(**inputs, labels=labels)
+    expected = F.cross_entropy(outputs.logits[:, 2], labels[:, 2])
+    torch.testing.assert_close(outputs.loss, expected)
+
+
+def test_sequence_classification_losses_for_every_problem_type(inputs):
+    model = randomise(MiniAlbertForSequenceClassification(tiny_config())).eval()
+    cls = model.minialbert(**inputs).last_hidden_state[:, 0]
+    logits = model.head.classifier(cls)
+
+    single = model(**inputs, labels=torch.tensor([2, 0]))
+    assert model.config.problem_type == "single_label_classification"
+    torch.testing.assert_close(single.logits, logits)
+    torch.testing.assert_close(single.loss, F.cross_entropy(logits, torch.tensor([2, 0])))
+
+    multi_model = randomise(MiniAlbertForSequenceClassification(tiny_config())).eval()
+    multi_hot = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    multi = multi_model(**inputs, labels=multi_hot)
+    assert multi_model.config.problem_type == "multi_label_classification"
+    torch.testing.assert_close(multi.loss, F.binary_cross_entropy_with_logits(multi.logits, multi_hot))
+
+    regression_model = randomise(MiniAlbertForSequenceClassification(tiny_config(num_labels=1))).eval()
+    scores = torch.tensor([0.5, -1.25])
+    regression = regression_model(**inputs, labels=scores)
+    assert regression_model.config.problem_type == "regression"
+    torch.testing.assert_close(regression.loss, ((regression.logits.squeeze(-1) - scores) ** 2).mean())
+
+
+def test_token_classification_loss_ignores_masked_labels(inputs):
+    model = randomise(MiniAlbertForTokenClassification(tiny_config())).eval()
+    labels = torch.randint(0, 3, inputs["input_ids"].shape, generator=torch.Generator().manual_seed(3))
+    labels[inputs["attention_mask"] == 0] = -100
+    outputs = model(**inputs, labels=labels)
+    keep = labels != -100
+    torch.testing.assert_close(outputs.loss, F.cross_entropy(outputs.logits[keep], labels[keep]))
+
+
+def test_question_answering_loss_ignores_out_of_range_positions(inputs):
+    model = randomise(MiniAlbertForQuestionAnswering(tiny_config())).eval()
+    outputs = model(**inputs, start_positions=torch.tensor([1, 50]), end_positions=torch.tensor([3, 4]))
+    start = F.cross_entropy(outputs.start_logits[:1], torch.tensor([1]))
+    end = F.cross_entropy(outputs.end_logits, torch.tensor([3, 4]))
+    torch.testing.assert_close(outputs.loss, (start + end) / 2)
+
+
+def test_multiple_choice_scores_each_choice_independently(inputs):
+    model = randomise(MiniAlbertForMultipleChoice(tiny_config())).eval()
+    choices = {name: torch.stack([tensor, tensor.flip(0)], dim=1) for name, tensor in inputs.items()}
+    outputs = model(**choices, labels=torch.tensor([1, 0]))
+    assert outputs.logits.shape == (2, 2)
+    per_choice = model.head.classifier(model.minialbert(**inputs).last_hidden_state[:, 0]).squeeze(-1)
+    torch.testing.assert_close(outputs.logits[:, 0], per_choice)
+    torch.testing.assert_close(outputs.logits[:, 1], per_choice.flip(0))
+    torch.testing.assert_close(outputs.loss, F.cross_entropy(outputs.logits, torch.tensor([1, 0])))
+
+
+# --- saving, Auto classes and remote code -------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", ALL_HEADS)
+def test_save_and_auto_load_are_exact(model_class, inputs, tmp_path):
+    model = randomise(model_class(tiny_config(recursion_lora_rank=2))).eval()
+    batch = head_inputs(model_class, inputs)
+    model.save_pretrained(tmp_path)
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "minialbert"
+    assert config["auto_map"] == AUTO_MAP
+    assert config["architectures"] == [model_class.__name__]
+    assert (tmp_path / "configuration_minialbert.py").is_file()
+    assert (tmp_path / "modeling_minialbert.py").is_file()
+
+    auto_class = next(auto for auto, cls in AUTO_CLASSES.items() if cls is model_class)
+    loaded = auto_class.from_pretrained(tmp_path).eval()
+    assert type(loaded) is model_class
+    for left, right in zip(model(**batch).to_tuple(), loaded(**batch).to_tuple(), strict=True):
+        torch.testing.assert_close(left, right, rtol=0, atol=0)
+
+
+def test_saved_masked_lm_stores_the_tied_matrix_once(tmp_path):
+    model = MiniAlbertForMaskedLM(tiny_config())
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as weights:
+        keys = set(weights.keys())
+    assert "minialbert.embeddings.word_embeddings.weight" in keys
+    assert "predictions.decoder.weight" not in keys
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path)
+    assert loaded.predictions.decoder.weight is loaded.minialbert.embeddings.word_embeddings.weight
+
+
+def test_base_model_loads_from_a_head_checkpoint(tmp_path, inputs):
+    model = randomise(MiniAlbertForMaskedLM(tiny_config())).eval()
+    model.save_pretrained(tmp_path)
+    base = AutoModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(base(**inputs).last_hidden_state, model.minialbert(**inputs).last_hidden_state)
+
+
+REMOTE_CODE_CHECK = textwrap.dedent(
+    """
+    import sys
+
+    sys.modules["minialbert"] = None  # `import minialbert` now raises ImportError
+    import torch
+    import transformers
+
+    folder, auto_class_name, expected_path = sys.argv[1:]
+    try:
+        import minialbert  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("minialbert should not be importable here")
+
+    model = getattr(transformers, auto_class_name).from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    expected = torch.load(expected_path)
+    with torch.no_grad():
+        outputs = model(**expected["inputs"]).to_tuple()
+    assert len(outputs) == len(expected["outputs"])
+    for got, want in zip(outputs, expected["outputs"], strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    print("remote", type(model).__name__)
+    """
+)
+
+
+@pytest.mark.parametrize("model_class", ALL_HEADS)
+def test_remote_code_load_without_the_package_is_exact(model_class, inputs, tmp_path):
+    model = randomise(model_class(tiny_config(recursion_lora_rank=2))).eval()
+    batch = head_inputs(model_class, inputs)
+    folder = tmp_path / "student"
+    model.save_pretrained(folder)
+    with torch.no_grad():
+        expected = {"inputs": batch, "outputs": model(**batch).to_tuple()}
+    torch.save(expected, tmp_path / "expected.pt")
+    auto_class = next(auto for auto, cls in AUTO_CLASSES.items() if cls is model_class)
+
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_CHECK, str(folder), auto_class.__name__, str(tmp_path / "expected.pt")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"remote {model_class.__name__}" in result.stdout
+
+
+def test_fill_mask_pipeline_runs_with_the_teacher_tokenizer(teacher_path, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    config = tiny_config(vocab_size=tokenizer.vocab_size, max_position_embeddings=128)
+    model = MiniAlbertForMaskedLM(config)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    fill_mask = pipeline("fill-mask", model=str(tmp_path), trust_remote_code=True)
+    predictions = fill_mask(f"The capital of France is {tokenizer.mask_token}.", top_k=3)
+    assert len(predictions) == 3
+    assert all(prediction["token"] < tokenizer.vocab_size for prediction in predictions)
+    everything = fill_mask(f"Hello {tokenizer.mask_token}!", top_k=config.vocab_size)
+    assert abs(sum(prediction["score"] for prediction in everything) - 1) < 1e-4
