@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 # huggingface_hub reads these at import time: set them before anything imports it.
@@ -8,6 +10,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Remote code gets copied into the modules cache: keep it out of the user's.
 os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="minialbert-hf-modules-")
+atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
