@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from .configuration_minialbert import MiniAlbertConfig
+from .convert import ConversionArguments, convert_bert_to_minialbert, layer_map
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
     MiniAlbertForMultipleChoice,
@@ -45,6 +46,7 @@ for auto_class, model_class in AUTO_CLASSES.items():
 
 __all__ = [
     "AUTO_CLASSES",
+    "ConversionArguments",
     "MiniAlbertConfig",
     "MiniAlbertForMaskedLM",
     "MiniAlbertForMultipleChoice",
@@ -53,4 +55,6 @@ __all__ = [
     "MiniAlbertForTokenClassification",
     "MiniAlbertModel",
     "MiniAlbertPreTrainedModel",
+    "convert_bert_to_minialbert",
+    "layer_map",
 ]

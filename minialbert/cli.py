@@ -1,28 +1,57 @@
-"""The `minialbert` command line: a thin layer over the library, one subcommand per pipeline step."""
+"""The `minialbert` command line: a thin layer over the library, one subcommand per pipeline step.
+
+Each subcommand parses its options with `HfArgumentParser` from the library's documented dataclass, so
+`--embedding_size` and `--embedding-size` both work and `minialbert COMMAND --help` lists every option.
+"""
 
 import argparse
+import logging
 import sys
+from collections.abc import Callable
+
+from transformers import HfArgumentParser
 
 from . import __version__
+from .convert import ConversionArguments, convert_and_save
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minialbert",
-        description="Turn a BERT teacher into a small recursive MiniAlbert student and share it on the Hub.",
+def convert_command(argv: list[str]) -> int:
+    parser = HfArgumentParser(
+        ConversionArguments,
+        prog="minialbert convert",
+        description="Initialise a MiniAlbert student from a BERT checkpoint and write it as a Hub-ready folder.",
     )
-    parser.add_argument("--version", action="version", version=f"minialbert {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
-    return parser
+    parser.add_argument("teacher", help="BERT checkpoint: a local folder or a Hub id.")
+    parser.add_argument("output_dir", help="Folder to write the student into (must be empty or absent).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty output_dir.")
+    arguments, paths = parser.parse_args_into_dataclasses(argv)
+    folder = convert_and_save(paths.teacher, paths.output_dir, arguments, overwrite=paths.overwrite)
+    print(f"Wrote the student to {folder}")
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
+    "convert": ("initialise a student from a BERT checkpoint's embeddings and layers", convert_command),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 1
-    return args.run(args)
+    parser = argparse.ArgumentParser(
+        prog="minialbert",
+        description="Turn a BERT teacher into a small recursive MiniAlbert student and share it on the Hub.",
+        epilog="commands:\n" + "\n".join(f"  {name:<10} {summary}" for name, (summary, _) in COMMANDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"minialbert {__version__}")
+    parser.add_argument("command", choices=COMMANDS, metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="the command's options (see COMMAND --help)")
+    parsed = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        return COMMANDS[parsed.command][1](parsed.arguments)
+    except ValueError as error:
+        print(f"minialbert {parsed.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

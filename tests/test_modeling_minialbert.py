@@ -1,8 +1,5 @@
 import copy
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -22,7 +19,7 @@ from minialbert import (
 from minialbert.configuration_minialbert import AUTO_MAP
 from minialbert.modeling_minialbert import MiniAlbertLayer
 
-from .conftest import tiny_config
+from .conftest import assert_remote_code_load_matches, tiny_config
 
 ALL_HEADS = list(AUTO_CLASSES.values())
 
@@ -324,54 +321,14 @@ def test_base_model_loads_from_a_head_checkpoint(tmp_path, inputs):
     torch.testing.assert_close(base(**inputs).last_hidden_state, model.minialbert(**inputs).last_hidden_state)
 
 
-REMOTE_CODE_CHECK = textwrap.dedent(
-    """
-    import sys
-
-    sys.modules["minialbert"] = None  # `import minialbert` now raises ImportError
-    import torch
-    import transformers
-
-    folder, auto_class_name, expected_path = sys.argv[1:]
-    try:
-        import minialbert  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("minialbert should not be importable here")
-
-    model = getattr(transformers, auto_class_name).from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
-    expected = torch.load(expected_path)
-    with torch.no_grad():
-        outputs = model(**expected["inputs"]).to_tuple()
-    assert len(outputs) == len(expected["outputs"])
-    for got, want in zip(outputs, expected["outputs"], strict=True):
-        torch.testing.assert_close(got, want, rtol=0, atol=0)
-    print("remote", type(model).__name__)
-    """
-)
-
-
 @pytest.mark.parametrize("model_class", ALL_HEADS)
 def test_remote_code_load_without_the_package_is_exact(model_class, inputs, tmp_path):
     model = randomise(model_class(tiny_config(recursion_lora_rank=2))).eval()
     batch = head_inputs(model_class, inputs)
     folder = tmp_path / "student"
     model.save_pretrained(folder)
-    with torch.no_grad():
-        expected = {"inputs": batch, "outputs": model(**batch).to_tuple()}
-    torch.save(expected, tmp_path / "expected.pt")
     auto_class = next(auto for auto, cls in AUTO_CLASSES.items() if cls is model_class)
-
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_CODE_CHECK, str(folder), auto_class.__name__, str(tmp_path / "expected.pt")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"remote {model_class.__name__}" in result.stdout
+    assert_remote_code_load_matches(model, folder, auto_class.__name__, batch, tmp_path)
 
 
 def test_fill_mask_pipeline_runs_with_the_teacher_tokenizer(teacher_path, tmp_path):

@@ -1,0 +1,417 @@
+"""Initialise a MiniAlbert student from a BERT teacher's own weights.
+
+The teacher's word-embedding matrix is factorised by truncated SVD into the student's E-wide embeddings
+and E-to-H projection; positions, token types and the embedding LayerNorm carry over unchanged. The shared
+layer starts from one teacher layer or an average of several (`init`), each recursion's relaxation (when
+`recursion_lora_rank` > 0) starts from the truncated SVD of its own teacher layer minus the shared layer,
+and the teacher's masked-LM transform and output bias carry over when the teacher has them.
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM, BertModel, PreTrainedTokenizerBase
+from transformers.models.bert.modeling_bert import BertLayer, BertLMPredictionHead
+from transformers.utils import logging as transformers_logging
+
+from .configuration_minialbert import MiniAlbertConfig
+from .modeling_minialbert import LowRankDelta, MiniAlbertForMaskedLM, MiniAlbertLayer, MiniAlbertRelaxation
+
+logger = logging.getLogger(__name__)
+
+# Measured on the bundled teacher by benchmarks/conversion_fidelity.py (see README.md).
+DEFAULT_INIT = "average"
+INIT_STRATEGIES = ("stepwise", "average", "lower", "layer:K")
+
+# Each parameter-holding module of MiniAlbertLayer and the BertLayer module it is initialised from.
+LAYER_MODULES = {
+    "attention.query": "attention.self.query",
+    "attention.key": "attention.self.key",
+    "attention.value": "attention.self.value",
+    "attention.dense": "attention.output.dense",
+    "attention_layer_norm": "attention.output.LayerNorm",
+    "ffn": "intermediate.dense",
+    "ffn_output": "output.dense",
+    "ffn_layer_norm": "output.LayerNorm",
+}
+
+
+def layer_map(num_teacher_layers: int, num_recursions: int) -> list[int]:
+    """The 1-based teacher layer each recursion stands for: recursion i of N takes layer round((i+1)·L/N).
+
+    With 12 teacher layers and 6 recursions this is every second layer, as in the paper: [2, 4, ..., 12].
+    Conversion initialises from it and distillation matches hidden states and attention against it.
+    """
+    if num_teacher_layers < 1 or num_recursions < 1:
+        raise ValueError(
+            f"Need at least one teacher layer and one recursion, got {num_teacher_layers} and {num_recursions}."
+        )
+    # Integer round-half-up of (i+1)·L/N, so the map never depends on float rounding.
+    L, N = num_teacher_layers, num_recursions
+    return [(2 * step * L + N) // (2 * N) for step in range(1, N + 1)]
+
+
+@dataclass
+class ConversionArguments:
+    """Options of `minialbert convert` and `convert_bert_to_minialbert`."""
+
+    embedding_size: int = field(
+        default=128, metadata={"help": "Width E of the student's word embeddings (at most the teacher's hidden size)."}
+    )
+    num_recursions: int | None = field(
+        default=None,
+        metadata={"help": "Times the shared layer is applied (default: half the teacher's layers, rounded up)."},
+    )
+    init: str = field(
+        default=DEFAULT_INIT,
+        metadata={
+            "help": "Shared-layer initialisation: 'stepwise' (the teacher layer the first recursion stands for in the "
+            "evenly spaced layer map), 'average' (mean of the mapped teacher layers), 'lower' (teacher layer 1), "
+            "or 'layer:K' (teacher layer K, 1-based)."
+        },
+    )
+    use_adapters: bool = field(
+        default=True, metadata={"help": "Give each recursion its own bottleneck adapters (they start as identities)."}
+    )
+    adapter_reduction_factor: int = field(default=16, metadata={"help": "Adapter width = hidden size / this factor."})
+    recursion_lora_rank: int = field(
+        default=0,
+        metadata={
+            "help": "Rank of each recursion's relaxation, initialised from the SVD of its teacher layer minus the "
+            "shared layer (0 = off; the hidden size = exact)."
+        },
+    )
+    teacher_layer_map: list[int] | None = field(
+        default=None,
+        metadata={"help": "Override the teacher layer (1-based) each recursion stands for, one per recursion."},
+    )
+    revision: str | None = field(default=None, metadata={"help": "Teacher revision (branch, tag, commit) on the Hub."})
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer to save with the student (default: the teacher's own)."}
+    )
+
+
+@dataclass
+class Teacher:
+    """The parts of a BERT checkpoint the converter reads."""
+
+    bert: BertModel
+    mlm_head: BertLMPredictionHead | None
+    name_or_path: str | None
+    revision: str | None
+
+
+def load_teacher(teacher: str | os.PathLike | nn.Module | Teacher, revision: str | None = None) -> Teacher:
+    """Load a BERT teacher from a folder, a Hub id or an already loaded model, refusing anything else."""
+    if isinstance(teacher, Teacher):
+        return teacher
+    if isinstance(teacher, nn.Module):
+        config = getattr(teacher, "config", None)
+        model_type = getattr(config, "model_type", None)
+        if model_type != "bert":
+            raise ValueError(
+                f"The teacher is a {type(teacher).__name__} (model_type {model_type!r}); the converter accepts BERT "
+                "models: BertModel, BertForMaskedLM, BertForPreTraining or a BERT task model."
+            )
+        bert = teacher if isinstance(teacher, BertModel) else getattr(teacher, "bert", None)
+        if not isinstance(bert, BertModel):
+            raise ValueError(f"The teacher {type(teacher).__name__} holds no BertModel to convert.")
+        predictions = getattr(getattr(teacher, "cls", None), "predictions", None)
+        head = predictions if isinstance(predictions, BertLMPredictionHead) else None
+        return Teacher(bert, head, config.name_or_path or None, revision)
+
+    name = str(teacher)
+    try:
+        config = AutoConfig.from_pretrained(name, revision=revision)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Cannot read a model config from {name!r}: {error}\nPass a BERT checkpoint: a folder with config.json "
+            "and weights, or a Hub id such as 'google-bert/bert-base-uncased'."
+        ) from error
+    if config.model_type != "bert":
+        raise ValueError(
+            f"{name!r} is a {config.model_type!r} checkpoint ({', '.join(config.architectures or [])}); the converter "
+            "accepts BERT checkpoints (model_type 'bert') with or without a masked-LM head."
+        )
+    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+        raise ValueError(
+            f"{name!r} uses position_embedding_type={config.position_embedding_type!r}; MiniAlbert supports "
+            "'absolute' position embeddings only."
+        )
+
+    # Loading as BertForMaskedLM reads the encoder from any BERT checkpoint and tells us whether it has an MLM
+    # head; transformers' load report would call a head-less checkpoint corrupted, so it is silenced here and
+    # the missing-key list is inspected instead.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model, loading_info = BertForMaskedLM.from_pretrained(
+            name, revision=revision, dtype=torch.float32, output_loading_info=True
+        )
+    except Exception as error:  # transformers raises OSError, safetensors' error or RuntimeError here
+        raise ValueError(
+            f"Cannot load BERT weights from {name!r}: {type(error).__name__}: {error}\nThe folder needs a readable "
+            "model.safetensors (or pytorch_model.bin) that matches its config.json."
+        ) from error
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    missing = set(loading_info["missing_keys"])
+    missing_encoder = sorted(key for key in missing if key.startswith("bert.") and "pooler" not in key)
+    if missing_encoder:
+        raise ValueError(
+            f"{name!r} lacks {len(missing_encoder)} BERT encoder weights (e.g. {missing_encoder[:3]}); the converter "
+            "needs a complete embedding block and every encoder layer."
+        )
+    has_head = not any(key.startswith("cls.predictions.transform") for key in missing)
+    commit = getattr(config, "_commit_hash", None)
+    return Teacher(model.bert, model.cls.predictions if has_head else None, name, revision or commit)
+
+
+def parse_init(init: str, num_teacher_layers: int, teacher_layers: list[int]) -> list[int]:
+    """The 1-based teacher layers whose mean becomes the shared layer."""
+    if init == "stepwise":
+        return teacher_layers[:1]
+    if init == "average":
+        return teacher_layers
+    if init == "lower":
+        return [1]
+    if init.startswith("layer:"):
+        index = init.removeprefix("layer:")
+        if index.isdigit() and 1 <= int(index) <= num_teacher_layers:
+            return [int(index)]
+    raise ValueError(
+        f"Unknown init {init!r}: use one of {', '.join(INIT_STRATEGIES)} with K between 1 and {num_teacher_layers}."
+    )
+
+
+def student_config(teacher: Teacher, arguments: ConversionArguments) -> MiniAlbertConfig:
+    """The student's config: the teacher's widths, the conversion options and the provenance fields."""
+    bert = teacher.bert.config
+    num_recursions = arguments.num_recursions or (bert.num_hidden_layers + 1) // 2
+    if arguments.embedding_size > bert.hidden_size:
+        raise ValueError(
+            f"embedding_size ({arguments.embedding_size}) exceeds the teacher's hidden size ({bert.hidden_size}); "
+            f"factorised embeddings must be at most {bert.hidden_size} wide."
+        )
+    teacher_layers = arguments.teacher_layer_map or layer_map(bert.num_hidden_layers, num_recursions)
+    if len(teacher_layers) != num_recursions or not all(1 <= k <= bert.num_hidden_layers for k in teacher_layers):
+        raise ValueError(
+            f"teacher_layer_map {teacher_layers} must give one teacher layer in [1, {bert.num_hidden_layers}] for "
+            f"each of the {num_recursions} recursions."
+        )
+    parse_init(arguments.init, bert.num_hidden_layers, teacher_layers)
+    return MiniAlbertConfig(
+        vocab_size=bert.vocab_size,
+        embedding_size=arguments.embedding_size,
+        hidden_size=bert.hidden_size,
+        num_hidden_layers=num_recursions,
+        num_attention_heads=bert.num_attention_heads,
+        intermediate_size=bert.intermediate_size,
+        hidden_act=bert.hidden_act,
+        hidden_dropout_prob=bert.hidden_dropout_prob,
+        attention_probs_dropout_prob=bert.attention_probs_dropout_prob,
+        max_position_embeddings=bert.max_position_embeddings,
+        type_vocab_size=bert.type_vocab_size,
+        initializer_range=bert.initializer_range,
+        layer_norm_eps=bert.layer_norm_eps,
+        pad_token_id=bert.pad_token_id if bert.pad_token_id is not None else 0,
+        use_adapters=arguments.use_adapters,
+        adapter_reduction_factor=arguments.adapter_reduction_factor,
+        recursion_lora_rank=arguments.recursion_lora_rank,
+        teacher_name_or_path=teacher.name_or_path,
+        teacher_revision=teacher.revision,
+        teacher_layer_map=teacher_layers,
+        conversion_init=arguments.init,
+    )
+
+
+def factorise_embeddings(word_embeddings: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best rank-`rank` affine fit `W ≈ A @ B + mean` (truncated SVD of the centred matrix).
+
+    Returns the E-wide embeddings A (vocab x E), the projection weight B.T (H x E) and its bias (the mean row).
+    The mean shifts every vocabulary logit of the tied decoder by the same amount, so it costs the MLM head
+    nothing while making the embedding fit better than a plain SVD of the same rank.
+    """
+    matrix = word_embeddings.double()
+    mean = matrix.mean(dim=0)
+    u, s, vh = torch.linalg.svd(matrix - mean, full_matrices=False)
+    return (u[:, :rank] * s[:rank]).float(), vh[:rank].T.float(), mean.float()
+
+
+def low_rank_delta(delta: LowRankDelta, target: nn.Linear, shared: nn.Linear) -> None:
+    """Set one recursion's delta to the truncated SVD of (its teacher weight - the shared weight)."""
+    rank = delta.down.shape[0]
+    u, s, vh = torch.linalg.svd((target.weight - shared.weight).double(), full_matrices=False)
+    kept = min(rank, s.numel())
+    delta.up.zero_()
+    delta.down.zero_()
+    delta.up[:, :kept] = (u[:, :kept] * s[:kept]).float()
+    delta.down[:kept] = vh[:kept].float()
+    delta.bias.copy_(target.bias - shared.bias)
+
+
+@torch.no_grad()
+def initialise_shared_layer(layer: MiniAlbertLayer, sources: list[BertLayer]) -> None:
+    for student_name, teacher_name in LAYER_MODULES.items():
+        student_module = layer.get_submodule(student_name)
+        teacher_modules = [source.get_submodule(teacher_name) for source in sources]
+        for parameter_name, parameter in student_module.named_parameters():
+            values = [module.get_parameter(parameter_name) for module in teacher_modules]
+            parameter.copy_(torch.stack(values).mean(dim=0))
+
+
+@torch.no_grad()
+def initialise_relaxation(relaxation: MiniAlbertRelaxation, shared: MiniAlbertLayer, target: BertLayer) -> None:
+    for student_name, teacher_name in LAYER_MODULES.items():
+        delta = relaxation.get_submodule(student_name.split(".")[-1])
+        shared_module, target_module = shared.get_submodule(student_name), target.get_submodule(teacher_name)
+        if isinstance(delta, LowRankDelta):
+            low_rank_delta(delta, target_module, shared_module)
+        else:
+            delta.weight.copy_(target_module.weight - shared_module.weight)
+            delta.bias.copy_(target_module.bias - shared_module.bias)
+
+
+@torch.no_grad()
+def convert_bert_to_minialbert(
+    teacher: str | os.PathLike | nn.Module | Teacher, arguments: ConversionArguments | None = None, **options
+) -> MiniAlbertForMaskedLM:
+    """Build a `MiniAlbertForMaskedLM` initialised from a BERT teacher.
+
+    Args:
+        teacher: a BERT checkpoint folder, a Hub id, or a loaded BERT model (`BertModel`, `BertForMaskedLM`,
+            `BertForPreTraining` or a BERT task model), or a `Teacher` from `load_teacher`.
+        arguments: conversion options; alternatively pass them as keywords (`embedding_size=128`, ...), see
+            `ConversionArguments`.
+
+    Example:
+
+    ```python
+    >>> from minialbert import convert_bert_to_minialbert
+    >>> student = convert_bert_to_minialbert("google-bert/bert-base-uncased", embedding_size=128, num_recursions=6)
+    ```
+    """
+    arguments = arguments or ConversionArguments(**options)
+    loaded = load_teacher(teacher, arguments.revision)
+    config = student_config(loaded, arguments)
+    bert = loaded.bert.eval()
+    student = MiniAlbertForMaskedLM(config).eval()
+
+    embeddings, teacher_embeddings = student.minialbert.embeddings, bert.embeddings
+    word_embeddings = teacher_embeddings.word_embeddings.weight
+    if embeddings.projection is None:
+        embeddings.word_embeddings.weight.copy_(word_embeddings)
+    else:
+        factors, projection, mean = factorise_embeddings(word_embeddings, config.embedding_size)
+        embeddings.word_embeddings.weight.copy_(factors)
+        embeddings.projection.weight.copy_(projection)
+        embeddings.projection.bias.copy_(mean)
+    for name in ("position_embeddings", "token_type_embeddings", "LayerNorm"):
+        embeddings.get_submodule(name).load_state_dict(teacher_embeddings.get_submodule(name).state_dict())
+
+    teacher_layers = bert.encoder.layer
+    shared_sources = parse_init(config.conversion_init, len(teacher_layers), config.teacher_layer_map)
+    encoder = student.minialbert.encoder
+    initialise_shared_layer(encoder.layer, [teacher_layers[k - 1] for k in shared_sources])
+    if encoder.relaxations is not None:
+        for relaxation, k in zip(encoder.relaxations, config.teacher_layer_map, strict=True):
+            initialise_relaxation(relaxation, encoder.layer, teacher_layers[k - 1])
+
+    head = student.predictions
+    if head.projection is not None:
+        head.projection.weight.copy_(embeddings.projection.weight.T)
+    if loaded.mlm_head is not None:
+        head.dense.load_state_dict(loaded.mlm_head.transform.dense.state_dict())
+        head.LayerNorm.load_state_dict(loaded.mlm_head.transform.LayerNorm.state_dict())
+        head.decoder.bias.copy_(loaded.mlm_head.bias)
+    else:
+        logger.warning(
+            "The teacher %s has no masked-LM head: the student's head starts from an identity transform, the "
+            "embedding factorisation and a zero output bias.",
+            loaded.name_or_path or type(bert).__name__,
+        )
+        head.dense.weight.copy_(torch.eye(config.hidden_size))
+        head.dense.bias.zero_()
+        head.decoder.bias.zero_()
+
+    logger.info(
+        "Converted %s into a %.2fM-parameter MiniAlbert: E=%d, %d recursions standing for teacher layers %s, "
+        "shared layer from %s (teacher layers %s).",
+        loaded.name_or_path,
+        student.num_parameters() / 1e6,
+        config.embedding_size,
+        config.num_hidden_layers,
+        config.teacher_layer_map,
+        config.conversion_init,
+        shared_sources,
+    )
+    return student
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse a non-empty output folder unless `overwrite`, before any work starts."""
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Output path {str(path)!r} is a file; choose a folder.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(f"Output folder {str(path)!r} is not empty; choose another or pass --overwrite.")
+    return path
+
+
+def save_student(
+    student: MiniAlbertForMaskedLM,
+    output_dir: str | os.PathLike,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a Hub-ready folder atomically: it appears complete or not at all."""
+    path = check_output_dir(output_dir, overwrite).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        student.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def convert_and_save(
+    teacher: str | os.PathLike, output_dir: str | os.PathLike, arguments: ConversionArguments, overwrite: bool = False
+) -> Path:
+    """`minialbert convert`: convert `teacher` and write the student with the teacher's tokenizer."""
+    check_output_dir(output_dir, overwrite)
+    loaded = load_teacher(teacher, arguments.revision)
+    tokenizer_source = arguments.tokenizer or str(teacher)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, revision=arguments.revision)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Cannot load a tokenizer from {tokenizer_source!r}: {error}\nPass --tokenizer with the teacher's "
+            "tokenizer (folder or Hub id)."
+        ) from error
+    # transformers builds an empty tokenizer (special tokens only) from a folder without tokenizer files.
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        raise ValueError(
+            f"Cannot load a tokenizer from {tokenizer_source!r}: it holds no vocabulary beyond "
+            f"{len(tokenizer)} special tokens.\nPass --tokenizer with the teacher's tokenizer (folder or Hub id)."
+        )
+    vocab_size = loaded.bert.config.vocab_size
+    if len(tokenizer) > vocab_size:
+        raise ValueError(
+            f"The tokenizer from {tokenizer_source!r} has {len(tokenizer)} tokens but the teacher's vocabulary has "
+            f"{vocab_size}; pass the tokenizer the teacher was trained with (--tokenizer)."
+        )
+    student = convert_bert_to_minialbert(loaded, arguments)
+    return save_student(student, output_dir, tokenizer, overwrite)

@@ -1,0 +1,298 @@
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertModel,
+)
+
+from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert, layer_map
+from minialbert.cli import main as cli_main
+from minialbert.convert import LAYER_MODULES, ConversionArguments, convert_and_save, load_teacher
+
+from .conftest import assert_remote_code_load_matches, tiny_config
+
+TEXTS = [
+    "Shares in the retailer rose sharply after strong Christmas sales.",
+    "The striker scored twice as the league leaders won again, and the manager praised his young side.",
+]
+
+
+def encode(tokenizer_path, texts=TEXTS):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    return dict(tokenizer(texts, padding=True, return_tensors="pt"))
+
+
+@pytest.mark.parametrize(
+    ("num_teacher_layers", "num_recursions", "expected"),
+    [
+        (12, 6, [2, 4, 6, 8, 10, 12]),
+        (6, 3, [2, 4, 6]),
+        (6, 4, [2, 3, 5, 6]),
+        (6, 6, [1, 2, 3, 4, 5, 6]),
+        (12, 1, [12]),
+    ],
+)
+def test_layer_map_follows_the_paper(num_teacher_layers, num_recursions, expected):
+    assert layer_map(num_teacher_layers, num_recursions) == expected
+
+
+def test_layer_map_refuses_empty_stacks():
+    with pytest.raises(ValueError, match="at least one teacher layer and one recursion"):
+        layer_map(0, 3)
+
+
+def test_full_rank_conversion_reproduces_every_teacher_layer(teacher_path):
+    """E = H, one recursion per teacher layer and full-rank relaxation: the student *is* the teacher."""
+    batch = encode(teacher_path)
+    assert batch["attention_mask"].min() == 0, "the batch must contain padding"
+    teacher = AutoModel.from_pretrained(teacher_path).eval()
+    student = convert_bert_to_minialbert(teacher_path, embedding_size=384, num_recursions=6, recursion_lora_rank=384)
+    with torch.no_grad():
+        expected = teacher(**batch, output_hidden_states=True).hidden_states
+        got = student.minialbert(**batch, output_hidden_states=True).hidden_states
+    real = batch["attention_mask"].bool()
+    assert len(got) == len(expected) == 7
+    for layer, (student_states, teacher_states) in enumerate(zip(got, expected, strict=True)):
+        difference = (student_states - teacher_states)[real].abs().max().item()
+        assert difference <= 1e-4, f"layer {layer}: {difference}"
+
+
+def test_default_conversion_of_the_bundled_teacher(teacher_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="minialbert.convert"):
+        student = convert_bert_to_minialbert(teacher_path)
+    assert "has no masked-LM head" in caplog.text
+    config = student.config
+    assert (config.embedding_size, config.hidden_size, config.num_hidden_layers) == (128, 384, 3)
+    assert config.teacher_layer_map == [2, 4, 6]
+    assert config.teacher_name_or_path == teacher_path
+    assert config.conversion_init == "average"
+    assert config.use_adapters and config.recursion_lora_rank == 0
+    # Without a teacher head, the transform starts as the identity.
+    torch.testing.assert_close(student.predictions.dense.weight, torch.eye(384))
+
+
+def test_embedding_factorisation_is_the_best_affine_low_rank_fit(tiny_bert_path):
+    teacher = BertForMaskedLM.from_pretrained(tiny_bert_path)
+    words = teacher.bert.embeddings.word_embeddings.weight
+    for rank in (4, 16):
+        student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=rank)
+        embeddings = student.minialbert.embeddings
+        rebuilt = embeddings.projection(embeddings.word_embeddings.weight)
+        singular_values = torch.linalg.svdvals((words - words.mean(0)).double())
+        # Eckart-Young: the residual of the best rank-r fit is exactly the tail singular values.
+        expected_error = singular_values[rank:].square().sum().sqrt().item()
+        assert abs(torch.linalg.norm((rebuilt - words).double()).item() - expected_error) < 1e-3 * expected_error
+        for name in ("position_embeddings", "token_type_embeddings", "LayerNorm"):
+            for key, value in teacher.bert.embeddings.get_submodule(name).state_dict().items():
+                torch.testing.assert_close(embeddings.get_submodule(name).state_dict()[key], value)
+
+
+def test_masked_lm_head_is_transferred_exactly(tiny_bert_path):
+    batch = encode(tiny_bert_path)
+    teacher = BertForMaskedLM.from_pretrained(tiny_bert_path).eval()
+    student = convert_bert_to_minialbert(
+        tiny_bert_path, embedding_size=32, num_recursions=4, recursion_lora_rank=32
+    ).eval()
+    assert student.predictions.decoder.weight is student.minialbert.embeddings.word_embeddings.weight
+    with torch.no_grad():
+        expected, got = teacher(**batch).logits, student(**batch).logits
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], expected[real], rtol=1e-4, atol=1e-4)
+
+    factorised = convert_bert_to_minialbert(tiny_bert_path, embedding_size=8)
+    head = teacher.cls.predictions
+    torch.testing.assert_close(factorised.predictions.dense.weight, head.transform.dense.weight)
+    torch.testing.assert_close(factorised.predictions.LayerNorm.bias, head.transform.LayerNorm.bias)
+    torch.testing.assert_close(factorised.predictions.decoder.bias, head.bias)
+    torch.testing.assert_close(
+        factorised.predictions.projection.weight, factorised.minialbert.embeddings.projection.weight.T
+    )
+
+
+@pytest.mark.parametrize(
+    ("init", "sources"), [("stepwise", [2]), ("average", [2, 4]), ("lower", [1]), ("layer:3", [3])]
+)
+def test_init_strategies_pick_their_teacher_layers(tiny_bert_path, init, sources):
+    teacher = BertForMaskedLM.from_pretrained(tiny_bert_path)
+    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, init=init, use_adapters=False)
+    assert student.config.teacher_layer_map == [2, 4]
+    layer = student.minialbert.encoder.layer
+    for student_name, teacher_name in LAYER_MODULES.items():
+        for parameter_name, parameter in layer.get_submodule(student_name).named_parameters():
+            values = [
+                teacher.bert.encoder.layer[k - 1].get_submodule(teacher_name).get_parameter(parameter_name)
+                for k in sources
+            ]
+            torch.testing.assert_close(parameter, torch.stack(values).mean(0))
+
+
+def test_relaxation_starts_from_truncated_svd_of_each_mapped_layer(tiny_bert_path):
+    teacher = BertForMaskedLM.from_pretrained(tiny_bert_path)
+    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, recursion_lora_rank=3, init="lower")
+    shared = student.minialbert.encoder.layer
+    for relaxation, k in zip(student.minialbert.encoder.relaxations, [2, 4], strict=True):
+        target = teacher.bert.encoder.layer[k - 1]
+        difference = target.intermediate.dense.weight - shared.ffn.weight
+        u, s, vh = torch.linalg.svd(difference.double())
+        best_rank_3 = (u[:, :3] * s[:3]) @ vh[:3]
+        torch.testing.assert_close((relaxation.ffn.up @ relaxation.ffn.down).double(), best_rank_3, atol=1e-5, rtol=0)
+        torch.testing.assert_close(relaxation.ffn.bias, target.intermediate.dense.bias - shared.ffn.bias)
+        torch.testing.assert_close(
+            relaxation.attention_layer_norm.weight,
+            target.attention.output.LayerNorm.weight - shared.attention_layer_norm.weight,
+        )
+
+
+def test_layer_map_override_and_already_loaded_teachers(tiny_bert_path):
+    loaded = BertForSequenceClassification.from_pretrained(tiny_bert_path)
+    student = convert_bert_to_minialbert(
+        loaded, embedding_size=16, num_recursions=3, teacher_layer_map=[1, 1, 4], init="layer:4"
+    )
+    assert student.config.teacher_layer_map == [1, 1, 4]
+    assert load_teacher(loaded).mlm_head is None
+    assert load_teacher(BertForMaskedLM.from_pretrained(tiny_bert_path)).mlm_head is not None
+    assert load_teacher(str(tiny_bert_path)).mlm_head is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"init": "middle"}, "Unknown init 'middle': use one of stepwise, average, lower, layer:K"),
+        ({"init": "layer:5"}, "Unknown init 'layer:5'"),
+        ({"init": "layer:0"}, "Unknown init 'layer:0'"),
+        ({"embedding_size": 64}, "embedding_size (64) exceeds the teacher's hidden size (32)"),
+        (
+            {"num_recursions": 3, "teacher_layer_map": [1, 2]},
+            "teacher_layer_map [1, 2] must give one teacher layer in [1, 4]",
+        ),
+        ({"teacher_layer_map": [1, 9]}, "teacher_layer_map [1, 9] must give one teacher layer in [1, 4]"),
+        ({"recursion_lora_rank": 33}, "`recursion_lora_rank` must be between 0 (off) and `hidden_size` (32"),
+    ],
+)
+def test_bad_options_are_refused(tiny_bert_path, options, message):
+    with pytest.raises(ValueError) as error:
+        convert_bert_to_minialbert(tiny_bert_path, **{"embedding_size": 16, **options})
+    assert message in str(error.value)
+
+
+def write_other_architecture(folder):
+    DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32)).save_pretrained(
+        folder
+    )
+
+
+def write_config_only(folder):
+    BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2).save_pretrained(folder)
+
+
+def write_corrupt_weights(folder):
+    write_config_only(folder)
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}" * 4)
+
+
+def write_truncated_weights(folder):
+    model = BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2))
+    state = {k: v for k, v in model.state_dict().items() if ".layer.1." not in k}
+    model.save_pretrained(folder, state_dict=state)
+
+
+def write_minialbert(folder):
+    MiniAlbertForMaskedLM(tiny_config()).save_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("make_teacher", "message"),
+    [
+        (write_other_architecture, "is a 'distilbert' checkpoint (DistilBertModel); the converter accepts BERT"),
+        (write_minialbert, "is a 'minialbert' checkpoint"),
+        (lambda folder: (folder / "notes.txt").write_text("hello"), "Cannot read a model config from"),
+        (write_config_only, "Cannot load BERT weights from"),
+        (write_corrupt_weights, "Cannot load BERT weights from"),
+        (write_truncated_weights, "lacks 16 BERT encoder weights"),
+    ],
+)
+def test_bad_teachers_are_refused_and_nothing_is_written(tmp_path, make_teacher, message, capsys):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    make_teacher(teacher)
+    output = tmp_path / "student"
+    with pytest.raises(ValueError) as error:
+        convert_bert_to_minialbert(teacher)
+    assert message in str(error.value)
+    assert cli_main(["convert", str(teacher), str(output)]) == 2
+    assert message in capsys.readouterr().err
+    assert not output.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["teacher"]
+
+
+def test_non_bert_modules_are_refused():
+    with pytest.raises(ValueError, match="model_type 'distilbert'"):
+        load_teacher(DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32)))
+    with pytest.raises(ValueError, match="model_type None"):
+        load_teacher(torch.nn.Linear(2, 2))
+
+
+def test_a_missing_tokenizer_is_refused(tmp_path, tiny_bert_path):
+    teacher = tmp_path / "teacher"
+    BertForMaskedLM.from_pretrained(tiny_bert_path).save_pretrained(teacher)
+    with pytest.raises(ValueError, match="(?s)Cannot load a tokenizer from .*no vocabulary.*Pass --tokenizer"):
+        convert_and_save(teacher, tmp_path / "out", ConversionArguments(embedding_size=16))
+    assert not (tmp_path / "out").exists()
+    convert_and_save(teacher, tmp_path / "out", ConversionArguments(embedding_size=16, tokenizer=str(tiny_bert_path)))
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+
+
+def test_a_mismatched_tokenizer_is_refused(tmp_path, tiny_bert_path):
+    small_vocabulary = tmp_path / "tokenizer"
+    (small_vocabulary / "vocab.txt").parent.mkdir()
+    model = BertForMaskedLM(BertConfig(vocab_size=5, hidden_size=8, num_hidden_layers=1, num_attention_heads=2))
+    model.save_pretrained(small_vocabulary)
+    AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(small_vocabulary)
+    with pytest.raises(ValueError, match="has 30522 tokens but the teacher's vocabulary has 5"):
+        convert_and_save(small_vocabulary, tmp_path / "out", ConversionArguments(embedding_size=4))
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_end_to_end_writes_a_hub_ready_folder_that_loads_as_remote_code(tiny_bert_path, tmp_path):
+    output = tmp_path / "student"
+    command = [sys.executable, "-m", "minialbert.cli", "convert", str(tiny_bert_path), str(output)]
+    options = ["--embedding-size", "16", "--num_recursions", "2", "--init", "layer:3", "--recursion-lora-rank", "4"]
+    result = subprocess.run(command + options, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(path.name for path in output.iterdir()) == [
+        "config.json",
+        "configuration_minialbert.py",
+        "model.safetensors",
+        "modeling_minialbert.py",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    config = json.loads((output / "config.json").read_text())
+    assert config["embedding_size"] == 16 and config["num_hidden_layers"] == 2 and config["recursion_lora_rank"] == 4
+    assert config["teacher_name_or_path"] == str(tiny_bert_path)
+    assert config["teacher_layer_map"] == [2, 4] and config["conversion_init"] == "layer:3"
+    assert len(config["auto_map"]) == 7
+
+    rerun = subprocess.run(command, capture_output=True, text=True)
+    assert rerun.returncode == 2 and "is not empty; choose another or pass --overwrite" in rerun.stderr
+    assert (
+        cli_main(
+            ["convert", str(tiny_bert_path), str(output), "--overwrite", "--embedding_size", "16", "--no_use_adapters"]
+        )
+        == 0
+    )
+    assert json.loads((output / "config.json").read_text())["use_adapters"] is False
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")], "staging folder left behind"
+
+    student = MiniAlbertForMaskedLM.from_pretrained(output)
+    assert_remote_code_load_matches(student, output, "AutoModelForMaskedLM", encode(output), tmp_path)
