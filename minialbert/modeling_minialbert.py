@@ -458,12 +458,17 @@ class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        prediction_mask: torch.BoolTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
     ) -> MaskedLMOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
             Token ids to predict; positions set to -100 are ignored by the loss.
+        prediction_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Run the prediction head only where `True` (typically `labels != -100`): the vocabulary projection is
+            most of an MLM head's cost, and training needs it at the masked 15% only. `logits` then has shape
+            `(num_selected, vocab_size)`, in row-major order of the selected positions.
         """
         outputs = self.minialbert(
             input_ids,
@@ -475,10 +480,14 @@ class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.predictions(outputs.last_hidden_state)
+        hidden_states = outputs.last_hidden_state
+        if prediction_mask is not None:
+            hidden_states = hidden_states[prediction_mask]
+            labels = labels[prediction_mask] if labels is not None else None
+        logits = self.predictions(hidden_states)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
+            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.reshape(-1))
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

@@ -1,6 +1,18 @@
+import json
 from collections import Counter
 
-from minialbert.data import BBC_NEWS_TOPICS, bbc_news_splits, load_bbc_news
+import pytest
+from datasets import Dataset, DatasetDict
+from transformers import AutoTokenizer
+
+from minialbert.data import (
+    BBC_NEWS_TOPICS,
+    DataArguments,
+    bbc_news_splits,
+    load_bbc_news,
+    load_text_corpus,
+    tokenize_windows,
+)
 
 
 def test_bbc_news_is_read_in_a_fixed_order_with_named_topics():
@@ -16,10 +28,92 @@ def test_bbc_news_splits_are_seeded_disjoint_and_stratified():
     again = bbc_news_splits()
     assert {name: len(split) for name, split in splits.items()} == {"train": 1701, "validation": 213, "test": 213}
     for name in splits:
-        assert splits[name]["text"] == again[name]["text"]
+        assert list(splits[name]["text"]) == list(again[name]["text"])
     texts = [set(split["text"]) for split in splits.values()]
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
     test_share = Counter(splits["test"]["label"])
     for label, count in Counter(load_bbc_news()["label"]).items():
         assert abs(test_share[label] / 213 - count / 2127) < 0.01
-    assert bbc_news_splits(seed=7)["test"]["text"] != splits["test"]["text"]
+    assert list(bbc_news_splits(seed=7)["test"]["text"]) != list(splits["test"]["text"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer(teacher_path):
+    return AutoTokenizer.from_pretrained(teacher_path)
+
+
+def test_documents_are_cut_into_overlapping_windows(tokenizer):
+    arguments = DataArguments(max_seq_length=16, stride=4)
+    text = " ".join(f"word{i}" for i in range(60))
+    corpus = DatasetDict(train=Dataset.from_dict({"text": [text]}), validation=Dataset.from_dict({"text": ["x"]}))
+    windows = tokenize_windows(corpus, tokenizer, arguments)["train"]["input_ids"]
+    assert len(windows) > 3 and all(len(window) <= 16 for window in windows)
+    content = [window[1:-1] for window in windows]  # without [CLS] and [SEP]
+    for previous, current in zip(content, content[1:], strict=False):
+        assert previous[-4:] == current[:4]
+    full = tokenizer(text, add_special_tokens=False)["input_ids"]
+    rebuilt = content[0] + [token for window in content[1:] for token in window[4:]]
+    assert rebuilt == full
+
+
+def test_local_text_files_and_folders(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "a.txt").write_text("First paragraph here.\n\nSecond paragraph here.\n")
+    (folder / "nested" / "b.txt").write_text("Another document.\n")
+    (folder / "ignored.md").write_text("# not text\n")
+    corpus = load_text_corpus(DataArguments(train_files=[str(folder)], validation_split_percentage=34))
+    texts = sorted(text.strip() for text in list(corpus["train"]["text"]) + list(corpus["validation"]["text"]))
+    assert texts == ["Another document.", "First paragraph here.", "Second paragraph here."]
+    whole = load_text_corpus(
+        DataArguments(train_files=[str(folder)], sample_by="document", validation_split_percentage=50)
+    )
+    assert len(whole["train"]) + len(whole["validation"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda folder: (folder / "empty.txt").write_text("\n\n  \n"), "holds 0 non-empty documents"),
+        (lambda folder: (folder / "image.txt").write_bytes(bytes(range(256)) * 10), "is not UTF-8 text"),
+        (lambda folder: (folder / "notes.md").write_text("hello"), "holds no *.txt files"),
+    ],
+)
+def test_bad_local_input_is_refused(tmp_path, make, message):
+    make(tmp_path)
+    with pytest.raises(ValueError) as error:
+        load_text_corpus(DataArguments(train_files=[str(tmp_path)]))
+    assert message in str(error.value)
+
+
+def test_missing_files_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_text_corpus(DataArguments(train_files=[str(tmp_path / "nope.txt")]))
+
+
+def test_datasets_by_name_need_a_text_column(tmp_path):
+    rows = [{"body": f"Story number {i} about trade.", "count": i} for i in range(20)]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    with pytest.raises(ValueError, match=r"has no column 'text'; its columns are \['body', 'count'\]"):
+        load_text_corpus(DataArguments(dataset_name=str(tmp_path)))
+    with pytest.raises(ValueError, match="Column 'count' .* not text"):
+        load_text_corpus(DataArguments(dataset_name=str(tmp_path), text_column="count"))
+    corpus = load_text_corpus(DataArguments(dataset_name=str(tmp_path), text_column="body"))
+    assert len(corpus["train"]) + len(corpus["validation"]) == 20
+    assert corpus["train"].column_names == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dataset_name": "x", "train_files": ["y"]}, "either --dataset_name or --train_files"),
+        ({"sample_by": "sentence"}, "--sample_by must be"),
+        ({"max_seq_length": 4}, "--max_seq_length must be at least 8"),
+        ({"max_seq_length": 32, "stride": 17}, "--stride (17) must be in [0, max_seq_length / 2] = [0, 16]"),
+        ({"validation_split_percentage": 0}, "--validation_split_percentage must be in (0, 100)"),
+    ],
+)
+def test_bad_data_options_are_refused(options, message):
+    with pytest.raises(ValueError) as error:
+        DataArguments(**options)
+    assert message in str(error.value)

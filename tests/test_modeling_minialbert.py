@@ -344,3 +344,15 @@ def test_fill_mask_pipeline_runs_with_the_teacher_tokenizer(teacher_path, tmp_pa
     assert all(prediction["token"] < tokenizer.vocab_size for prediction in predictions)
     everything = fill_mask(f"Hello {tokenizer.mask_token}!", top_k=config.vocab_size)
     assert abs(sum(prediction["score"] for prediction in everything) - 1) < 1e-4
+
+
+def test_masked_lm_prediction_mask_computes_the_same_logits_and_loss(inputs):
+    model = randomise(MiniAlbertForMaskedLM(tiny_config())).eval()
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[0, [1, 6]] = inputs["input_ids"][0, [1, 6]]
+    labels[1, 3] = inputs["input_ids"][1, 3]
+    full = model(**inputs, labels=labels)
+    sparse = model(**inputs, labels=labels, prediction_mask=labels != -100)
+    assert sparse.logits.shape == (3, 99)
+    torch.testing.assert_close(sparse.logits, full.logits[labels != -100])
+    torch.testing.assert_close(sparse.loss, full.loss)

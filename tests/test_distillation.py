@@ -1,0 +1,319 @@
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch.nn import functional as F
+from transformers import AutoModel, AutoTokenizer, BertForMaskedLM
+
+from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert
+from minialbert.convert import ConversionArguments
+from minialbert.data import DataArguments, load_text_corpus, tokenize_windows
+from minialbert.distillation import (
+    DistillationArguments,
+    DistillationTrainer,
+    StudentArguments,
+    attention_kl,
+    bert_attention_probabilities,
+    cosine_loss,
+    logit_kl,
+    run_distillation,
+    teacher_targets,
+)
+
+from .conftest import assert_remote_code_load_matches
+
+# A few fast steps on the tiny BERT teacher: the shape of every CLI run in this file.
+TINY_RUN = [
+    "--embedding_size", "16", "--num_recursions", "2",
+    "--max_seq_length", "32", "--stride", "8", "--max_train_samples", "64", "--max_eval_samples", "16",
+    "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+    "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
+]  # fmt: skip
+
+
+def test_loss_terms_match_reference_computations():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    teacher = torch.randn(2, 3, 4, 4, generator=generator).masked_fill(~real[:, None, None, :], -1e9).softmax(-1)
+    student = torch.randn(2, 3, 4, 4, generator=generator).masked_fill(~real[:, None, None, :], -1e9).softmax(-1)
+    rows = [(b, h, q) for b in range(2) for h in range(3) for q in range(4) if real[b, q]]
+    expected = torch.stack(
+        [F.kl_div(student[b, h, q][real[b]].log(), teacher[b, h, q][real[b]], reduction="sum") for b, h, q in rows]
+    ).mean()
+    torch.testing.assert_close(attention_kl(student, teacher, real), expected)
+
+    hidden_student, hidden_teacher = torch.randn(2, 4, 8, generator=generator), torch.randn(2, 4, 8)
+    cosines = F.cosine_similarity(hidden_student, hidden_teacher, dim=-1)[real]
+    torch.testing.assert_close(cosine_loss(hidden_student, hidden_teacher, real), (1 - cosines).mean())
+
+    student_logits, teacher_logits = torch.randn(5, 11, generator=generator), torch.randn(5, 11, generator=generator)
+    p = (teacher_logits / 2).softmax(-1)
+    expected_kl = (p * (p.log() - (student_logits / 2).log_softmax(-1))).sum(-1).mean() * 4
+    torch.testing.assert_close(logit_kl(student_logits, teacher_logits, temperature=2.0), expected_kl)
+
+
+def test_teacher_attention_maps_are_recomputed_exactly(teacher_path):
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    batch = tokenizer(["Markets fell.", "The minister resigned after the vote on Tuesday."], padding=True,
+                      return_tensors="pt")  # fmt: skip
+    teacher = AutoModel.from_pretrained(teacher_path, attn_implementation="eager").eval()
+    with torch.no_grad():
+        outputs = teacher(**batch, output_hidden_states=True, output_attentions=True)
+        real = batch["attention_mask"].bool()
+        for k in (2, 4, 6):
+            rebuilt = bert_attention_probabilities(teacher.encoder.layer[k - 1], outputs.hidden_states[k - 1], real)
+            rows = real[:, None, :, None].expand_as(rebuilt)  # padded query rows carry no meaning
+            torch.testing.assert_close(rebuilt[rows], outputs.attentions[k - 1][rows], rtol=1e-5, atol=1e-6)
+
+
+def tiny_trainer(tiny_bert_path, tmp_path, teacher=None, **overrides):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_path)
+    data = DataArguments(max_seq_length=32, stride=8, max_train_samples=32, max_eval_samples=8)
+    windows = tokenize_windows(load_text_corpus(data), tokenizer, data)
+    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=2)
+    arguments = DistillationArguments(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=3, logging_steps=1,
+        report_to="none", save_strategy="no", disable_tqdm=True, dataloader_pin_memory=False, **overrides,
+    )  # fmt: skip
+    return DistillationTrainer(
+        teacher or str(tiny_bert_path),
+        student,
+        arguments,
+        train_dataset=windows["train"],
+        eval_dataset=windows["validation"],
+        processing_class=tokenizer,
+    )
+
+
+def test_trainer_keeps_the_teacher_frozen_in_eval_mode_and_logs_every_term(tiny_bert_path, tmp_path):
+    teacher = BertForMaskedLM.from_pretrained(tiny_bert_path)
+    before = {name: value.clone() for name, value in teacher.state_dict().items()}
+    trainer = tiny_trainer(tiny_bert_path, tmp_path, teacher=teacher)
+    trainer.train()
+    assert not teacher.training and not trainer.teacher.bert.training
+    assert not any(parameter.requires_grad for parameter in teacher.parameters())
+    for name, value in teacher.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 3
+    for entry in logged:
+        assert {"mlm_loss", "attention_loss", "hidden_loss", "logit_loss"} <= entry.keys()
+        weighted = entry["mlm_loss"] + 3 * entry["attention_loss"] + 3 * entry["hidden_loss"] + 5 * entry["logit_loss"]
+        assert entry["loss"] == pytest.approx(weighted, rel=1e-3)
+    metrics = trainer.evaluate()
+    assert {"eval_loss", "eval_mlm_loss", "eval_hidden_loss", "eval_logit_loss"} <= metrics.keys()
+
+    trainer.save_model()
+    with safe_open(Path(trainer.args.output_dir) / "model.safetensors", "pt") as weights:
+        assert all(key.startswith(("minialbert.", "predictions.")) for key in weights.keys())
+
+
+def test_teacher_targets_ignore_the_trainers_train_mode(tiny_bert_path, tmp_path):
+    trainer = tiny_trainer(tiny_bert_path, tmp_path)
+    batch = trainer.mask(next(iter(trainer.get_train_dataloader())))
+    assert (batch["labels"] != -100).any() and "special_tokens_mask" not in batch
+    trainer.model.train()
+    masked = batch["labels"] != -100
+    first = teacher_targets(trainer.teacher, batch, trainer.layer_map, True, masked)
+    second = teacher_targets(trainer.teacher, batch, trainer.layer_map, True, masked)
+    assert not trainer.teacher.bert.training
+    for left, right in zip(first.hidden_states, second.hidden_states, strict=True):
+        assert torch.equal(left, right)
+    assert torch.equal(first.logits, second.logits) and first.logits.shape == (int(masked.sum()), 30522)
+    assert sorted(first.attentions) == [2, 4]
+
+
+def test_a_headless_teacher_drops_the_logit_term_with_one_warning(teacher_path, tmp_path, caplog):
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    student = convert_bert_to_minialbert(teacher_path, num_recursions=1)
+    with caplog.at_level(logging.WARNING, logger="minialbert.distillation"):
+        trainer = DistillationTrainer(
+            teacher_path, student, DistillationArguments(output_dir=str(tmp_path), report_to="none"),
+            processing_class=tokenizer,
+        )  # fmt: skip
+    assert caplog.text.count("has no masked-LM head: the logit KL term (logit_weight=5.0) drops out") == 1
+    assert trainer.weights()["logit"] == 0.0
+
+
+def test_mismatched_teacher_and_student_are_refused_before_training(tiny_bert_path, teacher_path, tmp_path):
+    student = convert_bert_to_minialbert(teacher_path, num_recursions=1)
+    with pytest.raises(ValueError, match="hidden_size 384, the teacher 30522 and 32"):
+        DistillationTrainer(tiny_bert_path, student, DistillationArguments(output_dir=str(tmp_path)))
+    small = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16)
+    with pytest.raises(ValueError, match=r"layer_map \[1, 9\] must give one teacher layer in \[1, 4\]"):
+        DistillationTrainer(tiny_bert_path, small, DistillationArguments(output_dir=str(tmp_path), layer_map=[1, 9]))
+    with pytest.raises(ValueError, match="--attention_weight must be non-negative"):
+        DistillationArguments(output_dir=str(tmp_path), attention_weight=-1.0)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """A short version of the default job: the bundled teacher and BBC News, converted with default options."""
+    output_dir = tmp_path_factory.mktemp("distilled")
+    summary = run_distillation(
+        StudentArguments(),
+        ConversionArguments(),
+        DataArguments(max_train_samples=480, max_eval_samples=96),
+        DistillationArguments(
+            output_dir=str(output_dir),
+            max_steps=60,
+            per_device_train_batch_size=8,
+            logging_steps=10,
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_pin_memory=False,
+            save_strategy="no",
+        ),  # fmt: skip
+    )
+    return output_dir, summary
+
+
+def test_short_default_run_improves_every_agreement_metric(default_run):
+    output_dir, summary = default_run
+    before, after = summary["at_initialisation"], summary["after_distillation"]
+    assert set(before) == {"hidden_cosine", "attention_kl", "student_mlm_accuracy", "sentence_spearman"}
+    assert after["hidden_cosine"] > before["hidden_cosine"]
+    assert after["attention_kl"] < before["attention_kl"]
+    assert after["student_mlm_accuracy"] > before["student_mlm_accuracy"]
+    assert after["sentence_spearman"] > before["sentence_spearman"], (before, after)
+    assert json.loads((output_dir / "distillation_summary.json").read_text()) == summary
+    assert summary["global_step"] == 60 and summary["layer_map"] == [2, 4, 6]
+
+
+def test_distilled_student_loads_as_remote_code(default_run, tmp_path):
+    output_dir, _ = default_run
+    assert {"config.json", "modeling_minialbert.py", "model.safetensors", "tokenizer.json"} <= {
+        path.name for path in output_dir.iterdir()
+    }
+    student = MiniAlbertForMaskedLM.from_pretrained(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    batch = dict(tokenizer(["Profits rose at the bank.", "A film star won an award."], padding=True,
+                           return_tensors="pt"))  # fmt: skip
+    assert_remote_code_load_matches(student, output_dir, "AutoModelForMaskedLM", batch, tmp_path)
+
+
+KILL_AT_STEP_3 = textwrap.dedent(
+    """
+    import os, signal, sys
+
+    from transformers import TrainerCallback
+
+    from minialbert import cli, distillation
+
+
+    class KillAfterStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:  # checkpoint-2 is on disk, checkpoint-4 is not
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+    original_init = distillation.DistillationTrainer.__init__
+
+
+    def init_with_kill(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.add_callback(KillAfterStep3())
+
+
+    distillation.DistillationTrainer.__init__ = init_with_kill
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+
+
+def test_sigkill_between_checkpoints_then_resume_continues_exactly(tiny_bert_path, tmp_path):
+    command = ["distill", "--teacher", str(tiny_bert_path), *TINY_RUN, "--max_steps", "6", "--save_steps", "2"]
+    killed, uninterrupted = tmp_path / "killed", tmp_path / "uninterrupted"
+
+    result = subprocess.run(
+        [sys.executable, "-c", KILL_AT_STEP_3, *command, "--output_dir", str(killed)], capture_output=True, text=True
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert sorted(path.name for path in killed.iterdir()) == ["checkpoint-2"]
+    saved = checksums(killed / "checkpoint-2")
+
+    runs = {}
+    for output_dir in (killed, uninterrupted):
+        runs[output_dir] = subprocess.run(
+            [sys.executable, "-m", "minialbert.cli", *command, "--output_dir", str(output_dir)],
+            capture_output=True,
+            text=True,
+        )
+        assert runs[output_dir].returncode == 0, runs[output_dir].stderr[-3000:]
+    assert f"Resuming from {killed / 'checkpoint-2'}" in runs[killed].stderr
+    assert "Resuming from" not in runs[uninterrupted].stderr
+    state = json.loads((killed / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    assert checksums(killed / "checkpoint-2") == saved, "resuming rewrote an existing checkpoint"
+    assert {"checkpoint-2", "checkpoint-4", "checkpoint-6", "model.safetensors"} <= {p.name for p in killed.iterdir()}
+
+    # Same batches, masks and dropout as the uninterrupted run: the logged losses agree up to the float noise of
+    # multithreaded CPU kernels (which already differs between two fresh processes at step 1, and which Adam
+    # amplifies in near-zero-gradient weights, so weights are not compared bit for bit). Masks drawn in the data
+    # loader would instead change the step-3 loss by about 1%.
+    reference = json.loads((uninterrupted / "checkpoint-6" / "trainer_state.json").read_text())
+    losses = [(entry["step"], entry["loss"]) for entry in state["log_history"] if "loss" in entry]
+    expected = [(entry["step"], entry["loss"]) for entry in reference["log_history"] if "loss" in entry]
+    assert [step for step, _ in losses] == [1, 2, 3, 4, 5, 6]
+    assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in expected], rel=1e-4)
+    resumed = MiniAlbertForMaskedLM.from_pretrained(killed)
+    assert resumed.config.num_hidden_layers == 2
+
+
+def test_refuses_a_non_empty_output_dir_without_checkpoints(tiny_bert_path, tmp_path, capsys):
+    from minialbert.cli import main
+
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert main(["distill", "--teacher", str(tiny_bert_path), "--output_dir", str(tmp_path), *TINY_RUN]) == 2
+    assert "is not empty and holds no checkpoint to resume from" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_two_processes_with_torchrun(tiny_bert_path, tmp_path):
+    output_dir = tmp_path / "ddp"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "minialbert.cli",
+            "distill",
+            "--teacher",
+            str(tiny_bert_path),
+            "--output_dir",
+            str(output_dir),
+            *TINY_RUN,
+            "--max_steps",
+            "4",
+            "--save_strategy",
+            "no",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((output_dir / "distillation_summary.json").read_text())
+    assert summary["global_step"] == 4 and summary["processes"] == 2
+    student = MiniAlbertForMaskedLM.from_pretrained(output_dir)
+    assert student.config.num_hidden_layers == 2
