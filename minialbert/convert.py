@@ -57,6 +57,15 @@ def layer_map(num_teacher_layers: int, num_recursions: int) -> list[int]:
     return [(2 * step * L + N) // (2 * N) for step in range(1, N + 1)]
 
 
+def check_layer_map(layers: list[int], num_teacher_layers: int, num_recursions: int, name: str = "layer_map") -> None:
+    """Refuse a layer map that does not give one valid 1-based teacher layer per recursion."""
+    if len(layers) != num_recursions or not all(1 <= k <= num_teacher_layers for k in layers):
+        raise ValueError(
+            f"{name} {layers} must give one teacher layer in [1, {num_teacher_layers}] for each of the "
+            f"{num_recursions} recursions."
+        )
+
+
 @dataclass
 class ConversionArguments:
     """Options of `minialbert convert` and `convert_bert_to_minialbert`."""
@@ -200,11 +209,7 @@ def student_config(teacher: Teacher, arguments: ConversionArguments) -> MiniAlbe
             f"factorised embeddings must be at most {bert.hidden_size} wide."
         )
     teacher_layers = arguments.teacher_layer_map or layer_map(bert.num_hidden_layers, num_recursions)
-    if len(teacher_layers) != num_recursions or not all(1 <= k <= bert.num_hidden_layers for k in teacher_layers):
-        raise ValueError(
-            f"teacher_layer_map {teacher_layers} must give one teacher layer in [1, {bert.num_hidden_layers}] for "
-            f"each of the {num_recursions} recursions."
-        )
+    check_layer_map(teacher_layers, bert.num_hidden_layers, num_recursions, "teacher_layer_map")
     parse_init(arguments.init, bert.num_hidden_layers, teacher_layers)
     return MiniAlbertConfig(
         vocab_size=bert.vocab_size,

@@ -33,7 +33,14 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from .configuration_minialbert import MiniAlbertConfig
-from .convert import ConversionArguments, Teacher, convert_bert_to_minialbert, layer_map, load_teacher
+from .convert import (
+    ConversionArguments,
+    Teacher,
+    check_layer_map,
+    convert_bert_to_minialbert,
+    layer_map,
+    load_teacher,
+)
 from .data import DataArguments, bundled_teacher_path, load_text_corpus, masked_lm_collator, tokenize_windows
 from .modeling_minialbert import MiniAlbertForMaskedLM
 
@@ -206,13 +213,7 @@ class DistillationTrainer(Trainer):
         self.layer_map = list(
             args.layer_map or student.teacher_layer_map or layer_map(bert.num_hidden_layers, student.num_hidden_layers)
         )
-        if len(self.layer_map) != student.num_hidden_layers or not all(
-            1 <= k <= bert.num_hidden_layers for k in self.layer_map
-        ):
-            raise ValueError(
-                f"layer_map {self.layer_map} must give one teacher layer in [1, {bert.num_hidden_layers}] for each of "
-                f"the student's {student.num_hidden_layers} recursions."
-            )
+        check_layer_map(self.layer_map, bert.num_hidden_layers, student.num_hidden_layers)
         if args.logit_weight > 0 and self.teacher.mlm_head is None:
             logger.warning(
                 "The teacher %s has no masked-LM head: the logit KL term (logit_weight=%s) drops out.",
@@ -266,7 +267,6 @@ class DistillationTrainer(Trainer):
         with_attention = weights["attention"] > 0
         outputs = model(
             **inputs,
-            labels=labels,
             prediction_mask=masked,
             output_hidden_states=True,
             output_attentions=with_attention,

@@ -149,7 +149,9 @@ def test_mismatched_teacher_and_student_are_refused_before_training(tiny_bert_pa
     with pytest.raises(ValueError, match="hidden_size 384, the teacher 30522 and 32"):
         DistillationTrainer(tiny_bert_path, student, DistillationArguments(output_dir=str(tmp_path)))
     small = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16)
-    with pytest.raises(ValueError, match=r"layer_map \[1, 9\] must give one teacher layer in \[1, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"layer_map \[1, 9\] must give one teacher layer in \[1, 4\] for each of the 2 recursions"
+    ):
         DistillationTrainer(tiny_bert_path, small, DistillationArguments(output_dir=str(tmp_path), layer_map=[1, 9]))
     with pytest.raises(ValueError, match="--attention_weight must be non-negative"):
         DistillationArguments(output_dir=str(tmp_path), attention_weight=-1.0)
