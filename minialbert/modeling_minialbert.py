@@ -161,8 +161,8 @@ class MiniAlbertRecursionAdapters(nn.Module):
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
-        self.attention = BottleneckAdapter(config)
-        self.ffn = BottleneckAdapter(config)
+        self.before_attention = BottleneckAdapter(config)
+        self.before_ffn = BottleneckAdapter(config)
 
 
 def eager_attention_forward(
@@ -261,7 +261,7 @@ class MiniAlbertLayer(GradientCheckpointingLayer):
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if adapters is not None:
-            hidden_states = adapters.attention(hidden_states)
+            hidden_states = adapters.before_attention(hidden_states)
         attention_output, attention_probabilities = self.attention(
             hidden_states, attention_mask, relaxation, output_attentions
         )
@@ -272,7 +272,7 @@ class MiniAlbertLayer(GradientCheckpointingLayer):
         )
 
         if adapters is not None:
-            hidden_states = adapters.ffn(hidden_states)
+            hidden_states = adapters.before_ffn(hidden_states)
         ffn_output = self.activation(relaxed_linear(self.ffn, hidden_states, getattr(relaxation, "ffn", None)))
         ffn_output = relaxed_linear(self.ffn_output, ffn_output, getattr(relaxation, "ffn_output", None))
         hidden_states = relaxed_layer_norm(
@@ -493,17 +493,10 @@ class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
         )
 
 
-class MiniAlbertClassificationHead(nn.Module):
-    """Dropout and a linear layer; the paper classifies the CLS state directly, without a pooler."""
-
-    def __init__(self, config: MiniAlbertConfig, num_outputs: int):
-        super().__init__()
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_outputs)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(hidden_states))
+def classifier_dropout(config: MiniAlbertConfig) -> nn.Dropout:
+    return nn.Dropout(
+        config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    )
 
 
 class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
@@ -511,7 +504,8 @@ class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.minialbert = MiniAlbertModel(config)
-        self.head = MiniAlbertClassificationHead(config, config.num_labels)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     @can_return_tuple
@@ -542,7 +536,8 @@ class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.head(outputs.last_hidden_state[:, 0])
+        # The paper classifies the CLS state directly, without BERT's pooler.
+        logits = self.classifier(self.dropout(outputs.last_hidden_state[:, 0]))
 
         loss = None
         if labels is not None:
@@ -569,7 +564,8 @@ class MiniAlbertForTokenClassification(MiniAlbertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.minialbert = MiniAlbertModel(config)
-        self.head = MiniAlbertClassificationHead(config, config.num_labels)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     @can_return_tuple
@@ -598,7 +594,7 @@ class MiniAlbertForTokenClassification(MiniAlbertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.head(outputs.last_hidden_state)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
@@ -666,7 +662,8 @@ class MiniAlbertForMultipleChoice(MiniAlbertPreTrainedModel):
     def __init__(self, config: MiniAlbertConfig):
         super().__init__(config)
         self.minialbert = MiniAlbertModel(config)
-        self.head = MiniAlbertClassificationHead(config, 1)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
     @can_return_tuple
@@ -702,7 +699,7 @@ class MiniAlbertForMultipleChoice(MiniAlbertPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.head(outputs.last_hidden_state[:, 0]).view(-1, num_choices)
+        logits = self.classifier(self.dropout(outputs.last_hidden_state[:, 0])).view(-1, num_choices)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

@@ -232,7 +232,7 @@ def test_masked_lm_decoder_is_tied_to_the_e_wide_embeddings(inputs):
 def test_sequence_classification_losses_for_every_problem_type(inputs):
     model = randomise(MiniAlbertForSequenceClassification(tiny_config())).eval()
     cls = model.minialbert(**inputs).last_hidden_state[:, 0]
-    logits = model.head.classifier(cls)
+    logits = model.classifier(cls)
 
     single = model(**inputs, labels=torch.tensor([2, 0]))
     assert model.config.problem_type == "single_label_classification"
@@ -274,7 +274,7 @@ def test_multiple_choice_scores_each_choice_independently(inputs):
     choices = {name: torch.stack([tensor, tensor.flip(0)], dim=1) for name, tensor in inputs.items()}
     outputs = model(**choices, labels=torch.tensor([1, 0]))
     assert outputs.logits.shape == (2, 2)
-    per_choice = model.head.classifier(model.minialbert(**inputs).last_hidden_state[:, 0]).squeeze(-1)
+    per_choice = model.classifier(model.minialbert(**inputs).last_hidden_state[:, 0]).squeeze(-1)
     torch.testing.assert_close(outputs.logits[:, 0], per_choice)
     torch.testing.assert_close(outputs.logits[:, 1], per_choice.flip(0))
     torch.testing.assert_close(outputs.loss, F.cross_entropy(outputs.logits, torch.tensor([1, 0])))

@@ -1,0 +1,187 @@
+"""Parameter-efficient tuning of MiniAlbert models.
+
+Two tuning modes of the model's own, both freezing the embeddings, the projection and the shared layer:
+
+- `"adapters"` (the paper's adapter tuning): only the per-recursion bottleneck adapters and the task head train;
+- `"relaxed"` (relaxed-recursion tuning, Bae et al. 2024): only each recursion's low-rank relaxation and the head.
+
+Modules that a mode needs and the model lacks are added as exact identities (zero up-projections), so switching
+a mode on does not move the model's outputs. `save_tuned` writes only what was trained, as a safetensors file and a
+JSON description, and `load_tuned` puts it back onto the base model.
+
+PEFT works on every head too (LoRA, IA3, ...; see `PEFT_TARGET_MODULES`). Sharing matters there: the shared layer
+is one set of `nn.Linear` modules called once per recursion, so a LoRA on it is one LoRA shared by every
+recursion, whereas the relaxation of the `"relaxed"` mode is per recursion.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig
+
+from .modeling_minialbert import MiniAlbertPreTrainedModel, MiniAlbertRecursionAdapters, MiniAlbertRelaxation
+
+logger = logging.getLogger(__name__)
+
+TUNING_MODES = ("adapters", "relaxed")
+TUNED_WEIGHTS_NAME = "tuned_parameters.safetensors"
+TUNED_CONFIG_NAME = "minialbert_tuning.json"
+
+# Linear modules of the shared layer, by the short names PEFT's `target_modules` matches.
+PEFT_TARGET_MODULES = {
+    "query": "attention query projection",
+    "key": "attention key projection",
+    "value": "attention value projection",
+    "attention.dense": "attention output projection",
+    "ffn": "feed-forward up-projection (H -> intermediate)",
+    "ffn_output": "feed-forward down-projection (intermediate -> H)",
+}
+# The `task_type` to give a PEFT config for each head. None: pass `modules_to_save=["classifier"]` yourself for
+# multiple choice (the masked-LM head needs nothing). With `target_modules="all-linear"`, PEFT leaves out the output
+# layer of masked-LM and SEQ_CLS heads only; for token classification and QA add
+# `exclude_modules=["classifier", "qa_outputs"]` (BERT behaves the same).
+PEFT_TASK_TYPES = {
+    "MiniAlbertModel": "FEATURE_EXTRACTION",
+    "MiniAlbertForMaskedLM": None,
+    "MiniAlbertForSequenceClassification": "SEQ_CLS",
+    "MiniAlbertForTokenClassification": "TOKEN_CLS",
+    "MiniAlbertForQuestionAnswering": "QUESTION_ANS",
+    "MiniAlbertForMultipleChoice": None,
+}
+
+
+def _add_missing_modules(model: MiniAlbertPreTrainedModel, mode: str, rank: int) -> None:
+    config, encoder = model.config, model.base_model.encoder
+    if mode == "adapters" and encoder.adapters is None:
+        config.use_adapters = True
+        encoder.adapters = nn.ModuleList(MiniAlbertRecursionAdapters(config) for _ in range(config.num_hidden_layers))
+        new_modules = encoder.adapters
+    elif mode == "relaxed" and encoder.relaxations is None:
+        if rank < 1:
+            raise ValueError(f"Relaxed-recursion tuning needs a rank of at least 1, got recursion_lora_rank={rank}.")
+        config.recursion_lora_rank = rank
+        encoder.relaxations = nn.ModuleList(MiniAlbertRelaxation(config) for _ in range(config.num_hidden_layers))
+        new_modules = encoder.relaxations
+    else:
+        return
+    for module in new_modules.modules():
+        model._init_weights(module)
+    new_modules.to(next(model.parameters()).device)
+
+
+def enable_tuning(model: MiniAlbertPreTrainedModel, mode: str = "adapters", rank: int = 8) -> dict[str, float]:
+    """Freeze everything but the parts `mode` trains and the task head; returns the trainable share.
+
+    Args:
+        model: any MiniAlbert head.
+        mode: `"adapters"` (per-recursion bottleneck adapters, the paper) or `"relaxed"` (per-recursion low-rank
+            relaxation of the shared layer, with its bias and LayerNorm deltas).
+        rank: relaxation rank to add when `mode="relaxed"` and the model has none (ignored otherwise).
+
+    Example:
+
+    ```python
+    >>> model = AutoModelForSequenceClassification.from_pretrained(student, num_labels=5, trust_remote_code=True)
+    >>> enable_tuning(model, "adapters")
+    {'trainable': 206597, 'total': 6254597, 'share': 0.033}
+    ```
+    """
+    if mode not in TUNING_MODES:
+        raise ValueError(f"Unknown tuning mode {mode!r}; use one of {', '.join(TUNING_MODES)}.")
+    if not isinstance(model, MiniAlbertPreTrainedModel):
+        raise ValueError(f"enable_tuning needs a MiniAlbert model, got {type(model).__name__}.")
+    _add_missing_modules(model, mode, rank)
+    encoder = model.base_model.encoder
+    tuned = encoder.adapters if mode == "adapters" else encoder.relaxations
+    frozen = {id(parameter) for parameter in model.base_model.parameters()}
+    model.requires_grad_(False)
+    tuned.requires_grad_(True)
+    # The task head trains too, except weights it shares with the frozen base (the tied MLM decoder).
+    for parameter in model.parameters():
+        if id(parameter) not in frozen:
+            parameter.requires_grad_(True)
+    report = trainable_parameters(model)
+    logger.info(
+        "%s tuning: %d of %d parameters train (%.2f%%).",
+        mode,
+        report["trainable"],
+        report["total"],
+        100 * report["share"],
+    )
+    return report
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, float]:
+    """Trainable and total unique parameters (tied weights counted once)."""
+    unique = {id(parameter): parameter for parameter in model.parameters()}.values()
+    trainable = sum(parameter.numel() for parameter in unique if parameter.requires_grad)
+    total = sum(parameter.numel() for parameter in unique)
+    return {"trainable": trainable, "total": total, "share": round(trainable / total, 4)}
+
+
+def save_tuned(model: MiniAlbertPreTrainedModel, output_dir: str | os.PathLike, base_model: str | None = None) -> int:
+    """Write only the trainable parameters and what re-attaching them needs; returns the artifact size in bytes.
+
+    `tuned_parameters.safetensors` holds the tensors (by their names in the tuned model) and
+    `minialbert_tuning.json` the head class, the base model, and the config fields the tuning changed.
+    """
+    state = {
+        name: parameter.detach().contiguous()
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad
+    }
+    if not state:
+        raise ValueError("The model has no trainable parameters: call enable_tuning first.")
+    config = model.config
+    description = {
+        "head": type(model).__name__,
+        "base_model": base_model or config.name_or_path or None,
+        "config": {
+            key: getattr(config, key)
+            for key in (
+                "use_adapters",
+                "adapter_reduction_factor",
+                "recursion_lora_rank",
+                "id2label",
+                "label2id",
+                "problem_type",
+            )
+        },
+        "parameters": sorted(state),
+    }
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(state, path / TUNED_WEIGHTS_NAME, metadata={"format": "pt"})
+    (path / TUNED_CONFIG_NAME).write_text(json.dumps(description, indent=2))
+    return sum(file.stat().st_size for file in (path / TUNED_WEIGHTS_NAME, path / TUNED_CONFIG_NAME))
+
+
+def load_tuned(
+    tuned_dir: str | os.PathLike, base_model: str | os.PathLike | None = None, **from_pretrained_kwargs
+) -> MiniAlbertPreTrainedModel:
+    """Load the base student with the tuned head class and config, then put the tuned parameters onto it."""
+    path = Path(tuned_dir)
+    description = json.loads((path / TUNED_CONFIG_NAME).read_text())
+    base = base_model or description["base_model"]
+    if base is None:
+        raise ValueError(f"{TUNED_CONFIG_NAME} names no base model; pass base_model.")
+    config = AutoConfig.from_pretrained(base, **from_pretrained_kwargs)
+    for key, value in description["config"].items():
+        setattr(config, key, value)
+    auto_class = next(name for name, target in config.auto_map.items() if target.endswith("." + description["head"]))
+    model = getattr(transformers, auto_class).from_pretrained(base, config=config, **from_pretrained_kwargs)
+    state = load_file(path / TUNED_WEIGHTS_NAME)
+    missing = set(state) - {name for name, _ in model.named_parameters()}
+    if missing:
+        raise ValueError(f"{tuned_dir} holds parameters the base model lacks: {sorted(missing)[:5]}")
+    with torch.no_grad():
+        parameters = dict(model.named_parameters())
+        for name, tensor in state.items():
+            parameters[name].copy_(tensor)
+    return model
