@@ -17,6 +17,7 @@ recursion, whereas the relaxation of the `"relaxed"` mode is per recursion.
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig
 
-from .modeling_minialbert import MiniAlbertPreTrainedModel, MiniAlbertRecursionAdapters, MiniAlbertRelaxation
+from .modeling_minialbert import MiniAlbertPreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +59,21 @@ PEFT_TASK_TYPES = {
 
 def _add_missing_modules(model: MiniAlbertPreTrainedModel, mode: str, rank: int) -> None:
     config, encoder = model.config, model.base_model.encoder
+    # The model may run from remote code (`trust_remote_code=True`): build new modules from its own classes.
+    modeling = sys.modules[type(model.base_model).__module__]
     if mode == "adapters" and encoder.adapters is None:
         config.use_adapters = True
-        encoder.adapters = nn.ModuleList(MiniAlbertRecursionAdapters(config) for _ in range(config.num_hidden_layers))
+        encoder.adapters = nn.ModuleList(
+            modeling.MiniAlbertRecursionAdapters(config) for _ in range(config.num_hidden_layers)
+        )
         new_modules = encoder.adapters
     elif mode == "relaxed" and encoder.relaxations is None:
         if rank < 1:
             raise ValueError(f"Relaxed-recursion tuning needs a rank of at least 1, got recursion_lora_rank={rank}.")
         config.recursion_lora_rank = rank
-        encoder.relaxations = nn.ModuleList(MiniAlbertRelaxation(config) for _ in range(config.num_hidden_layers))
+        encoder.relaxations = nn.ModuleList(
+            modeling.MiniAlbertRelaxation(config) for _ in range(config.num_hidden_layers)
+        )
         new_modules = encoder.relaxations
     else:
         return
@@ -88,13 +95,12 @@ def enable_tuning(model: MiniAlbertPreTrainedModel, mode: str = "adapters", rank
 
     ```python
     >>> model = AutoModelForSequenceClassification.from_pretrained(student, num_labels=5, trust_remote_code=True)
-    >>> enable_tuning(model, "adapters")
-    {'trainable': 206597, 'total': 6254597, 'share': 0.033}
+    >>> enable_tuning(model, "adapters")  # {'trainable': ..., 'total': ..., 'share': ...}
     ```
     """
     if mode not in TUNING_MODES:
         raise ValueError(f"Unknown tuning mode {mode!r}; use one of {', '.join(TUNING_MODES)}.")
-    if not isinstance(model, MiniAlbertPreTrainedModel):
+    if getattr(getattr(model, "config", None), "model_type", None) != "minialbert":
         raise ValueError(f"enable_tuning needs a MiniAlbert model, got {type(model).__name__}.")
     _add_missing_modules(model, mode, rank)
     encoder = model.base_model.encoder

@@ -7,6 +7,7 @@ import pytest
 import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from minialbert import (
     AUTO_CLASSES,
@@ -104,6 +105,19 @@ def test_tuned_artifacts_round_trip_exactly(tmp_path):
     assert type(loaded) is MiniAlbertForSequenceClassification and loaded.config.use_adapters
     batch = batch_for(MiniAlbertForSequenceClassification)
     torch.testing.assert_close(outputs_of(loaded, batch), outputs_of(model, batch), rtol=0, atol=0)
+
+
+def test_tuning_works_on_a_model_loaded_as_remote_code(tmp_path):
+    MiniAlbertForSequenceClassification(tiny_config(use_adapters=False)).save_pretrained(tmp_path / "base")
+    # In this process the registered classes win; take the class from the folder's own code, as a Hub user gets it.
+    remote_class = get_class_from_dynamic_module(
+        "modeling_minialbert.MiniAlbertForSequenceClassification", str(tmp_path / "base")
+    )
+    model = remote_class.from_pretrained(tmp_path / "base")
+    assert type(model).__module__.startswith("transformers_modules.")
+    report = enable_tuning(model, "adapters")
+    assert type(model.minialbert.encoder.adapters[0]).__module__ == type(model).__module__
+    assert report["trainable"] > 0 and model.config.use_adapters
 
 
 def test_relaxed_artifact_round_trip(tmp_path):
