@@ -319,3 +319,17 @@ def test_two_processes_with_torchrun(tiny_bert_path, tmp_path):
     assert summary["global_step"] == 4 and summary["processes"] == 2
     student = MiniAlbertForMaskedLM.from_pretrained(output_dir)
     assert student.config.num_hidden_layers == 2
+
+
+def test_distill_starts_from_an_existing_student(tiny_bert_path, tmp_path, capsys):
+    from minialbert.cli import main
+
+    student = tmp_path / "student"
+    assert main(["convert", str(tiny_bert_path), str(student), "--embedding_size", "16", "--num_recursions", "4"]) == 0
+    options = ["--teacher", str(tiny_bert_path), *TINY_RUN, "--max_steps", "2", "--save_strategy", "no"]
+    assert main(["distill", "--student", str(student), "--output_dir", str(tmp_path / "out"), *options]) == 0
+    summary = json.loads((tmp_path / "out" / "distillation_summary.json").read_text())
+    assert summary["layer_map"] == [1, 2, 3, 4] and summary["global_step"] == 2
+
+    assert main(["distill", "--student", str(tiny_bert_path), "--output_dir", str(tmp_path / "x"), *options]) == 2
+    assert "is a 'bert' model; pass a MiniAlbert folder" in capsys.readouterr().err
