@@ -180,14 +180,16 @@ def load_tuned(
     config = AutoConfig.from_pretrained(base, **from_pretrained_kwargs)
     for key, value in description["config"].items():
         setattr(config, key, value)
+    if config.id2label is not None:  # JSON turned its integer keys into strings
+        config.id2label = {int(index): label for index, label in config.id2label.items()}
     auto_class = next(name for name, target in config.auto_map.items() if target.endswith("." + description["head"]))
     model = getattr(transformers, auto_class).from_pretrained(base, config=config, **from_pretrained_kwargs)
     state = load_file(path / TUNED_WEIGHTS_NAME)
-    missing = set(state) - {name for name, _ in model.named_parameters()}
+    parameters = dict(model.named_parameters())
+    missing = set(state) - set(parameters)
     if missing:
         raise ValueError(f"{tuned_dir} holds parameters the base model lacks: {sorted(missing)[:5]}")
     with torch.no_grad():
-        parameters = dict(model.named_parameters())
         for name, tensor in state.items():
             parameters[name].copy_(tensor)
     return model

@@ -91,7 +91,8 @@ def test_tuning_modes_train_only_what_they_should(model_class, mode, tmp_path):
 def test_tuned_artifacts_round_trip_exactly(tmp_path):
     base = MiniAlbertForMaskedLM(tiny_config(use_adapters=False))
     base.save_pretrained(tmp_path / "base")
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=3)
+    topics = {0: "business", 1: "sport", 2: "tech"}
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", id2label=topics)
     enable_tuning(model, "adapters")
     train_a_few_steps(model, MiniAlbertForSequenceClassification, tmp_path)
     size = save_tuned(model, tmp_path / "tuned")
@@ -103,6 +104,7 @@ def test_tuned_artifacts_round_trip_exactly(tmp_path):
 
     loaded = load_tuned(tmp_path / "tuned")
     assert type(loaded) is MiniAlbertForSequenceClassification and loaded.config.use_adapters
+    assert loaded.config.id2label == topics
     batch = batch_for(MiniAlbertForSequenceClassification)
     torch.testing.assert_close(outputs_of(loaded, batch), outputs_of(model, batch), rtol=0, atol=0)
 
