@@ -340,7 +340,8 @@ def agreement_report(
     was_training = student.training
     student.eval()
     device = next(student.parameters()).device
-    totals, tokens = defaultdict(float), defaultdict(int)
+    totals = defaultdict(float)
+    real_tokens = masked_tokens = 0
     student_embeddings, teacher_embeddings = [], []
     for batch in batches:
         batch = {name: tensor.to(device) for name, tensor in batch.items() if name != "special_tokens_mask"}
@@ -351,15 +352,14 @@ def agreement_report(
         count = int(real.sum())
         cosine = 1 - cosine_loss(outputs.hidden_states[-1], targets.hidden_states[layers[-1]], real)
         totals["hidden_cosine"] += cosine.item() * count
-        tokens["hidden_cosine"] += count
-        kl = mapped_attention_kl(outputs.attentions, targets.attentions, layers, real)
-        totals["attention_kl"] += kl.item() * count
-        tokens["attention_kl"] += count
+        totals["attention_kl"] += (
+            mapped_attention_kl(outputs.attentions, targets.attentions, layers, real).item() * count
+        )
         totals["student_mlm_accuracy"] += (outputs.logits.argmax(-1) == labels[masked]).sum().item()
-        tokens["student_mlm_accuracy"] += int(masked.sum())
         if targets.logits is not None:
             totals["teacher_mlm_accuracy"] += (targets.logits.argmax(-1) == labels[masked]).sum().item()
-            tokens["teacher_mlm_accuracy"] += int(masked.sum())
+        real_tokens += count
+        masked_tokens += int(masked.sum())
 
         unmasked = dict(batch, input_ids=torch.where(masked, labels, batch["input_ids"]))
         student_states = student.minialbert(**unmasked).last_hidden_state
@@ -367,11 +367,14 @@ def agreement_report(
         student_embeddings.append(mean_pool(student_states, real))
         teacher_embeddings.append(mean_pool(teacher_states, real))
 
-    report = {name: totals[name] / tokens[name] for name in totals}
-    upper = torch.triu_indices(len(torch.cat(student_embeddings)), len(torch.cat(student_embeddings)), offset=1)
+    report = {
+        name: total / (masked_tokens if name.endswith("mlm_accuracy") else real_tokens)
+        for name, total in totals.items()
+    }
     similarities = []
     for embeddings in (student_embeddings, teacher_embeddings):
         normalised = F.normalize(torch.cat(embeddings).float(), dim=-1)
+        upper = torch.triu_indices(len(normalised), len(normalised), offset=1)
         similarities.append((normalised @ normalised.T)[upper[0], upper[1]].cpu().numpy())
     report["sentence_spearman"] = float(spearmanr(*similarities).statistic)
     student.train(was_training)
