@@ -15,6 +15,7 @@ from . import __version__
 from .convert import ConversionArguments, convert_and_save
 from .data import DataArguments
 from .distillation import DistillationArguments, StudentArguments, format_summary, run_distillation
+from .hub import push_to_hub
 
 
 def convert_command(argv: list[str]) -> int:
@@ -44,9 +45,40 @@ def distill_command(argv: list[str]) -> int:
     return 0
 
 
+def push_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="minialbert push",
+        description="Check a student or adapter folder, then upload it with a generated model card. Uploads only "
+        "config, code, weights, tokenizer (or the adapter files) and README.md; authenticates with `hf auth login` "
+        "or HF_TOKEN.",
+    )
+    parser.add_argument("folder", help="Student folder (convert, distill, fine-tuning), save_tuned or PEFT folder.")
+    parser.add_argument("repo_id", help="Target repository, namespace/name; created when missing.")
+    parser.add_argument("--private", action="store_true", help="Create the repository private.")
+    parser.add_argument("--revision", help="Branch to push to (created from main when missing).")
+    parser.add_argument("--commit_message", "--commit-message", help="Message of the upload commit.")
+    parser.add_argument("--create_pr", "--create-pr", action="store_true", help="Open a pull request instead.")
+    parser.add_argument(
+        "--base_model", "--base-model", help="Hub id of the base student, for adapters saved against a local folder."
+    )
+    arguments = parser.parse_args(argv)
+    commit = push_to_hub(
+        arguments.folder,
+        arguments.repo_id,
+        private=arguments.private or None,
+        revision=arguments.revision,
+        commit_message=arguments.commit_message,
+        create_pr=arguments.create_pr,
+        base_model=arguments.base_model,
+    )
+    print(f"Pushed {arguments.folder} to {commit.pr_url or commit.commit_url}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "convert": ("initialise a student from a BERT checkpoint's embeddings and layers", convert_command),
     "distill": ("distil a BERT teacher into a student with the stock Trainer", distill_command),
+    "push": ("share a student or adapter on the Hub with a generated model card", push_command),
 }
 
 

@@ -274,7 +274,7 @@ def initialise_shared_layer(layer: MiniAlbertLayer, sources: list[BertLayer]) ->
 @torch.no_grad()
 def initialise_relaxation(relaxation: MiniAlbertRelaxation, shared: MiniAlbertLayer, target: BertLayer) -> None:
     for student_name, teacher_name in LAYER_MODULES.items():
-        delta = relaxation.get_submodule(student_name.split(".")[-1])
+        delta = relaxation.get_submodule(student_name.split(".")[-1] + "_delta")
         shared_module, target_module = shared.get_submodule(student_name), target.get_submodule(teacher_name)
         if isinstance(delta, LowRankDelta):
             low_rank_delta(delta, target_module, shared_module)

@@ -491,6 +491,7 @@ def run_distillation(
         "teacher_parameters": teacher.bert.num_parameters(),
         "student_parameters": student.num_parameters(),
         "layer_map": trainer.layer_map,
+        "loss_weights": trainer.weights(),
         "train_windows": len(windows["train"]),
         "held_out_windows": len(windows["validation"]),
         "global_step": trainer.state.global_step,

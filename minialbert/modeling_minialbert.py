@@ -6,7 +6,7 @@ weights (Bae et al., "Relaxed Recursive Transformers", 2024).
 
 This file is uploaded to the Hugging Face Hub next to the weights and runs there under
 `trust_remote_code=True`: it may import only torch, transformers' public API and
-`configuration_minialbert`.
+`configuration_minialbert`. It supports transformers 4.57 and 5.x: users load it with whatever version they have.
 """
 
 from collections.abc import Callable
@@ -15,9 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import GradientCheckpointingLayer, PreTrainedModel
-from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -30,6 +28,25 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
 
 from .configuration_minialbert import MiniAlbertConfig
+
+try:  # transformers 5: initialisers that leave weights loaded from a checkpoint alone
+    from transformers import initialization as init
+except ImportError:  # transformers 4.x initialises missing weights only, so torch's own initialisers do
+    from torch.nn import init
+
+try:  # transformers 5: masks for every attention implementation (SDPA, eager, flash, flex)
+    from transformers.masking_utils import create_bidirectional_mask
+except ImportError:  # transformers 4.x: eager and SDPA, the two implementations both kernels here accept
+
+    def create_bidirectional_mask(
+        config: MiniAlbertConfig, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """A boolean key-padding mask (True = attend), or None when nothing is padded."""
+        if attention_mask is None or attention_mask.dim() == 4:
+            return attention_mask
+        if bool(attention_mask.all()):
+            return None
+        return attention_mask.to(device=inputs_embeds.device, dtype=torch.bool)[:, None, None, :]
 
 
 class MiniAlbertEmbeddings(nn.Module):
@@ -99,19 +116,22 @@ class LayerNormDelta(nn.Module):
 
 
 class MiniAlbertRelaxation(nn.Module):
-    """Everything one recursion changes in the shared layer; attribute names mirror `MiniAlbertLayer`."""
+    """Everything one recursion changes in the shared layer: `<name>_delta` changes the layer's module `<name>`.
+
+    The suffix keeps PEFT's `target_modules=["query", "ffn", ...]` on the shared layer's linears only.
+    """
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
         hidden, intermediate, rank = config.hidden_size, config.intermediate_size, config.recursion_lora_rank
-        self.query = LowRankDelta(hidden, hidden, rank)
-        self.key = LowRankDelta(hidden, hidden, rank)
-        self.value = LowRankDelta(hidden, hidden, rank)
-        self.dense = LowRankDelta(hidden, hidden, rank)
-        self.attention_layer_norm = LayerNormDelta(hidden)
-        self.ffn = LowRankDelta(hidden, intermediate, rank)
-        self.ffn_output = LowRankDelta(intermediate, hidden, rank)
-        self.ffn_layer_norm = LayerNormDelta(hidden)
+        self.query_delta = LowRankDelta(hidden, hidden, rank)
+        self.key_delta = LowRankDelta(hidden, hidden, rank)
+        self.value_delta = LowRankDelta(hidden, hidden, rank)
+        self.dense_delta = LowRankDelta(hidden, hidden, rank)
+        self.attention_layer_norm_delta = LayerNormDelta(hidden)
+        self.ffn_delta = LowRankDelta(hidden, intermediate, rank)
+        self.ffn_output_delta = LowRankDelta(intermediate, hidden, rank)
+        self.ffn_layer_norm_delta = LayerNormDelta(hidden)
 
 
 def relaxed_linear(linear: nn.Module, hidden_states: torch.Tensor, delta: LowRankDelta | None) -> torch.Tensor:
@@ -213,7 +233,7 @@ class MiniAlbertAttention(nn.Module):
         input_shape = hidden_states.shape[:-1]
         heads_shape = (*input_shape, -1, self.head_dim)
         query, key, value = (
-            relaxed_linear(getattr(self, name), hidden_states, getattr(relaxation, name, None))
+            relaxed_linear(getattr(self, name), hidden_states, getattr(relaxation, f"{name}_delta", None))
             .view(heads_shape)
             .transpose(1, 2)
             for name in ("query", "key", "value")
@@ -223,7 +243,7 @@ class MiniAlbertAttention(nn.Module):
         attention_interface: Callable = (
             eager_attention_forward
             if output_attentions
-            else ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+            else ALL_ATTENTION_FUNCTIONS.get(self.config._attn_implementation, eager_attention_forward)
         )
         attention_output, attention_probabilities = attention_interface(
             self,
@@ -235,7 +255,7 @@ class MiniAlbertAttention(nn.Module):
             scaling=self.scaling,
         )
         attention_output = attention_output.reshape(*input_shape, -1)
-        attention_output = relaxed_linear(self.dense, attention_output, getattr(relaxation, "dense", None))
+        attention_output = relaxed_linear(self.dense, attention_output, getattr(relaxation, "dense_delta", None))
         return attention_output, attention_probabilities
 
 
@@ -268,17 +288,17 @@ class MiniAlbertLayer(GradientCheckpointingLayer):
         hidden_states = relaxed_layer_norm(
             self.attention_layer_norm,
             hidden_states + self.dropout(attention_output),
-            getattr(relaxation, "attention_layer_norm", None),
+            getattr(relaxation, "attention_layer_norm_delta", None),
         )
 
         if adapters is not None:
             hidden_states = adapters.before_ffn(hidden_states)
-        ffn_output = self.activation(relaxed_linear(self.ffn, hidden_states, getattr(relaxation, "ffn", None)))
-        ffn_output = relaxed_linear(self.ffn_output, ffn_output, getattr(relaxation, "ffn_output", None))
+        ffn_output = self.activation(relaxed_linear(self.ffn, hidden_states, getattr(relaxation, "ffn_delta", None)))
+        ffn_output = relaxed_linear(self.ffn_output, ffn_output, getattr(relaxation, "ffn_output_delta", None))
         hidden_states = relaxed_layer_norm(
             self.ffn_layer_norm,
             hidden_states + self.dropout(ffn_output),
-            getattr(relaxation, "ffn_layer_norm", None),
+            getattr(relaxation, "ffn_layer_norm_delta", None),
         )
         return hidden_states, attention_probabilities
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from huggingface_hub import snapshot_download
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 TUNING_MODES = ("adapters", "relaxed")
 TUNED_WEIGHTS_NAME = "tuned_parameters.safetensors"
 TUNED_CONFIG_NAME = "minialbert_tuning.json"
+TUNED_FILES = (TUNED_WEIGHTS_NAME, TUNED_CONFIG_NAME)
 
 # Linear modules of the shared layer, by the short names PEFT's `target_modules` matches.
 PEFT_TARGET_MODULES = {
@@ -169,10 +171,22 @@ def save_tuned(model: MiniAlbertPreTrainedModel, output_dir: str | os.PathLike, 
 
 
 def load_tuned(
-    tuned_dir: str | os.PathLike, base_model: str | os.PathLike | None = None, **from_pretrained_kwargs
+    tuned_dir: str | os.PathLike,
+    base_model: str | os.PathLike | None = None,
+    revision: str | None = None,
+    **from_pretrained_kwargs,
 ) -> MiniAlbertPreTrainedModel:
-    """Load the base student with the tuned head class and config, then put the tuned parameters onto it."""
+    """Load the base student with the tuned head class and config, then put the tuned parameters onto it.
+
+    Args:
+        tuned_dir: a folder written by `save_tuned`, or the Hub id of one pushed with `minialbert push`.
+        base_model: the base student (default: the one `minialbert_tuning.json` names).
+        revision: revision of `tuned_dir` when it is a Hub id.
+        from_pretrained_kwargs: passed to the base model's `from_pretrained` (`revision`, `token`, ...).
+    """
     path = Path(tuned_dir)
+    if not path.is_dir():
+        path = Path(snapshot_download(str(tuned_dir), revision=revision, allow_patterns=list(TUNED_FILES)))
     description = json.loads((path / TUNED_CONFIG_NAME).read_text())
     base = base_model or description["base_model"]
     if base is None:

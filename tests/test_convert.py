@@ -145,10 +145,12 @@ def test_relaxation_starts_from_truncated_svd_of_each_mapped_layer(tiny_bert_pat
         difference = target.intermediate.dense.weight - shared.ffn.weight
         u, s, vh = torch.linalg.svd(difference.double())
         best_rank_3 = (u[:, :3] * s[:3]) @ vh[:3]
-        torch.testing.assert_close((relaxation.ffn.up @ relaxation.ffn.down).double(), best_rank_3, atol=1e-5, rtol=0)
-        torch.testing.assert_close(relaxation.ffn.bias, target.intermediate.dense.bias - shared.ffn.bias)
         torch.testing.assert_close(
-            relaxation.attention_layer_norm.weight,
+            (relaxation.ffn_delta.up @ relaxation.ffn_delta.down).double(), best_rank_3, atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(relaxation.ffn_delta.bias, target.intermediate.dense.bias - shared.ffn.bias)
+        torch.testing.assert_close(
+            relaxation.attention_layer_norm_delta.weight,
             target.attention.output.LayerNorm.weight - shared.attention_layer_norm.weight,
         )
 

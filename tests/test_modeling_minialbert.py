@@ -105,7 +105,7 @@ def test_full_rank_relaxation_represents_distinct_layers_exactly(inputs):
         for target, relaxation in zip(targets, model.encoder.relaxations, strict=True):
             for name, parameter in target.named_parameters():
                 owner, kind = name.rsplit(".", 1)
-                delta = relaxation.get_submodule(owner.split(".")[-1])
+                delta = relaxation.get_submodule(owner.split(".")[-1] + "_delta")
                 difference = parameter - shared[name]
                 if kind == "bias" and not owner.endswith("layer_norm"):
                     delta.bias.copy_(difference)

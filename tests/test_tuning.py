@@ -18,7 +18,14 @@ from minialbert import (
     MiniAlbertForTokenClassification,
     MiniAlbertModel,
 )
-from minialbert.tuning import PEFT_TASK_TYPES, enable_tuning, load_tuned, save_tuned, trainable_parameters
+from minialbert.tuning import (
+    PEFT_TARGET_MODULES,
+    PEFT_TASK_TYPES,
+    enable_tuning,
+    load_tuned,
+    save_tuned,
+    trainable_parameters,
+)
 
 from .conftest import tiny_config
 
@@ -190,14 +197,16 @@ def test_peft_trains_saves_reloads_and_merges_exactly(model_class, method, tmp_p
 
 
 def test_peft_lora_lands_once_on_the_shared_layer():
+    # With adapters and relaxations present too: PEFT's name matching must reach only the shared linears.
     model = peft.get_peft_model(
-        MiniAlbertForSequenceClassification(tiny_config()),
-        peft.LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"], r=2),
+        MiniAlbertForSequenceClassification(tiny_config(use_adapters=True, recursion_lora_rank=2)),
+        peft.LoraConfig(task_type="SEQ_CLS", target_modules=list(PEFT_TARGET_MODULES), r=2),
     )
     wrapped = [name for name, module in model.named_modules() if isinstance(module, peft.tuners.lora.Linear)]
+    prefix = "base_model.model.minialbert.encoder.layer."
     assert wrapped == [
-        "base_model.model.minialbert.encoder.layer.attention.query",
-        "base_model.model.minialbert.encoder.layer.attention.value",
+        prefix + name
+        for name in ("attention.query", "attention.key", "attention.value", "attention.dense", "ffn", "ffn_output")
     ]
 
 

@@ -1,0 +1,352 @@
+"""Sharing on the Hub, end to end over real HTTP against the stand-in Hub of `hub_server.py`.
+
+The client side runs in subprocesses: huggingface_hub reads `HF_ENDPOINT` at import time. Loading runs in a process
+where `import minialbert` fails, so the models come from the uploaded code alone; with
+`MINIALBERT_TRANSFORMERS4_PYTHON` set (as `.ci/run` does) the same checks run under transformers 4.57.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import peft
+import pytest
+import torch
+from huggingface_hub import EvalResult, ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+from transformers import AutoTokenizer
+
+import minialbert
+from minialbert import ConversionArguments
+from minialbert.convert import convert_and_save
+from minialbert.hub import RESULTS_NAME, check_shareable, model_card, push_to_hub, save_results
+from minialbert.tuning import enable_tuning, save_tuned
+
+from .conftest import tiny_config
+from .hub_server import LocalHub
+
+HEADS = {
+    "AutoModel": minialbert.MiniAlbertModel,
+    "AutoModelForSequenceClassification": minialbert.MiniAlbertForSequenceClassification,
+    "AutoModelForTokenClassification": minialbert.MiniAlbertForTokenClassification,
+    "AutoModelForQuestionAnswering": minialbert.MiniAlbertForQuestionAnswering,
+    "AutoModelForMultipleChoice": minialbert.MiniAlbertForMultipleChoice,
+}
+SHARED_FILES = {"config.json", "configuration_minialbert.py", "modeling_minialbert.py", "model.safetensors"}
+
+PUSH_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    import transformers
+    from minialbert.cli import main
+    from minialbert.tuning import load_tuned
+
+    plan = json.loads(open(sys.argv[1]).read())
+    for folder, auto_class, repo_id in plan["stock"]:
+        getattr(transformers, auto_class).from_pretrained(folder).push_to_hub(repo_id)
+    for folder, repo_id, options in plan["cli"]:
+        assert main(["push", folder, repo_id, *options]) == 0
+    for repo_id, inputs_path, output_path in plan["load_tuned"]:
+        model = load_tuned(repo_id).eval()
+        with torch.no_grad():
+            torch.save(model(**torch.load(inputs_path)).to_tuple(), output_path)
+    """
+)
+
+LOAD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["minialbert"] = None  # only the uploaded code may run
+    import torch
+    import transformers
+
+    for check in json.loads(open(sys.argv[1]).read()):
+        auto_class = getattr(transformers, check["auto_class"])
+        if check.get("adapter"):
+            from peft import PeftModel
+
+            base = auto_class.from_pretrained(check["repo_id"], trust_remote_code=True)
+            model = PeftModel.from_pretrained(base, check["adapter"])
+        else:
+            revision = check.get("revision")
+            model = auto_class.from_pretrained(check["repo_id"], revision=revision, trust_remote_code=True)
+            assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+        expected = torch.load(check["expected"])
+        with torch.no_grad():
+            outputs = model.eval()(**expected["inputs"]).to_tuple()
+        for got, want in zip(outputs, expected["outputs"], strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        print("loaded", check["name"], transformers.__version__)
+    """
+)
+
+
+def client_env(hub: LocalHub, home: Path) -> dict[str, str]:
+    """Point a client process at the stand-in Hub; its caches (and remote code) live in `home`."""
+    return dict(
+        os.environ,
+        HF_ENDPOINT=hub.endpoint,
+        HF_HOME=str(home),
+        HF_MODULES_CACHE=str(home / "modules"),
+        HF_HUB_OFFLINE="0",
+        TRANSFORMERS_OFFLINE="0",
+        HF_HUB_DISABLE_XET="1",
+        HF_TOKEN="hf_local_test_token",
+    )
+
+
+def run_client(python: str, script: str, argument: Path, env: dict, cwd: Path) -> str:
+    result = subprocess.run([python, "-c", script, str(argument)], capture_output=True, text=True, env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def expected_outputs(model: torch.nn.Module, inputs: dict, path: Path) -> str:
+    with torch.no_grad():
+        torch.save({"inputs": inputs, "outputs": model.eval()(**inputs).to_tuple()}, path)
+    return str(path)
+
+
+def perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Move every weight (zero-initialised adapters and relaxations included) so round trips test real values."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def head_inputs(auto_class: str, inputs: dict) -> dict:
+    if auto_class == "AutoModelForMultipleChoice":
+        return {key: value.unsqueeze(1).expand(-1, 2, -1).contiguous() for key, value in inputs.items()}
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with LocalHub() as hub:
+        yield hub
+
+
+@pytest.fixture(scope="module")
+def shared(hub, tmp_path_factory, tiny_bert_path, teacher_path):
+    """Push, once for the module: a converted student twice (the second with new weights), every head (one with
+    transformers' own `push_to_hub`), a PEFT LoRA and a `save_tuned` artifact; return what each load must give."""
+    work = tmp_path_factory.mktemp("hub")
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    batch = dict(tokenizer(["a recursive student", "shared on the hub today"], padding=True, return_tensors="pt"))
+    checks, plan = [], {"cli": [], "stock": [], "load_tuned": []}
+
+    student = work / "student"
+    convert_and_save(tiny_bert_path, student, ConversionArguments(embedding_size=16, recursion_lora_rank=2))
+    for junk in ("checkpoint-5/optimizer.pt", "training_args.bin", "train.txt"):
+        (student / junk).parent.mkdir(exist_ok=True)
+        (student / junk).write_bytes(b"never uploaded")
+    first = perturbed(minialbert.MiniAlbertForMaskedLM.from_pretrained(student), seed=1)
+    first.save_pretrained(student)
+    first_expected = expected_outputs(first, batch, work / "student-1.pt")
+    # The second push happens in a later client run, after the first one is read back.
+    second_folder = work / "student-2"
+    convert_and_save(tiny_bert_path, second_folder, ConversionArguments(embedding_size=16, recursion_lora_rank=2))
+    second = perturbed(minialbert.MiniAlbertForMaskedLM.from_pretrained(second_folder), seed=2)
+    second.save_pretrained(second_folder)
+    checks.append(
+        {"name": "student@main", "repo_id": "me/student", "auto_class": "AutoModelForMaskedLM", "expected": ""}
+    )
+    checks[-1]["expected"] = expected_outputs(second, batch, work / "student-2.pt")
+    plan["cli"].append([str(student), "me/student", ["--commit_message", "first student"]])
+
+    for index, (auto_class, model_class) in enumerate(HEADS.items()):
+        torch.manual_seed(index)
+        config = tiny_config(vocab_size=tokenizer.vocab_size, use_adapters=True, recursion_lora_rank=2)
+        model = perturbed(model_class(config), seed=10 + index)
+        folder = work / auto_class
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        repo_id = f"me/{auto_class.lower()}"
+        if auto_class == "AutoModelForSequenceClassification":
+            plan["stock"].append([str(folder), auto_class, repo_id])
+        else:
+            plan["cli"].append([str(folder), repo_id, []])
+        inputs = head_inputs(auto_class, batch)
+        path = expected_outputs(model, inputs, work / f"{auto_class}.pt")
+        checks.append({"name": auto_class, "repo_id": repo_id, "auto_class": auto_class, "expected": path})
+
+    # Adapters for the sequence classifier, saved against its local folder and pushed with --base_model.
+    base_folder, base_repo = work / "AutoModelForSequenceClassification", "me/automodelforsequenceclassification"
+    lora = peft.get_peft_model(
+        minialbert.MiniAlbertForSequenceClassification.from_pretrained(base_folder),
+        peft.LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value", "ffn"], r=4),
+    )
+    perturbed(lora.base_model.model.minialbert.encoder.layer.attention.query.lora_B, seed=3)
+    lora.save_pretrained(work / "lora")
+    plan["cli"].append([str(work / "lora"), "me/lora", ["--base_model", base_repo]])
+    checks.append(
+        {
+            "name": "lora",
+            "repo_id": base_repo,
+            "adapter": "me/lora",
+            "auto_class": "AutoModelForSequenceClassification",
+            "expected": expected_outputs(lora, batch, work / "lora.pt"),
+        }
+    )
+    tuned = minialbert.MiniAlbertForSequenceClassification.from_pretrained(base_folder)
+    enable_tuning(tuned, "adapters")
+    perturbed(tuned.minialbert.encoder.adapters, seed=4)
+    save_tuned(tuned, work / "tuned", base_model=base_repo)
+    plan["cli"].append([str(work / "tuned"), "me/tuned", []])
+    torch.save(batch, work / "inputs.pt")
+    plan["load_tuned"].append(["me/tuned", str(work / "inputs.pt"), str(work / "tuned-loaded.pt")])
+    with torch.no_grad():
+        tuned_expected = tuned.eval()(**batch).to_tuple()
+
+    env = client_env(hub, work / "pusher")
+    (work / "plan.json").write_text(json.dumps(plan))
+    run_client(sys.executable, PUSH_SCRIPT, work / "plan.json", env, work)
+    first_card = hub.state.uploaded("me/student")["README.md"][0].decode()
+    second_plan = {"cli": [[str(second_folder), "me/student", []]], "stock": [], "load_tuned": []}
+    (work / "plan-2.json").write_text(json.dumps(second_plan))
+    run_client(sys.executable, PUSH_SCRIPT, work / "plan-2.json", env, work)
+    first_revision = re.search(r'revision = "([0-9a-f]{40})"', first_card).group(1)
+    checks.append(
+        {
+            "name": "student@first-push",
+            "repo_id": "me/student",
+            "revision": first_revision,
+            "auto_class": "AutoModelForMaskedLM",
+            "expected": first_expected,
+        }
+    )
+    (work / "checks.json").write_text(json.dumps(checks))
+    return {
+        "work": work,
+        "checks": checks,
+        "tuned": (torch.load(work / "tuned-loaded.pt"), tuned_expected),
+        "first_card": first_card,
+    }
+
+
+def test_push_uploads_exactly_the_files_a_user_needs(hub, shared):
+    files = hub.state.uploaded("me/student")
+    assert set(files) == SHARED_FILES | {".gitattributes", "README.md", "tokenizer.json", "tokenizer_config.json"}
+    assert files["model.safetensors"][1] and not files["config.json"][1]  # LFS and regular uploads
+    config = json.loads(files["config.json"][0])
+    assert config["auto_map"] == minialbert.configuration_minialbert.AUTO_MAP
+    assert set(hub.state.uploaded("me/lora")) == {
+        ".gitattributes",
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    }
+    assert set(hub.state.uploaded("me/tuned")) == {
+        ".gitattributes",
+        "README.md",
+        "minialbert_tuning.json",
+        "tuned_parameters.safetensors",
+    }
+    assert ("POST", "/me/student.git/info/lfs/objects/batch") in hub.state.requests
+    assert any(method == "PUT" and path.startswith("/lfs-upload/") for method, path in hub.state.requests)
+
+
+def test_every_push_loads_back_with_trust_remote_code_identically(hub, shared):
+    env = client_env(hub, shared["work"] / "loader")
+    output = run_client(sys.executable, LOAD_SCRIPT, shared["work"] / "checks.json", env, shared["work"])
+    assert output.count("loaded") == len(shared["checks"])
+    got, want = shared["tuned"]
+    for got_tensor, want_tensor in zip(got, want, strict=True):
+        torch.testing.assert_close(got_tensor, want_tensor, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
+    reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 (.ci/run does)",
+)
+def test_uploaded_code_gives_identical_outputs_under_transformers_4(hub, shared):
+    env = client_env(hub, shared["work"] / "loader-4")
+    python = os.environ["MINIALBERT_TRANSFORMERS4_PYTHON"]
+    output = run_client(python, LOAD_SCRIPT, shared["work"] / "checks.json", env, shared["work"])
+    assert output.count("loaded") == len(shared["checks"])
+    assert " 4.57." in output
+
+
+def test_card_metadata_usage_and_pinned_revision(hub, shared):
+    repo = hub.state.repos["me/student"]
+    upload_commit = next(oid for oid, message in repo.messages.items() if message == "first student")
+    assert f'revision = "{upload_commit}"' in shared["first_card"]
+    card = ModelCard(shared["first_card"])
+    assert card.data.library_name == "transformers"
+    assert card.data.pipeline_tag == "fill-mask"
+    assert {"minialbert", "distillation", "recursive-transformer"} <= set(card.data.tags)
+    assert 'AutoModelForMaskedLM.from_pretrained("me/student", revision=revision, trust_remote_code=True)' in card.text
+    lora_card = ModelCard(hub.state.uploaded("me/lora")["README.md"][0].decode())
+    assert lora_card.data.library_name == "peft"
+    assert lora_card.data.base_model == "me/automodelforsequenceclassification"
+    assert lora_card.data.pipeline_tag == "text-classification"
+    assert re.search(r"Size: 0\.\d{3}M trained parameters", lora_card.text) and "Size: 0.000M" not in lora_card.text
+    tuned_card = ModelCard(hub.state.uploaded("me/tuned")["README.md"][0].decode())
+    assert 'load_tuned("me/tuned", revision=' in tuned_card.text
+
+
+def test_card_carries_measured_results_as_model_index(tmp_path, teacher_path):
+    model = minialbert.MiniAlbertForSequenceClassification(tiny_config(vocab_size=30522))
+    model.config.teacher_name_or_path = teacher_path
+    model.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(teacher_path).save_pretrained(tmp_path)
+    results = [
+        EvalResult("text-classification", "SetFit/bbc-news", "BBC News", "accuracy", 0.94, dataset_split="test"),
+        EvalResult("text-classification", "SetFit/bbc-news", "BBC News", "f1", 0.93, dataset_split="test"),
+    ]
+    save_results(tmp_path, results)
+    summary = {
+        "teacher_parameters": 22565376,
+        "global_step": 561,
+        "held_out_windows": 256,
+        "loss_weights": {"mlm": 1.0, "attention": 3.0, "hidden": 3.0, "logit": 0.0, "embedding": 0.0},
+        "at_initialisation": {"hidden_cosine": 0.2613},
+        "after_distillation": {"hidden_cosine": 0.7696},
+    }
+    (tmp_path / "distillation_summary.json").write_text(json.dumps(summary))
+    card = model_card(tmp_path, "me/classifier", check_shareable(tmp_path), revision="abc")
+    reloaded = ModelCard(str(card))
+    assert reloaded.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"  # the bundled teacher's Hub id
+    assert reloaded.data.datasets == ["SetFit/bbc-news"]
+    name, parsed = model_index_to_eval_results(reloaded.data.to_dict()["model-index"])
+    assert name == "classifier" and [(r.metric_type, r.metric_value) for r in parsed] == [
+        ("accuracy", 0.94),
+        ("f1", 0.93),
+    ]
+    assert "| hidden_cosine | 0.2613 | 0.7696 |" in card.text
+    assert "mlm 1.0, attention 3.0, hidden 3.0" in card.text
+    assert RESULTS_NAME not in check_shareable(tmp_path).files
+
+
+def test_broken_folders_are_refused_before_any_upload(tmp_path, tiny_bert_path, teacher_path):
+    # HF_HUB_OFFLINE=1 here: a push that reached the network would fail with an offline error instead.
+    with pytest.raises(ValueError, match="'bert' model, not a MiniAlbert one"):
+        push_to_hub(tiny_bert_path, "me/x")
+    model = minialbert.MiniAlbertForMaskedLM(tiny_config(vocab_size=30522))
+    model.save_pretrained(tmp_path / "no-tokenizer")
+    with pytest.raises(ValueError, match="has no tokenizer"):
+        push_to_hub(tmp_path / "no-tokenizer", "me/x")
+    model.save_pretrained(tmp_path / "small-vocab")
+    config = json.loads((tmp_path / "small-vocab" / "config.json").read_text())
+    AutoTokenizer.from_pretrained(teacher_path).save_pretrained(tmp_path / "small-vocab")
+    (tmp_path / "small-vocab" / "config.json").write_text(json.dumps(config | {"hidden_size": 64}))
+    with pytest.raises(ValueError, match="does not match its config"):
+        push_to_hub(tmp_path / "small-vocab", "me/x")
+    (tmp_path / "no-code").mkdir()
+    model.save_pretrained(tmp_path / "no-code")
+    (tmp_path / "no-code" / "modeling_minialbert.py").unlink()
+    with pytest.raises(ValueError, match="lacks modeling_minialbert.py"):
+        push_to_hub(tmp_path / "no-code", "me/x")
+    enable_tuning(model, "adapters")
+    save_tuned(model, tmp_path / "tuned", base_model=str(tmp_path / "no-tokenizer"))
+    with pytest.raises(ValueError, match="not a Hub id"):
+        push_to_hub(tmp_path / "tuned", "me/x")
+    with pytest.raises(ValueError, match="is not a MiniAlbert folder"):
+        push_to_hub(tmp_path, "me/x")
