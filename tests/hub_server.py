@@ -59,9 +59,6 @@ class HubHandler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers ---------------------------------------------------------------------------------------------
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
-
     def _reply(self, status: int, payload=None, headers: dict | None = None, body: bytes | None = None) -> None:
         if body is None:
             body = b"" if payload is None else json.dumps(payload).encode()
@@ -84,11 +81,18 @@ class HubHandler(BaseHTTPRequestHandler):
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
         return repo
 
+    def _authorised(self) -> bool:
+        return self.headers.get("Authorization", "").startswith("Bearer ") or self.path == "/api/validate-yaml"
+
     def _dispatch(self, routes: list[tuple[str, object]]) -> None:
+        # Read every request body, used or not, so the kept-alive connection stays in step.
+        self.body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         url = urlparse(self.path)
         path = unquote(url.path)
         with self.state.lock:
             self.state.requests.append((self.command, path))
+        if self.command == "POST" and not self._authorised():
+            return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
         for pattern, handler in routes:
             match = re.fullmatch(pattern, path)
             if match:
@@ -99,9 +103,6 @@ class HubHandler(BaseHTTPRequestHandler):
 
     # -- routes ----------------------------------------------------------------------------------------------
     def do_POST(self):
-        if not self.headers.get("Authorization", "").startswith("Bearer ") and self.path != "/api/validate-yaml":
-            self._body()
-            return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
         self._dispatch(
             [
                 (r"/api/repos/create", self.create_repo),
@@ -129,14 +130,14 @@ class HubHandler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def create_repo(self, query):
-        request = json.loads(self._body())
+        request = json.loads(self.body)
         repo_id = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
         if repo_id in self.state.repos:
             message = "You already created this model repo"
             return self._reply(
                 409, {"error": message, "url": f"{self.endpoint}/{repo_id}"}, {"X-Error-Message": message}
             )
-        repo = Repo(private=bool(request.get("private")))
+        repo = Repo(private=bool(request.get("private")) or request.get("visibility") == "private")
         initial = uuid.uuid4().hex + uuid.uuid4().hex[:8]
         repo.commits[initial] = {".gitattributes": (b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n", False)}
         repo.refs["main"] = initial
@@ -145,7 +146,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def validate_yaml(self, query):
         # The Hub's metadata check: front matter that parses, with a model-index in the documented shape.
-        content = json.loads(self._body())["content"]
+        content = json.loads(self.body)["content"]
         match = re.match(r"^---\n(.*?)\n---\n", content, re.DOTALL)
         errors = []
         try:
@@ -172,7 +173,7 @@ class HubHandler(BaseHTTPRequestHandler):
     def preupload(self, repo_id, revision, query):
         if self._repo(repo_id) is None:
             return
-        files = json.loads(self._body())["files"]
+        files = json.loads(self.body)["files"]
         modes = [
             {"path": file["path"], "uploadMode": "lfs" if file["path"].endswith(LFS_SUFFIXES) else "regular"}
             | {"shouldIgnore": False}
@@ -181,7 +182,7 @@ class HubHandler(BaseHTTPRequestHandler):
         self._reply(200, {"files": modes})
 
     def lfs_batch(self, repo_id, query):
-        request = json.loads(self._body())
+        request = json.loads(self.body)
         objects = []
         for obj in request["objects"]:
             entry = {"oid": obj["oid"], "size": obj["size"]}
@@ -191,7 +192,7 @@ class HubHandler(BaseHTTPRequestHandler):
         self._reply(200, {"transfer": "basic", "objects": objects})
 
     def lfs_upload(self, oid, query):
-        data = self._body()
+        data = self.body
         if hashlib.sha256(data).hexdigest() != oid:
             return self._error(400, "BadRequest", "LFS object does not match its oid")
         self.state.lfs[oid] = data
@@ -201,7 +202,7 @@ class HubHandler(BaseHTTPRequestHandler):
         repo = self._repo(repo_id)
         if repo is None:
             return
-        lines = [json.loads(line) for line in self._body().decode().splitlines() if line.strip()]
+        lines = [json.loads(line) for line in self.body.decode().splitlines() if line.strip()]
         parent = repo.resolve(revision)
         if parent is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")

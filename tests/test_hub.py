@@ -22,6 +22,7 @@ from transformers import AutoTokenizer
 
 import minialbert
 from minialbert import ConversionArguments
+from minialbert.cli import main
 from minialbert.convert import convert_and_save
 from minialbert.hub import RESULTS_NAME, check_shareable, model_card, push_to_hub, save_results
 from minialbert.tuning import enable_tuning, save_tuned
@@ -209,7 +210,15 @@ def shared(hub, tmp_path_factory, tiny_bert_path, teacher_path):
     (work / "plan.json").write_text(json.dumps(plan))
     run_client(sys.executable, PUSH_SCRIPT, work / "plan.json", env, work)
     first_card = hub.state.uploaded("me/student")["README.md"][0].decode()
-    second_plan = {"cli": [[str(second_folder), "me/student", []]], "stock": [], "load_tuned": []}
+    second_plan = {
+        "cli": [
+            [str(second_folder), "me/student", []],
+            [str(student), "me/student", ["--create_pr"]],
+            [str(student), "me/branchy", ["--revision", "experiment", "--private"]],
+        ],
+        "stock": [],
+        "load_tuned": [],
+    }
     (work / "plan-2.json").write_text(json.dumps(second_plan))
     run_client(sys.executable, PUSH_SCRIPT, work / "plan-2.json", env, work)
     first_revision = re.search(r'revision = "([0-9a-f]{40})"', first_card).group(1)
@@ -222,6 +231,16 @@ def shared(hub, tmp_path_factory, tiny_bert_path, teacher_path):
             "expected": first_expected,
         }
     )
+    for name, repo_id, revision in (("student@pr", "me/student", "refs/pr/1"), ("branch", "me/branchy", "experiment")):
+        checks.append(
+            {
+                "name": name,
+                "repo_id": repo_id,
+                "revision": revision,
+                "auto_class": "AutoModelForMaskedLM",
+                "expected": first_expected,
+            }
+        )
     (work / "checks.json").write_text(json.dumps(checks))
     return {
         "work": work,
@@ -272,6 +291,18 @@ def test_uploaded_code_gives_identical_outputs_under_transformers_4(hub, shared)
     output = run_client(python, LOAD_SCRIPT, shared["work"] / "checks.json", env, shared["work"])
     assert output.count("loaded") == len(shared["checks"])
     assert " 4.57." in output
+
+
+def test_revision_pull_request_and_private_options(hub, shared):
+    student = hub.state.repos["me/student"]
+    assert student.refs["main"] != student.refs["refs/pr/1"]  # the pull request left main alone
+    pr_card = hub.state.uploaded("me/student", "refs/pr/1")["README.md"][0].decode()
+    pr_upload = re.search(r'revision = "([0-9a-f]{40})"', pr_card).group(1)
+    assert student.messages[pr_upload].startswith("Upload MiniAlbert model")
+    branchy = hub.state.repos["me/branchy"]
+    assert branchy.private
+    assert set(hub.state.uploaded("me/branchy", "main")) == {".gitattributes"}
+    assert "model.safetensors" in hub.state.uploaded("me/branchy", "experiment")
 
 
 def test_card_metadata_usage_and_pinned_revision(hub, shared):
@@ -325,10 +356,12 @@ def test_card_carries_measured_results_as_model_index(tmp_path, teacher_path):
     assert RESULTS_NAME not in check_shareable(tmp_path).files
 
 
-def test_broken_folders_are_refused_before_any_upload(tmp_path, tiny_bert_path, teacher_path):
+def test_broken_folders_are_refused_before_any_upload(tmp_path, tiny_bert_path, teacher_path, capsys):
     # HF_HUB_OFFLINE=1 here: a push that reached the network would fail with an offline error instead.
     with pytest.raises(ValueError, match="'bert' model, not a MiniAlbert one"):
         push_to_hub(tiny_bert_path, "me/x")
+    assert main(["push", str(tiny_bert_path), "me/x"]) == 2
+    assert "minialbert push: error:" in capsys.readouterr().err
     model = minialbert.MiniAlbertForMaskedLM(tiny_config(vocab_size=30522))
     model.save_pretrained(tmp_path / "no-tokenizer")
     with pytest.raises(ValueError, match="has no tokenizer"):
