@@ -1,0 +1,143 @@
+"""What the fine-tuning examples share: model options, argument parsing, tokenising splits, and the
+train -> save -> evaluate -> record -> push sequence around the stock `Trainer`.
+
+Each example keeps what is specific to its task (data columns, labels, head, metrics) and hands the rest here.
+"""
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+from huggingface_hub import EvalResult
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+
+from .distillation import prepare_output_dir
+from .hub import push_to_hub, save_results
+from .tuning import TuningArguments, save_for_task, trainable_parameters
+
+logger = logging.getLogger(__name__)
+
+# Trainer metrics that describe the run rather than the model.
+RUN_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "MiniAlbert folder or Hub id (or any model with this head)."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run a Hub model's own code (pin a revision)."})
+    hub_base_model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id of the base model, for --push_to_hub of adapters trained on a local folder."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Delete a non-empty output_dir first instead of resuming from it."}
+    )
+
+
+def parse_arguments(data_arguments_class: type) -> tuple[ModelArguments, TuningArguments, Any, TrainingArguments]:
+    """Model, tuning, data and `TrainingArguments` from the command line, or from one JSON file argument."""
+    parser = HfArgumentParser((ModelArguments, TuningArguments, data_arguments_class, TrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        return parser.parse_json_file(sys.argv[1])
+    return parser.parse_args_into_dataclasses()
+
+
+def tokenize_splits(
+    raw: datasets.DatasetDict,
+    preprocess,
+    limits: dict[str, int | None],
+    training_args: TrainingArguments,
+) -> dict[str, datasets.Dataset]:
+    """`preprocess` (batched) over the train/validation/test splits present, each first cut to its limit."""
+    splits = {}
+    for split, limit in limits.items():
+        if split in raw:
+            dataset = raw[split] if limit is None else raw[split].select(range(min(limit, len(raw[split]))))
+            with training_args.main_process_first(desc=f"Tokenising {split}"):
+                splits[split] = dataset.map(preprocess, batched=True, remove_columns=dataset.column_names)
+    return splits
+
+
+@dataclass
+class TaskRun:
+    """One fine-tuning run of an example. Created before any work: it checks the output folder (resuming from its
+    last checkpoint, or refusing a non-empty folder without one) and takes over --push_to_hub, so the Trainer does
+    not upload checkpoints and the end result is pushed once, checked and with its card."""
+
+    model_args: ModelArguments
+    tuning_args: TuningArguments
+    training_args: TrainingArguments
+    task_type: str  # the Hub's task id, e.g. "text-classification"
+    dataset: str
+    dataset_config: str | None = None
+    push: bool = field(init=False)
+    resume_from: str | None = field(init=False)
+
+    def __post_init__(self):
+        args = self.training_args
+        self.push, args.push_to_hub = args.push_to_hub, False
+        self.resume_from = args.resume_from_checkpoint or prepare_output_dir(
+            args.output_dir, self.model_args.overwrite_output_dir, args.process_index == 0
+        )
+
+    def run(self, trainer: Trainer, splits: dict[str, datasets.Dataset]) -> dict[str, float]:
+        """Train (--do_train), save what the task adds to its base model, evaluate the validation (--do_eval) and
+        test (--do_predict) splits, record the scores for the model card, and push (--push_to_hub). Returns every
+        metric; each phase also lands in `<phase>_results.json`."""
+        args, model_args = self.training_args, self.model_args
+        all_metrics, results = {}, []
+        if args.do_train:
+            if "train" not in splits:
+                raise ValueError("--do_train needs a train split (--train_file or a data set with one).")
+            counts = trainable_parameters(trainer.model)
+            start = time.perf_counter()
+            metrics = trainer.train(resume_from_checkpoint=self.resume_from).metrics
+            metrics |= {
+                "train_wall_seconds": round(time.perf_counter() - start, 1),
+                "total_parameters": counts["total"],
+                "trainable_parameters": counts["trainable"],
+            }
+            if trainer.is_world_process_zero():
+                model = trainer.accelerator.unwrap_model(trainer.model)
+                base = model_args.hub_base_model or model_args.model_name_or_path
+                metrics["artifact_bytes"] = save_for_task(model, self.tuning_args.tuning, args.output_dir, base)
+                trainer.processing_class.save_pretrained(args.output_dir)
+            trainer.save_metrics("train", metrics)
+            trainer.save_state()
+            all_metrics |= metrics
+        for split, prefix, enabled in (("validation", "eval", args.do_eval), ("test", "test", args.do_predict)):
+            if not enabled or split not in splits:
+                continue
+            metrics = trainer.evaluate(splits[split], metric_key_prefix=prefix)
+            trainer.save_metrics(prefix, metrics)
+            all_metrics |= metrics
+            results += [
+                EvalResult(
+                    task_type=self.task_type,
+                    dataset_type=self.dataset,
+                    dataset_name=self.dataset,
+                    dataset_config=self.dataset_config,
+                    dataset_split=split,
+                    metric_type=name.removeprefix(f"{prefix}_"),
+                    metric_value=round(value, 4),
+                )
+                for name, value in metrics.items()
+                if isinstance(value, float) and name.removeprefix(f"{prefix}_") not in RUN_METRICS
+            ]
+        if args.do_train and trainer.is_world_process_zero():
+            save_results(args.output_dir, results)
+            if self.push:
+                commit = push_to_hub(
+                    args.output_dir,
+                    args.hub_model_id or Path(args.output_dir).name,
+                    private=args.hub_private_repo,
+                    base_model=model_args.hub_base_model,
+                    token=args.hub_token,
+                )
+                logger.info("Pushed to %s", commit.commit_url)
+        return all_metrics
