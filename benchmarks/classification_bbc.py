@@ -1,10 +1,12 @@
 """The README's fine-tuning table: `examples/run_classification.py` on the bundled BBC News topics.
 
-    python benchmarks/classification_bbc.py --student outputs/student [--output_root outputs/bbc]
+    python benchmarks/classification_bbc.py --student distilled=outputs/student \
+        [--student converted=outputs/converted] [--output_root outputs/bbc]
 
-Runs the example once for the teacher (full fine-tuning) and once per tuning mode of the student, with the same
-seeded split, hyper-parameters and 2 CPU threads, then collects each run's `all_results.json` into
-benchmarks/classification_bbc.json and prints the Markdown table with the exact commands.
+Runs the example once for the teacher (full fine-tuning) and once per tuning mode of each student, with the
+same seeded split and hyper-parameters, then collects each run's `all_results.json` into
+benchmarks/classification_bbc.json and prints the Markdown table and the exact commands. A run whose output
+folder already holds `all_results.json` is not repeated (delete the folder to measure it again).
 """
 
 import argparse
@@ -48,23 +50,30 @@ def command(model: str, tuning: str, output_dir: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student", required=True, help="MiniAlbert folder (e.g. from `minialbert distill`).")
+    parser.add_argument(
+        "--student", action="append", required=True, help="NAME=FOLDER of a MiniAlbert student; repeatable."
+    )
     parser.add_argument("--output_root", type=Path, default=Path("outputs/bbc"))
     parser.add_argument("--output", type=Path, default=Path(__file__).with_suffix(".json"))
     args = parser.parse_args()
 
     runs = [("teacher", "full", command(bundled_teacher_path(), "full", args.output_root / "teacher-full"))]
-    runs += [
-        ("student", tuning, command(args.student, tuning, args.output_root / f"student-{tuning}"))
-        for tuning in ("full", "adapters", "relaxed", "lora")
-    ]
+    for name, folder in (student.split("=", 1) for student in args.student):
+        runs += [
+            (name, tuning, command(folder, tuning, args.output_root / f"{name}-{tuning}"))
+            for tuning in ("full", "adapters", "relaxed", "lora")
+        ]
     rows = []
     for model, tuning, argv in runs:
-        print("$", shlex.join(argv), flush=True)
-        subprocess.run([sys.executable, *argv[1:]], check=True, stdout=subprocess.DEVNULL)
-        results = json.loads((Path(argv[argv.index("--output_dir") + 1]) / "all_results.json").read_text())
+        output_dir = Path(argv[argv.index("--output_dir") + 1])
+        if not (output_dir / "all_results.json").is_file():
+            print("$", shlex.join(argv), flush=True)
+            subprocess.run([sys.executable, *argv[1:]], check=True, stdout=subprocess.DEVNULL)
+        results = json.loads((output_dir / "all_results.json").read_text())
         rows.append({"model": model, "tuning": tuning, "command": shlex.join(argv), **results})
     args.output.write_text(json.dumps(rows, indent=1) + "\n")
+
+    print("\n".join(row["command"] for row in rows))
 
     print(
         "\n| model | tuning | test accuracy | test macro-F1 | parameters | trainable | stored per task | train time |"

@@ -236,7 +236,11 @@ def prepare_for_tuning(model: nn.Module, arguments: TuningArguments, task_type: 
         enable_tuning(model, arguments.tuning, rank=arguments.rank)
     elif arguments.tuning == "lora":
         if arguments.lora_target_modules == "all-linear":
-            targets, excluded = "all-linear", ["classifier", "qa_outputs"]
+            # PEFT keeps the output layer out of "all-linear" for SEQ_CLS only.
+            targets, excluded = (
+                "all-linear",
+                {"TOKEN_CLS": ["classifier"], "QUESTION_ANS": ["qa_outputs"]}.get(task_type),
+            )
         else:
             targets, excluded = [name.strip() for name in arguments.lora_target_modules.split(",")], None
         config = peft.LoraConfig(

@@ -80,11 +80,11 @@ def test_every_recursion_applies_the_same_layer(config, inputs):
     assert len(calls) == config.num_hidden_layers and all(module is model.encoder.layer for module in calls)
 
     # The same function three times: applying the layer by hand to the embedding output reproduces every state.
-    mask = inputs["attention_mask"].bool()[:, None, None, :]
+    real = inputs["attention_mask"].bool()
     hidden_states = outputs.hidden_states[0]
     for recursion in range(config.num_hidden_layers):
-        hidden_states, _ = model.encoder.layer(hidden_states, mask)
-        torch.testing.assert_close(hidden_states, outputs.hidden_states[recursion + 1])
+        hidden_states, _ = model.encoder.layer(hidden_states, real[:, None, None, :])
+        torch.testing.assert_close(hidden_states[real], outputs.hidden_states[recursion + 1][real])
 
 
 def test_new_adapters_and_relaxation_start_as_exact_identities(config, inputs):
@@ -119,12 +119,12 @@ def test_full_rank_relaxation_represents_distinct_layers_exactly(inputs):
                 else:
                     getattr(delta, kind).copy_(difference)
 
-    mask = inputs["attention_mask"].bool()[:, None, None, :]
+    real = inputs["attention_mask"].bool()
     outputs = model(**inputs, output_hidden_states=True)
     hidden_states = outputs.hidden_states[0]
     for target in targets:
-        hidden_states, _ = target(hidden_states, mask)
-    torch.testing.assert_close(outputs.last_hidden_state, hidden_states, rtol=1e-4, atol=1e-4)
+        hidden_states, _ = target(hidden_states, real[:, None, None, :])
+    torch.testing.assert_close(outputs.last_hidden_state[real], hidden_states[real], rtol=1e-4, atol=1e-4)
 
 
 # --- attention, masks and inputs ------------------------------------------------------------------
@@ -139,6 +139,39 @@ def test_eager_and_sdpa_agree(model_class, inputs):
     model.set_attn_implementation("eager")
     eager = first_output(model(**batch))
     torch.testing.assert_close(sdpa, eager, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_padded_batches_run_on_real_tokens_with_the_same_values_and_gradients(inputs, attn_implementation):
+    """The packed path (padded batch, no attention maps asked for) against the padded layout that
+    `output_attentions=True` keeps: same real-token states and gradients, zeros at padding."""
+    model = randomise(MiniAlbertModel(tiny_config(use_adapters=True, recursion_lora_rank=2)))
+    model.set_attn_implementation(attn_implementation)
+    real = inputs["attention_mask"].bool()
+    assert not real.all()
+    results = []
+    for output_attentions in (False, True):
+        model.zero_grad()
+        outputs = model(**inputs, output_hidden_states=True, output_attentions=output_attentions)
+        outputs.last_hidden_state[real].square().sum().backward()
+        results.append((outputs, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}))
+    (packed, packed_grads), (padded, padded_grads) = results
+    for packed_state, padded_state in zip(packed.hidden_states[1:], padded.hidden_states[1:], strict=True):
+        torch.testing.assert_close(packed_state[real], padded_state[real], rtol=1e-5, atol=1e-5)
+        assert packed_state[~real].abs().max() == 0
+    assert packed_grads.keys() == padded_grads.keys()
+    for name, gradient in packed_grads.items():
+        torch.testing.assert_close(gradient, padded_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fused_qkv_projection_equals_the_three_projections(inputs):
+    attention = randomise(MiniAlbertModel(tiny_config())).encoder.layer.attention
+    hidden_states = torch.randn(2, 9, 32)
+    fused = attention.project_qkv(hidden_states, relaxation=None)
+    separate = torch.cat(
+        [attention.query(hidden_states), attention.key(hidden_states), attention.value(hidden_states)], -1
+    )
+    torch.testing.assert_close(fused, separate, rtol=1e-5, atol=1e-6)
 
 
 def test_padding_does_not_change_real_tokens(inputs):

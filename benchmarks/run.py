@@ -1,0 +1,337 @@
+"""Inference and distillation speed, side by side with what a user would pick instead, on this machine.
+
+    python benchmarks/run.py            # full run (about 10 minutes on 2 CPU cores)
+    python benchmarks/run.py --quick    # fewer repetitions, no torch.compile (under a minute)
+
+Contenders run in one process, alternating, after warm-up; each figure is the median over repetitions.
+Peak memory of a distillation step is the growth of the peak resident set of a fresh process running only
+that contender (the CPU has no allocator statistics), measured after loading and before the first step.
+Writes benchmarks/results.json and prints a table with the targets.
+
+Contenders (fp32 unless noted, the student converted from the bundled teacher with default options):
+- inference: transformers' `AlbertModel` with the student's E, H, FFN size, heads and recursions (random
+  weights: speed does not depend on them), and the teacher itself; an unpadded batch of 32 x 128 random
+  tokens and a padded batch of 32 BBC News paragraphs of natural lengths;
+- hardware: the student's matrix-multiply FLOPs per second against torch.mm at its largest GEMM shape;
+- distillation step (teacher forward, student forward and backward, all losses; 16 x 256 BBC windows):
+  `DistillationTrainer.distillation_losses` against a naive implementation of the same losses (eager
+  attention with every attention map of both models kept, full-vocabulary logits at every token, the
+  teacher in train mode as in the paper's code).
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import transformers
+from torch.nn import functional as F
+from transformers import AlbertConfig, AlbertModel, AutoTokenizer, BertModel
+
+from minialbert import convert_bert_to_minialbert
+from minialbert.convert import load_teacher
+from minialbert.data import DataArguments, bbc_news_splits, bundled_teacher_path, load_text_corpus, tokenize_windows
+from minialbert.distillation import DistillationArguments, DistillationTrainer, attention_kl, cosine_loss
+
+TARGETS = {
+    "inference.speedup_vs_albert": 1.0,
+    "inference.speedup_vs_albert_padded": 1.2,
+    "inference.teacher_ratio_of_ideal": 0.9,
+    "inference.gemm_utilization": 0.65,
+    "distill.speedup_vs_naive": 1.3,
+}
+MEMORY_TARGET = ("distill.peak_memory_ratio_vs_naive", 0.7)  # at most
+
+
+def median_seconds(contenders: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, float]:
+    """Median wall time per call, the contenders interleaved so drifts in machine state hit all alike."""
+    for function in contenders.values():
+        for _ in range(warmup):
+            function()
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, function in contenders.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def student_and_teacher():
+    teacher_path = bundled_teacher_path()
+    student = convert_bert_to_minialbert(teacher_path).minialbert.eval()
+    teacher = BertModel.from_pretrained(teacher_path).eval()
+    return student, teacher, AutoTokenizer.from_pretrained(teacher_path)
+
+
+def albert_like(student_config) -> AlbertModel:
+    config = AlbertConfig(
+        vocab_size=student_config.vocab_size,
+        embedding_size=student_config.embedding_size,
+        hidden_size=student_config.hidden_size,
+        num_hidden_layers=student_config.num_hidden_layers,
+        num_attention_heads=student_config.num_attention_heads,
+        intermediate_size=student_config.intermediate_size,
+        hidden_act="gelu",
+        attn_implementation="sdpa",
+    )
+    return AlbertModel(config).eval()
+
+
+def padded_paragraphs(tokenizer, count: int = 32) -> dict[str, torch.Tensor]:
+    """`count` BBC test-split paragraphs, in corpus order, padded to the longest (at most 128 tokens)."""
+    paragraphs = []
+    for article in bbc_news_splits()["test"]["text"]:
+        paragraphs += [part.strip() for part in article.split("\n\n") if part.strip()]
+        if len(paragraphs) >= count:
+            break
+    return dict(tokenizer(paragraphs[:count], padding=True, truncation=True, max_length=128, return_tensors="pt"))
+
+
+def forward_flops(config, tokens: int, sequence: int) -> float:
+    """Matrix-multiply FLOPs of the student encoder's forward (embedding projection, recursions, adapters)."""
+    hidden, intermediate = config.hidden_size, config.intermediate_size
+    per_recursion = 8 * hidden**2 + 4 * hidden * intermediate + 4 * sequence * hidden
+    if config.use_adapters:
+        per_recursion += 2 * 4 * hidden * (hidden // config.adapter_reduction_factor)
+    projection = 2 * config.embedding_size * hidden if config.embedding_size != hidden else 0
+    return tokens * (projection + config.num_hidden_layers * per_recursion)
+
+
+def inference(repeats: int, warmup: int, compile_model: bool) -> dict:
+    student, teacher, tokenizer = student_and_teacher()
+    albert = albert_like(student.config)
+    generator = torch.Generator().manual_seed(0)
+    unpadded = {"input_ids": torch.randint(1000, 30000, (32, 128), generator=generator)}
+    unpadded["attention_mask"] = torch.ones_like(unpadded["input_ids"])
+    padded = padded_paragraphs(tokenizer)
+    real_tokens = {
+        "unpadded": unpadded["attention_mask"].sum().item(),
+        "padded": padded["attention_mask"].sum().item(),
+    }
+
+    hidden, intermediate = student.config.hidden_size, student.config.intermediate_size
+    a, b = torch.randn(32 * 128, hidden), torch.randn(hidden, intermediate)
+    with torch.inference_mode():
+        seconds = median_seconds(
+            {
+                "student": lambda: student(**unpadded),
+                "albert": lambda: albert(**unpadded),
+                "teacher": lambda: teacher(**unpadded),
+                "student_padded": lambda: student(**padded),
+                "albert_padded": lambda: albert(**padded),
+                "matmul": lambda: torch.mm(a, b),
+            },
+            repeats,
+            warmup,
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = median_seconds({"student_bf16": lambda: student(**unpadded)}, repeats, warmup)["student_bf16"]
+        compiled = None
+        if compile_model:
+            compiled_student = torch.compile(student)
+            seconds_compiled = median_seconds(
+                {
+                    "eager": lambda: student(input_ids=unpadded["input_ids"]),
+                    "compiled": lambda: compiled_student(input_ids=unpadded["input_ids"]),
+                },
+                repeats,
+                warmup + 2,
+            )
+            compiled = seconds_compiled["eager"] / seconds_compiled["compiled"]
+
+    def tokens_per_second(name: str, batch: str) -> float:
+        return real_tokens[batch] / seconds[name]
+
+    matmul_rate = 2 * a.shape[0] * a.shape[1] * b.shape[1] / seconds["matmul"]
+    student_rate = forward_flops(student.config, real_tokens["unpadded"], 128) / seconds["student"]
+    ideal = teacher.config.num_hidden_layers / student.config.num_hidden_layers
+    speedup_vs_teacher = seconds["teacher"] / seconds["student"]
+    return {
+        "speedup_vs_albert": seconds["albert"] / seconds["student"],
+        "speedup_vs_albert_padded": seconds["albert_padded"] / seconds["student_padded"],
+        "speedup_vs_teacher": speedup_vs_teacher,
+        "ideal_speedup_vs_teacher": ideal,
+        "teacher_ratio_of_ideal": speedup_vs_teacher / ideal,
+        "gemm_utilization": student_rate / matmul_rate,
+        "bf16_speedup": seconds["student"] / bf16,
+        "compile_speedup": compiled,
+        "tokens_per_second": {
+            "student": tokens_per_second("student", "unpadded"),
+            "albert": tokens_per_second("albert", "unpadded"),
+            "teacher": tokens_per_second("teacher", "unpadded"),
+            "student_padded": tokens_per_second("student_padded", "padded"),
+            "albert_padded": tokens_per_second("albert_padded", "padded"),
+            "student_bf16": real_tokens["unpadded"] / bf16,
+        },
+        "ms_per_batch": {name: 1000 * value for name, value in seconds.items()} | {"student_bf16": 1000 * bf16},
+        "gflops_per_second": {"student": student_rate / 1e9, "matmul": matmul_rate / 1e9},
+        "shapes": {
+            "unpadded": list(unpadded["input_ids"].shape),
+            "padded": list(padded["input_ids"].shape),
+            "padded_real_tokens": real_tokens["padded"],
+            "matmul": [a.shape[0], a.shape[1], b.shape[1]],
+            "student": {
+                key: getattr(student.config, key)
+                for key in (
+                    "embedding_size",
+                    "hidden_size",
+                    "intermediate_size",
+                    "num_attention_heads",
+                    "num_hidden_layers",
+                )
+            },
+        },
+    }
+
+
+def distillation_batch(tokenizer) -> dict[str, torch.Tensor]:
+    data = DataArguments(max_seq_length=256, stride=64, max_train_samples=16)
+    windows = tokenize_windows(load_text_corpus(data), tokenizer, data)["train"]
+    batch = tokenizer.pad([windows[i] for i in range(16)], return_tensors="pt")
+    return {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask")}
+
+
+class NaiveDistillation:
+    """The same losses as `DistillationTrainer`, computed the way the reference code does: teacher in train mode,
+    eager attention everywhere with every map of both models materialised, logits over the whole vocabulary at
+    every token."""
+
+    def __init__(self, trainer: DistillationTrainer):
+        self.trainer = trainer
+        self.teacher = trainer.teacher.bert
+        self.teacher.set_attn_implementation("eager")
+
+    def losses(self, student, inputs):
+        inputs = self.trainer.mask(inputs)
+        labels = inputs.pop("labels")
+        real = inputs["attention_mask"].bool()
+        self.teacher.train()
+        with torch.no_grad():
+            teacher = self.teacher(**inputs, output_attentions=True, output_hidden_states=True)
+        outputs = student(**inputs, output_attentions=True, output_hidden_states=True)
+        layers = self.trainer.layer_map
+        losses = {"mlm": F.cross_entropy(outputs.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)}
+        losses["hidden"] = torch.stack(
+            [
+                cosine_loss(s, teacher.hidden_states[k], real)
+                for s, k in zip(outputs.hidden_states[1:], layers, strict=True)
+            ]
+        ).mean()
+        losses["attention"] = torch.stack(
+            [attention_kl(s, teacher.attentions[k - 1], real) for s, k in zip(outputs.attentions, layers, strict=True)]
+        ).mean()
+        return losses
+
+
+def distillation_contenders(tokenizer):
+    """The two step functions over one batch, each with its own student copy."""
+    teacher_path = bundled_teacher_path()
+    arguments = DistillationArguments(output_dir="/tmp/minialbert-benchmark", report_to="none", use_cpu=True)
+    batch = distillation_batch(tokenizer)
+    steps = {}
+    for name in ("ours", "naive"):
+        torch.manual_seed(0)
+        student = convert_bert_to_minialbert(teacher_path).train()
+        trainer = DistillationTrainer(load_teacher(teacher_path), student, arguments, processing_class=tokenizer)
+        losses = trainer.distillation_losses if name == "ours" else NaiveDistillation(trainer).losses
+        weights = trainer.weights()
+
+        def step(student=student, losses=losses, weights=weights):
+            torch.manual_seed(0)
+            loss = sum(weights[key] * value for key, value in losses(student, dict(batch)).items())
+            loss.backward()
+            student.zero_grad(set_to_none=True)
+
+        steps[name] = step
+    tokens = batch["attention_mask"].sum().item()
+    return steps, tokens, list(batch["input_ids"].shape)
+
+
+def peak_memory_mb(name: str) -> float:
+    """Peak resident-set growth of a fresh process that runs two `name` distillation steps."""
+    result = subprocess.run(
+        [sys.executable, __file__, "--memory_of", name], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_growth_mb"]
+
+
+def distillation(repeats: int, warmup: int) -> dict:
+    tokenizer = AutoTokenizer.from_pretrained(bundled_teacher_path())
+    steps, tokens, shape = distillation_contenders(tokenizer)
+    seconds = median_seconds(steps, repeats, warmup)
+    memory = {name: peak_memory_mb(name) for name in steps}
+    return {
+        "speedup_vs_naive": seconds["naive"] / seconds["ours"],
+        "peak_memory_ratio_vs_naive": memory["ours"] / memory["naive"],
+        "tokens_per_second": {name: tokens / value for name, value in seconds.items()},
+        "ms_per_step": {name: 1000 * value for name, value in seconds.items()},
+        "peak_memory_growth_mb": memory,
+        "shape": shape,
+    }
+
+
+def memory_of(name: str) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(bundled_teacher_path())
+    steps, _, _ = distillation_contenders(tokenizer)
+    step = steps[name]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(2):
+        step()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_growth_mb": (after - before) / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="Fewer repetitions and no torch.compile.")
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--memory_of", choices=("ours", "naive"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    transformers.logging.set_verbosity_error()
+    if args.memory_of:
+        return memory_of(args.memory_of)
+
+    repeats, warmup = (3, 1) if args.quick else (15, 3)
+    start = time.perf_counter()
+    results = {
+        "inference": inference(repeats, warmup, compile_model=not args.quick),
+        "distill": distillation(max(2, repeats // 3), 1),
+    }
+    flat = {f"{section}.{key}": value for section, values in results.items() for key, value in values.items()}
+    results["targets"] = {
+        key: {"target": f">= {target}", "met": flat[key] >= target} for key, target in TARGETS.items()
+    }
+    key, target = MEMORY_TARGET
+    results["targets"][key] = {"target": f"<= {target}", "met": flat[key] <= target}
+    results["environment"] = {
+        "quick": args.quick,
+        "repeats": repeats,
+        "seconds": round(time.perf_counter() - start, 1),
+        "dtype": "float32",
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+    args.output.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"{'figure':<44} {'value':>10} {'target':>10}")
+    for key, value in flat.items():
+        if isinstance(value, float):
+            target = results["targets"].get(key, {}).get("target", "")
+            print(f"{key:<44} {value:>10.3f} {target:>10}")
+    print(json.dumps(results["targets"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
