@@ -2,7 +2,8 @@
 
 `push_to_hub` takes a folder written by `minialbert convert`, `minialbert distill`, a fine-tuning run, `save_tuned`
 or PEFT's `save_pretrained`; checks that it is complete and loads; and uploads exactly the files a user needs
-(config, both code files, weights, tokenizer, or the adapter files) plus a `README.md` model card. Training
+(config, weights, tokenizer and the installed package's two code files, or the adapter files) plus a
+`README.md` model card. Training
 states, checkpoints, data and tokens never leave the machine. Authentication is huggingface_hub's own
 (`hf auth login` or `HF_TOKEN`).
 """
@@ -92,12 +93,8 @@ def _read(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
 
 def _check_model(folder: Path) -> Artifact:
     config = MiniAlbertConfig.from_pretrained(folder)
-    missing = [name for name in ("model.safetensors", *CODE_FILES) if not (folder / name).is_file()]
-    if missing:
-        raise ValueError(
-            f"{folder} lacks {', '.join(missing)}: save the model with save_pretrained after `import minialbert` "
-            "(it writes safetensors weights and both code files)."
-        )
+    if not (folder / "model.safetensors").is_file():
+        raise ValueError(f"{folder} lacks model.safetensors: save the model with save_pretrained.")
     head = (config.architectures or ["MiniAlbertModel"])[0]
     try:
         model, info = getattr(modeling_minialbert, head).from_pretrained(folder, output_loading_info=True)
@@ -123,7 +120,9 @@ def _check_model(folder: Path) -> Artifact:
     config_json["auto_map"] = AUTO_MAP
     files = {
         "config.json": (json.dumps(config_json, indent=2, sort_keys=True) + "\n").encode(),
-        **_read(folder, ("model.safetensors", *CODE_FILES)),
+        **_read(folder, ("model.safetensors",)),
+        # The installed package's code, the code that just loaded these weights (a folder's copy may be older).
+        **_read(Path(modeling_minialbert.__file__).parent, CODE_FILES),
         **tokenizer_files,
     }
     return Artifact(

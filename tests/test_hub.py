@@ -150,6 +150,7 @@ def shared(hub, tmp_path_factory, tiny_bert_path, teacher_path):
         (student / junk).write_bytes(b"never uploaded")
     first = perturbed(minialbert.MiniAlbertForMaskedLM.from_pretrained(student), seed=1)
     first.save_pretrained(student)
+    (student / "modeling_minialbert.py").write_text("# a stale copy from an older minialbert\n")
     first_expected = expected_outputs(first, batch, work / "student-1.pt")
     # The second push happens in a later client run, after the first one is read back.
     second_folder = work / "student-2"
@@ -254,6 +255,9 @@ def test_push_uploads_exactly_the_files_a_user_needs(hub, shared):
     files = hub.state.uploaded("me/student")
     assert set(files) == SHARED_FILES | {".gitattributes", "README.md", "tokenizer.json", "tokenizer_config.json"}
     assert files["model.safetensors"][1] and not files["config.json"][1]  # LFS and regular uploads
+    package = Path(minialbert.__file__).parent
+    for name in ("configuration_minialbert.py", "modeling_minialbert.py"):
+        assert files[name][0] == (package / name).read_bytes()  # the code that checked the weights
     config = json.loads(files["config.json"][0])
     assert config["auto_map"] == minialbert.configuration_minialbert.AUTO_MAP
     assert set(hub.state.uploaded("me/lora")) == {
@@ -372,11 +376,11 @@ def test_broken_folders_are_refused_before_any_upload(tmp_path, tiny_bert_path, 
     (tmp_path / "small-vocab" / "config.json").write_text(json.dumps(config | {"hidden_size": 64}))
     with pytest.raises(ValueError, match="does not match its config"):
         push_to_hub(tmp_path / "small-vocab", "me/x")
-    (tmp_path / "no-code").mkdir()
-    model.save_pretrained(tmp_path / "no-code")
-    (tmp_path / "no-code" / "modeling_minialbert.py").unlink()
-    with pytest.raises(ValueError, match="lacks modeling_minialbert.py"):
-        push_to_hub(tmp_path / "no-code", "me/x")
+    model.save_pretrained(tmp_path / "no-weights")
+    AutoTokenizer.from_pretrained(teacher_path).save_pretrained(tmp_path / "no-weights")
+    (tmp_path / "no-weights" / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="lacks model.safetensors"):
+        push_to_hub(tmp_path / "no-weights", "me/x")
     enable_tuning(model, "adapters")
     save_tuned(model, tmp_path / "tuned", base_model=str(tmp_path / "no-tokenizer"))
     with pytest.raises(ValueError, match="not a Hub id"):
