@@ -4,15 +4,17 @@
     python benchmarks/run.py --quick    # fewer repetitions, no torch.compile (under a minute)
 
 Contenders run in one process, alternating, after warm-up; each figure is the median over repetitions.
-Peak memory of a distillation step is the growth of the peak resident set of a fresh process running only
-that contender (the CPU has no allocator statistics), measured after loading and before the first step.
+Peak memory of a distillation step is the growth of the resident set of a fresh process running only that
+contender (the CPU allocator keeps no statistics), sampled every millisecond during one step, over the
+resident set after loading with free allocator memory handed back to the system.
 Writes benchmarks/results.json and prints a table with the targets.
 
 Contenders (fp32 unless noted, the student converted from the bundled teacher with default options):
 - inference: transformers' `AlbertModel` with the student's E, H, FFN size, heads and recursions (random
   weights: speed does not depend on them), and the teacher itself; an unpadded batch of 32 x 128 random
   tokens and a padded batch of 32 BBC News paragraphs of natural lengths;
-- hardware: the student's matrix-multiply FLOPs per second against torch.mm at its largest GEMM shape;
+- hardware: the student's matrix-multiply FLOPs per second against one fp32 dense layer (`F.linear`) of its
+  largest shape, timed alone;
 - distillation step (teacher forward, student forward and backward, all losses; 16 x 256 BBC windows):
   `DistillationTrainer.distillation_losses` against a naive implementation of the same losses (eager
   attention with every attention map of both models kept, full-vocabulary logits at every token, the
@@ -20,25 +22,29 @@ Contenders (fp32 unless noted, the student converted from the bundled teacher wi
 """
 
 import argparse
+import ctypes
 import json
+import logging
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import datasets
 import torch
 import transformers
 from torch.nn import functional as F
 from transformers import AlbertConfig, AlbertModel, AutoTokenizer, BertModel
 
-from minialbert import convert_bert_to_minialbert
+from minialbert import MiniAlbertForMaskedLM, MiniAlbertModel, convert_bert_to_minialbert
 from minialbert.convert import load_teacher
-from minialbert.data import DataArguments, bbc_news_splits, bundled_teacher_path, load_text_corpus, tokenize_windows
+from minialbert.data import bbc_news_splits, bundled_teacher_path
 from minialbert.distillation import DistillationArguments, DistillationTrainer, attention_kl, cosine_loss
 
 TARGETS = {
@@ -65,11 +71,11 @@ def median_seconds(contenders: dict[str, Callable[[], object]], repeats: int, wa
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def student_and_teacher():
-    teacher_path = bundled_teacher_path()
-    student = convert_bert_to_minialbert(teacher_path).minialbert.eval()
-    teacher = BertModel.from_pretrained(teacher_path).eval()
-    return student, teacher, AutoTokenizer.from_pretrained(teacher_path)
+def converted_student(folder: Path) -> Path:
+    """The student converted from the bundled teacher with default options, saved once for every contender."""
+    if not (folder / "config.json").is_file():
+        convert_bert_to_minialbert(bundled_teacher_path()).save_pretrained(folder)
+    return folder
 
 
 def albert_like(student_config) -> AlbertModel:
@@ -106,8 +112,12 @@ def forward_flops(config, tokens: int, sequence: int) -> float:
     return tokens * (projection + config.num_hidden_layers * per_recursion)
 
 
-def inference(repeats: int, warmup: int, compile_model: bool) -> dict:
-    student, teacher, tokenizer = student_and_teacher()
+def inference(student_folder: Path, repeats: int, warmup: int, compile_model: bool) -> dict:
+    student = MiniAlbertModel.from_pretrained(student_folder).eval()
+    # The same student without its (identity) adapters: what the adapters' extra work costs.
+    plain = MiniAlbertModel.from_pretrained(student_folder, use_adapters=False).eval()
+    teacher = BertModel.from_pretrained(bundled_teacher_path()).eval()
+    tokenizer = AutoTokenizer.from_pretrained(bundled_teacher_path())
     albert = albert_like(student.config)
     generator = torch.Generator().manual_seed(0)
     unpadded = {"input_ids": torch.randint(1000, 30000, (32, 128), generator=generator)}
@@ -119,16 +129,18 @@ def inference(repeats: int, warmup: int, compile_model: bool) -> dict:
     }
 
     hidden, intermediate = student.config.hidden_size, student.config.intermediate_size
-    a, b = torch.randn(32 * 128, hidden), torch.randn(hidden, intermediate)
+    # The reference rate: one dense layer of the student's largest shape (its FFN up-projection), alone.
+    a, weight = torch.randn(32 * 128, hidden), torch.randn(intermediate, hidden)
     with torch.inference_mode():
         seconds = median_seconds(
             {
                 "student": lambda: student(**unpadded),
                 "albert": lambda: albert(**unpadded),
+                "student_without_adapters": lambda: plain(**unpadded),
                 "teacher": lambda: teacher(**unpadded),
                 "student_padded": lambda: student(**padded),
                 "albert_padded": lambda: albert(**padded),
-                "matmul": lambda: torch.mm(a, b),
+                "matmul": lambda: F.linear(a, weight),
             },
             repeats,
             warmup,
@@ -151,13 +163,14 @@ def inference(repeats: int, warmup: int, compile_model: bool) -> dict:
     def tokens_per_second(name: str, batch: str) -> float:
         return real_tokens[batch] / seconds[name]
 
-    matmul_rate = 2 * a.shape[0] * a.shape[1] * b.shape[1] / seconds["matmul"]
+    matmul_rate = 2 * a.shape[0] * a.shape[1] * weight.shape[0] / seconds["matmul"]
     student_rate = forward_flops(student.config, real_tokens["unpadded"], 128) / seconds["student"]
     ideal = teacher.config.num_hidden_layers / student.config.num_hidden_layers
     speedup_vs_teacher = seconds["teacher"] / seconds["student"]
     return {
         "speedup_vs_albert": seconds["albert"] / seconds["student"],
         "speedup_vs_albert_padded": seconds["albert_padded"] / seconds["student_padded"],
+        "speedup_vs_albert_without_adapters": seconds["albert"] / seconds["student_without_adapters"],
         "speedup_vs_teacher": speedup_vs_teacher,
         "ideal_speedup_vs_teacher": ideal,
         "teacher_ratio_of_ideal": speedup_vs_teacher / ideal,
@@ -167,6 +180,7 @@ def inference(repeats: int, warmup: int, compile_model: bool) -> dict:
         "tokens_per_second": {
             "student": tokens_per_second("student", "unpadded"),
             "albert": tokens_per_second("albert", "unpadded"),
+            "student_without_adapters": tokens_per_second("student_without_adapters", "unpadded"),
             "teacher": tokens_per_second("teacher", "unpadded"),
             "student_padded": tokens_per_second("student_padded", "padded"),
             "albert_padded": tokens_per_second("albert_padded", "padded"),
@@ -178,7 +192,7 @@ def inference(repeats: int, warmup: int, compile_model: bool) -> dict:
             "unpadded": list(unpadded["input_ids"].shape),
             "padded": list(padded["input_ids"].shape),
             "padded_real_tokens": real_tokens["padded"],
-            "matmul": [a.shape[0], a.shape[1], b.shape[1]],
+            "matmul": [a.shape[0], a.shape[1], weight.shape[0]],
             "student": {
                 key: getattr(student.config, key)
                 for key in (
@@ -194,10 +208,17 @@ def inference(repeats: int, warmup: int, compile_model: bool) -> dict:
 
 
 def distillation_batch(tokenizer) -> dict[str, torch.Tensor]:
-    data = DataArguments(max_seq_length=256, stride=64, max_train_samples=16)
-    windows = tokenize_windows(load_text_corpus(data), tokenizer, data)["train"]
-    batch = tokenizer.pad([windows[i] for i in range(16)], return_tensors="pt")
-    return {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask")}
+    """16 windows of 256 tokens: the first BBC training articles, masked-LM style (special-tokens mask kept)."""
+    texts = bbc_news_splits()["train"]["text"][:16]
+    batch = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=256,
+        padding=True,
+        return_special_tokens_mask=True,
+        return_tensors="pt",
+    )
+    return dict(batch)
 
 
 class NaiveDistillation:
@@ -232,15 +253,14 @@ class NaiveDistillation:
         return losses
 
 
-def distillation_contenders(tokenizer):
-    """The two step functions over one batch, each with its own student copy."""
+def distillation_contenders(student_folder: Path, batch: dict[str, torch.Tensor], names=("ours", "naive")):
+    """Step functions (forward and backward over `batch`), each contender with its own student copy."""
     teacher_path = bundled_teacher_path()
-    arguments = DistillationArguments(output_dir="/tmp/minialbert-benchmark", report_to="none", use_cpu=True)
-    batch = distillation_batch(tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    arguments = DistillationArguments(output_dir=str(student_folder / "trainer"), report_to="none", use_cpu=True)
     steps = {}
-    for name in ("ours", "naive"):
-        torch.manual_seed(0)
-        student = convert_bert_to_minialbert(teacher_path).train()
+    for name in names:
+        student = MiniAlbertForMaskedLM.from_pretrained(student_folder).train()
         trainer = DistillationTrainer(load_teacher(teacher_path), student, arguments, processing_class=tokenizer)
         losses = trainer.distillation_losses if name == "ours" else NaiveDistillation(trainer).losses
         weights = trainer.weights()
@@ -252,42 +272,60 @@ def distillation_contenders(tokenizer):
             student.zero_grad(set_to_none=True)
 
         steps[name] = step
-    tokens = batch["attention_mask"].sum().item()
-    return steps, tokens, list(batch["input_ids"].shape)
+    return steps
 
 
-def peak_memory_mb(name: str) -> float:
-    """Peak resident-set growth of a fresh process that runs two `name` distillation steps."""
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory_mb(name: str, student_folder: Path, batch_path: Path) -> float:
+    """Peak resident-set growth of a fresh process running one `name` distillation step."""
     result = subprocess.run(
-        [sys.executable, __file__, "--memory_of", name], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--memory_of", name, "--student", str(student_folder), "--batch", str(batch_path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_growth_mb"]
 
 
-def distillation(repeats: int, warmup: int) -> dict:
-    tokenizer = AutoTokenizer.from_pretrained(bundled_teacher_path())
-    steps, tokens, shape = distillation_contenders(tokenizer)
+def memory_of(name: str, student_folder: Path, batch_path: Path) -> None:
+    """Run in a fresh process: resident memory sampled every millisecond during one step, against the
+    resident memory after set-up with the allocator's free memory handed back to the system."""
+    step = distillation_contenders(student_folder, torch.load(batch_path), names=(name,))[name]
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    baseline, peak, running = resident_bytes(), [0], [True]
+
+    def sample():
+        while running[0]:
+            peak[0] = max(peak[0], resident_bytes())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    step()
+    running[0] = False
+    sampler.join()
+    print(json.dumps({"peak_growth_mb": (peak[0] - baseline) / 2**20}))
+
+
+def distillation(student_folder: Path, repeats: int, warmup: int) -> dict:
+    batch = distillation_batch(AutoTokenizer.from_pretrained(bundled_teacher_path()))
+    steps = distillation_contenders(student_folder, batch)
     seconds = median_seconds(steps, repeats, warmup)
-    memory = {name: peak_memory_mb(name) for name in steps}
+    torch.save(batch, student_folder / "batch.pt")
+    memory = {name: peak_memory_mb(name, student_folder, student_folder / "batch.pt") for name in steps}
+    tokens = batch["attention_mask"].sum().item()
     return {
         "speedup_vs_naive": seconds["naive"] / seconds["ours"],
         "peak_memory_ratio_vs_naive": memory["ours"] / memory["naive"],
         "tokens_per_second": {name: tokens / value for name, value in seconds.items()},
         "ms_per_step": {name: 1000 * value for name, value in seconds.items()},
         "peak_memory_growth_mb": memory,
-        "shape": shape,
+        "shape": list(batch["input_ids"].shape),
     }
-
-
-def memory_of(name: str) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(bundled_teacher_path())
-    steps, _, _ = distillation_contenders(tokenizer)
-    step = steps[name]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(2):
-        step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_growth_mb": (after - before) / 1024}))
 
 
 def main() -> None:
@@ -295,17 +333,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Fewer repetitions and no torch.compile.")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
     parser.add_argument("--memory_of", choices=("ours", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--student", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    logging.getLogger("minialbert").setLevel(logging.ERROR)
     if args.memory_of:
-        return memory_of(args.memory_of)
+        return memory_of(args.memory_of, args.student, args.batch)
 
     repeats, warmup = (3, 1) if args.quick else (15, 3)
     start = time.perf_counter()
-    results = {
-        "inference": inference(repeats, warmup, compile_model=not args.quick),
-        "distill": distillation(max(2, repeats // 3), 1),
-    }
+    with tempfile.TemporaryDirectory() as folder:
+        student = converted_student(Path(folder))
+        results = {
+            "inference": inference(student, repeats, warmup, compile_model=not args.quick),
+            "distill": distillation(student, 1 if args.quick else 5, 1),
+        }
     flat = {f"{section}.{key}": value for section, values in results.items() for key, value in values.items()}
     results["targets"] = {
         key: {"target": f">= {target}", "met": flat[key] >= target} for key, target in TARGETS.items()

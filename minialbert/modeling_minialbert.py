@@ -211,6 +211,13 @@ def eager_attention_forward(
     return output, probabilities
 
 
+def attention_function(config: MiniAlbertConfig) -> Callable:
+    """The configured attention kernel (`config._attn_implementation`)."""
+    if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # transformers 5
+        return ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)
+    return ALL_ATTENTION_FUNCTIONS.get(config._attn_implementation, eager_attention_forward)  # transformers 4.x
+
+
 class PackedTokens:
     """The real (non-padding) tokens of a padded batch, for running the token-wise layers on them alone.
 
@@ -277,11 +284,7 @@ class MiniAlbertAttention(nn.Module):
         input_shape = qkv.shape[:-1]
 
         # Attention maps need the eager kernel; every other call takes the configured one (SDPA by default).
-        attention_interface: Callable = (
-            eager_attention_forward
-            if output_attentions
-            else ALL_ATTENTION_FUNCTIONS.get(self.config._attn_implementation, eager_attention_forward)
-        )
+        attention_interface = eager_attention_forward if output_attentions else attention_function(self.config)
         attention_output, attention_probabilities = attention_interface(
             self,
             query,

@@ -137,6 +137,7 @@ def test_eager_and_sdpa_agree(model_class, inputs):
     assert model.config._attn_implementation == "sdpa"
     sdpa = first_output(model(**batch))
     model.set_attn_implementation("eager")
+    assert model.config._attn_implementation == "eager"
     eager = first_output(model(**batch))
     torch.testing.assert_close(sdpa, eager, rtol=1e-5, atol=1e-5)
 
