@@ -328,6 +328,13 @@ def distillation(student_folder: Path, repeats: int, warmup: int) -> dict:
     }
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Fewer repetitions and no torch.compile.")
@@ -363,7 +370,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - start, 1),
         "dtype": "float32",
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
