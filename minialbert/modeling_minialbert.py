@@ -253,9 +253,9 @@ class MiniAlbertAttention(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
     def project_qkv(self, hidden_states: torch.Tensor, relaxation: MiniAlbertRelaxation | None) -> torch.Tensor:
-        """Query, key and value side by side, `(..., 3 * hidden)`: one matrix multiply where the three are plain
-        linear layers (one wider GEMM runs closer to the hardware's peak than three), else one each (PEFT
-        wraps them, relaxations add deltas)."""
+        """Query, key and value side by side, `(..., 3 * hidden)`, for one unpack and one split: one matrix
+        multiply where the three are plain linear layers, else one each (PEFT wraps them, relaxations add
+        deltas)."""
         projections = (self.query, self.key, self.value)
         if relaxation is None and all(type(projection) is nn.Linear for projection in projections):
             weight = torch.cat([projection.weight for projection in projections])
