@@ -30,7 +30,7 @@ from transformers import (
 
 import minialbert  # noqa: F401  (registers MiniAlbert with the Auto classes)
 from minialbert.data import bbc_news_splits
-from minialbert.finetuning import ModelArguments, TaskRun, parse_arguments, tokenize_splits
+from minialbert.finetuning import ModelArguments, TaskRun, data_files, parse_arguments, tokenize_splits
 from minialbert.metrics import load_metric
 from minialbert.tuning import TuningArguments, prepare_for_tuning
 
@@ -87,15 +87,7 @@ def load_raw_data(data_args: DataTrainingArguments) -> datasets.DatasetDict:
         if "validation" not in raw and "validation_matched" in raw:  # MNLI
             raw["validation"] = raw["validation_matched"]
         return raw
-    files = {
-        split: path
-        for split, path in (
-            ("train", data_args.train_file),
-            ("validation", data_args.validation_file),
-            ("test", data_args.test_file),
-        )
-        if path
-    }
+    files = data_files(data_args)
     if files:
         return datasets.load_dataset(
             "csv" if next(iter(files.values())).endswith(".csv") else "json", data_files=files
@@ -215,12 +207,7 @@ def main() -> None:
             encoded["labels"] = [label_ids[value] for value in values] if label_ids else list(values)
         return encoded
 
-    limits = {
-        "train": data_args.max_train_samples,
-        "validation": data_args.max_eval_samples,
-        "test": data_args.max_predict_samples,
-    }
-    splits = tokenize_splits(raw, preprocess, limits, training_args)
+    splits = tokenize_splits(raw, preprocess, data_args, training_args)
     trainer = Trainer(
         model=build_model(model_args, tuning_args, labels),
         args=training_args,

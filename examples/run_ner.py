@@ -25,7 +25,7 @@ from transformers import (
 )
 
 import minialbert  # noqa: F401  (registers MiniAlbert with the Auto classes)
-from minialbert.finetuning import TaskRun, parse_arguments, tokenize_splits
+from minialbert.finetuning import TaskRun, data_files, parse_arguments, tokenize_splits
 from minialbert.metrics import load_metric
 from minialbert.tuning import prepare_for_tuning
 
@@ -84,15 +84,7 @@ def dataset_label(data_args: DataTrainingArguments) -> str:
 def load_raw_data(data_args: DataTrainingArguments) -> datasets.DatasetDict:
     if data_args.dataset_name:
         return datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name)
-    files = {
-        split: path
-        for split, path in (
-            ("train", data_args.train_file),
-            ("validation", data_args.validation_file),
-            ("test", data_args.test_file),
-        )
-        if path
-    }
+    files = data_files(data_args)
     if next(iter(files.values())).endswith(CONLL_SUFFIXES):
         return datasets.DatasetDict(
             {split: datasets.Dataset.from_dict(read_conll(path)) for split, path in files.items()}
@@ -171,12 +163,7 @@ def main() -> None:
         ]
         return encoded
 
-    limits = {
-        "train": data_args.max_train_samples,
-        "validation": data_args.max_eval_samples,
-        "test": data_args.max_predict_samples,
-    }
-    splits = tokenize_splits(raw, preprocess, limits, training_args)
+    splits = tokenize_splits(raw, preprocess, data_args, training_args)
 
     config = AutoConfig.from_pretrained(
         model_args.model_name_or_path,

@@ -47,13 +47,22 @@ def parse_arguments(data_arguments_class: type) -> tuple[ModelArguments, TuningA
     return parser.parse_args_into_dataclasses()
 
 
+def data_files(data_args) -> dict[str, str]:
+    """The local files an example's `--train_file`, `--validation_file` and `--test_file` name, by split."""
+    files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
+    return {split: path for split, path in files.items() if path}
+
+
 def tokenize_splits(
-    raw: datasets.DatasetDict,
-    preprocess,
-    limits: dict[str, int | None],
-    training_args: TrainingArguments,
+    raw: datasets.DatasetDict, preprocess, data_args, training_args: TrainingArguments
 ) -> dict[str, datasets.Dataset]:
-    """`preprocess` (batched) over the train/validation/test splits present, each first cut to its limit."""
+    """`preprocess` (batched) over the train/validation/test splits present, each first cut to the example's
+    `--max_train_samples`, `--max_eval_samples` or `--max_predict_samples`."""
+    limits = {
+        "train": data_args.max_train_samples,
+        "validation": data_args.max_eval_samples,
+        "test": data_args.max_predict_samples,
+    }
     splits = {}
     for split, limit in limits.items():
         if split in raw:
