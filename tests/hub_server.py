@@ -84,6 +84,14 @@ class HubHandler(BaseHTTPRequestHandler):
     def _authorised(self) -> bool:
         return self.headers.get("Authorization", "").startswith("Bearer ") or self.path == "/api/validate-yaml"
 
+    def _revision(self, repo_id: str, revision: str) -> tuple[Repo | None, str | None]:
+        """The repository and the commit a revision names, or an error reply and None."""
+        repo = self._repo(repo_id)
+        oid = repo.resolve(revision) if repo is not None else None
+        if repo is not None and oid is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        return repo, oid
+
     def _dispatch(self, routes: list[tuple[str, object]]) -> None:
         # Read every request body, used or not, so the kept-alive connection stays in step.
         self.body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -199,13 +207,10 @@ class HubHandler(BaseHTTPRequestHandler):
         self._reply(200, {})
 
     def commit(self, repo_id, revision, query):
-        repo = self._repo(repo_id)
-        if repo is None:
+        repo, parent = self._revision(repo_id, revision)
+        if parent is None:
             return
         lines = [json.loads(line) for line in self.body.decode().splitlines() if line.strip()]
-        parent = repo.resolve(revision)
-        if parent is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
         files = dict(repo.commits[parent])
         header = {}
         for line in lines:
@@ -233,24 +238,18 @@ class HubHandler(BaseHTTPRequestHandler):
         self._reply(200, response)
 
     def model_info(self, repo_id, revision, query):
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
-        oid = repo.resolve(revision)
+        repo, oid = self._revision(repo_id, revision)
         if oid is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return
         siblings = [{"rfilename": path} for path in sorted(repo.commits[oid])]
         self._reply(
             200, {"id": repo_id, "modelId": repo_id, "sha": oid, "private": repo.private, "siblings": siblings}
         )
 
     def tree(self, repo_id, revision, folder, query):
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
-        oid = repo.resolve(revision)
+        repo, oid = self._revision(repo_id, revision)
         if oid is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return
         prefix = f"{folder.rstrip('/')}/" if folder else ""
         entries = []
         for path, (data, lfs) in sorted(repo.commits[oid].items()):
@@ -262,12 +261,9 @@ class HubHandler(BaseHTTPRequestHandler):
         self._reply(200, entries)
 
     def resolve(self, repo_id, revision, path, query):
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
-        oid = repo.resolve(revision)
+        repo, oid = self._revision(repo_id, revision)
         if oid is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return
         if path not in repo.commits[oid]:
             return self._error(404, "EntryNotFound", f"{path} does not exist at {revision}")
         data, lfs = repo.commits[oid][path]
