@@ -184,7 +184,7 @@ def load_tuned(
         tuned_dir: a folder written by `save_tuned`, or the Hub id of one pushed with `minialbert push`.
         base_model: the base student (default: the one `minialbert_tuning.json` names).
         revision: revision of `tuned_dir` when it is a Hub id.
-        from_pretrained_kwargs: passed to the base model's `from_pretrained` (`revision`, `token`, ...).
+        from_pretrained_kwargs: passed to the base model's `from_pretrained` (`token`, `cache_dir`, ...).
     """
     path = Path(tuned_dir)
     if not path.is_dir():
