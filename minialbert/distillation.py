@@ -11,11 +11,14 @@ overrides `compute_loss` (and `log`, to report each term); optimiser, schedule, 
 distributed launch stay the Trainer's own.
 """
 
+import functools
 import json
 import logging
+import re
 import shutil
+import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,30 +44,99 @@ from .convert import (
     layer_map,
     load_teacher,
 )
-from .data import DataArguments, bundled_teacher_path, load_text_corpus, masked_lm_collator, tokenize_windows
+from .data import (
+    DataArguments,
+    bundled_teacher_path,
+    load_text_corpus,
+    masked_lm_collator,
+    python_docs_sentences,
+    tokenize_windows,
+)
 from .modeling_minialbert import MiniAlbertForMaskedLM
+from .sentence_embeddings import SentenceModules, pool, read_sentence_modules, save_sentence_modules
 
 logger = logging.getLogger(__name__)
 
-LOSS_NAMES = ("mlm", "attention", "hidden", "logit", "embedding")
+LOSS_NAMES = ("mlm", "attention", "hidden", "logit", "embedding", "sentence")
+
+# Recipes as data: what each recipe field left unset defaults to. `recipe="auto"` picks "paper" for teachers with a
+# masked-LM head and "sentence" for the rest; benchmarks/recipe_study.py measured the "sentence" choices.
+RECIPES = {
+    # Nouriborji et al.: every term on the masked input, the student's own masked-LM loss and the teacher's logits.
+    "paper": {
+        "mlm_weight": 1.0,
+        "attention_weight": 3.0,
+        "hidden_weight": 3.0,
+        "logit_weight": 5.0,
+        "embedding_weight": 0.0,
+        "sentence_weight": 0.0,
+        "hidden_loss": "cosine",
+        "hidden_layers": "all",
+        "sentence_loss": "cosine",
+        "distill_inputs": "masked",
+    },
+    # For teachers without a masked-LM head (sentence encoders): no masked-LM term to compete with distillation,
+    # and the teacher's states and pooled sentence embeddings followed on the text inference sees (no [MASK]).
+    "sentence": {
+        "mlm_weight": 0.0,
+        "attention_weight": 0.0,
+        "hidden_weight": 1.0,
+        "logit_weight": 0.0,
+        "embedding_weight": 0.0,
+        "sentence_weight": 1.0,
+        "hidden_loss": "mse",
+        "hidden_layers": "all",
+        "sentence_loss": "mse",
+        "distill_inputs": "unmasked",
+    },
+}
+RECIPE_CHOICES = {
+    "hidden_loss": ("cosine", "mse"),
+    "hidden_layers": ("all", "last"),
+    "sentence_loss": ("cosine", "mse"),
+    "distill_inputs": ("masked", "unmasked"),
+}
+
+
+def _recipe_field(help: str, choices: tuple[str, ...] | None = None):
+    return field(default=None, metadata={"help": f"{help} (default: the recipe's).", "choices": choices})
 
 
 @dataclass
 class DistillationArguments(TrainingArguments):
     """`TrainingArguments` plus the distillation recipe; parsed by `HfArgumentParser` and saved with every checkpoint.
 
-    Defaults follow the paper where a CPU allows: AdamW at 5e-4 with weight decay 1e-4 and linear warm-up.
+    `recipe` sets every loss weight and option left unset (None): `RECIPES` lists them. Defaults follow the paper
+    where a CPU allows: AdamW at 5e-4 with weight decay 1e-4 and linear warm-up.
     """
 
-    mlm_weight: float = field(default=1.0, metadata={"help": "Weight of the student's own masked-LM loss."})
-    attention_weight: float = field(
-        default=3.0, metadata={"help": "Weight of the attention KL over mapped layers (0 skips attention maps)."}
+    recipe: str = field(
+        default="auto",
+        metadata={
+            "help": "'paper' (masked-LM, attention, hidden-state and logit losses on masked input), 'sentence' "
+            "(hidden-state and pooled sentence-embedding losses on unmasked input, no masked-LM), or 'auto': "
+            "'paper' for teachers with a masked-LM head, 'sentence' for the rest.",
+            "choices": ("auto", *RECIPES),
+        },
     )
-    hidden_weight: float = field(default=3.0, metadata={"help": "Weight of the hidden-state cosine loss."})
-    logit_weight: float = field(
-        default=5.0, metadata={"help": "Weight of the masked-token logit KL (drops out for teachers without a head)."}
+    mlm_weight: float | None = _recipe_field("Weight of the student's own masked-LM loss")
+    attention_weight: float | None = _recipe_field("Weight of the attention KL over mapped layers (0 skips the maps)")
+    hidden_weight: float | None = _recipe_field("Weight of the hidden-state loss")
+    logit_weight: float | None = _recipe_field("Weight of the masked-token logit KL (needs a teacher MLM head)")
+    embedding_weight: float | None = _recipe_field("Weight of the embedding-output cosine loss")
+    sentence_weight: float | None = _recipe_field(
+        "Weight of the loss between pooled student and teacher sentence embeddings (the teacher's pooling)"
     )
-    embedding_weight: float = field(default=0.0, metadata={"help": "Weight of the embedding-output cosine loss."})
+    hidden_loss: str | None = _recipe_field("Hidden-state loss: 'cosine' or 'mse'", RECIPE_CHOICES["hidden_loss"])
+    hidden_layers: str | None = _recipe_field(
+        "Hidden-state loss on 'all' mapped layers or the 'last' only", RECIPE_CHOICES["hidden_layers"]
+    )
+    sentence_loss: str | None = _recipe_field("Sentence loss: 'cosine' or 'mse'", RECIPE_CHOICES["sentence_loss"])
+    distill_inputs: str | None = _recipe_field(
+        "Input of the hidden, attention, embedding and sentence terms: 'masked' (the masked-LM batch) or 'unmasked' "
+        "(the text as inference sees it; masked-LM and logit terms then take a second, masked pass)",
+        RECIPE_CHOICES["distill_inputs"],
+    )
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the logit KL."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of real tokens masked for masked-LM."})
     layer_map: list[int] | None = field(
@@ -72,6 +144,13 @@ class DistillationArguments(TrainingArguments):
         metadata={
             "help": "Teacher layer (1-based) matched with each recursion (default: the student's recorded "
             "teacher_layer_map, else minialbert.layer_map)."
+        },
+    )
+    auto_bf16: bool = field(
+        default=True,
+        metadata={
+            "help": "On a CPU with native bf16 (avx512_bf16 or amx_bf16), train under bf16 autocast when a timed "
+            "matmul step shows it faster than fp32 (losses stay fp32). Ignored with --bf16/--fp16 or on accelerators."
         },
     )
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate (the paper: 5e-4)."})
@@ -89,14 +168,116 @@ class DistillationArguments(TrainingArguments):
         # single-process: every process would train alone on the full data.
         if not self.use_cpu and not torch.accelerator.is_available():
             self.use_cpu = True
+        if self.auto_bf16 and self.use_cpu and not (self.bf16 or self.fp16):
+            self.bf16 = cpu_bf16_is_faster()
         super().__post_init__()
-        for name in ("mlm_weight", *(f"{loss}_weight" for loss in LOSS_NAMES[1:])):
-            if getattr(self, name) < 0:
+        if self.recipe not in ("auto", *RECIPES):
+            raise ValueError(f"--recipe must be one of {['auto', *RECIPES]}, got {self.recipe!r}.")
+        for name in (f"{loss}_weight" for loss in LOSS_NAMES):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be non-negative, got {getattr(self, name)}.")
+        for name, choices in RECIPE_CHOICES.items():
+            if getattr(self, name) not in (None, *choices):
+                raise ValueError(f"--{name} must be one of {list(choices)}, got {getattr(self, name)!r}.")
         if self.temperature <= 0:
             raise ValueError(f"--temperature must be positive, got {self.temperature}.")
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}.")
+
+
+@dataclass
+class Recipe:
+    """The loss terms and options one run uses: `DistillationArguments` with the recipe's defaults filled in."""
+
+    name: str
+    weights: dict[str, float]
+    hidden_loss: str
+    hidden_layers: str
+    sentence_loss: str
+    distill_inputs: str
+    sentence_pooling: str
+    reason: str
+
+
+def resolve_recipe(args: DistillationArguments, teacher: Teacher, sentence_modules: SentenceModules | None) -> Recipe:
+    """Fill the fields left unset from the recipe, refusing terms the teacher cannot provide."""
+    has_head = teacher.mlm_head is not None
+    if args.recipe == "auto":
+        name = "paper" if has_head else "sentence"
+        reason = (
+            "the teacher has a masked-LM head, so the student learns its predictions (the paper's recipe)"
+            if has_head
+            else "the teacher has no masked-LM head: the student follows its hidden states and sentence embeddings "
+            "on unmasked text (the best recipe measured by benchmarks/recipe_study.py)"
+        )
+    else:
+        name, reason = args.recipe, f"--recipe {args.recipe}"
+    values = {
+        key: default if getattr(args, key) is None else getattr(args, key) for key, default in RECIPES[name].items()
+    }
+    weights = {loss: float(values[f"{loss}_weight"]) for loss in LOSS_NAMES}
+    if not has_head and weights["logit"] > 0:
+        if args.logit_weight is not None:
+            raise ValueError(
+                f"--logit_weight {args.logit_weight} needs a teacher with a masked-LM head, and "
+                f"{teacher.name_or_path} has none; drop --logit_weight or pass a BertForMaskedLM checkpoint."
+            )
+        logger.warning(
+            "The teacher %s has no masked-LM head: the %s recipe's logit KL term (logit_weight=%s) drops out.",
+            teacher.name_or_path,
+            name,
+            weights["logit"],
+        )
+        weights["logit"] = 0.0
+    if not any(weights.values()):
+        names = ", ".join(f"--{loss}_weight" for loss in LOSS_NAMES)
+        raise ValueError(f"Every loss weight is 0: give a positive value to at least one of {names}.")
+    pooling = sentence_modules.pooling if sentence_modules else "mean"
+    if weights["sentence"] > 0 and sentence_modules is None:
+        logger.warning(
+            "The teacher %s has no sentence-transformers Pooling module: the sentence loss pools by mean over real "
+            "tokens.",
+            teacher.name_or_path,
+        )
+    return Recipe(
+        name=name,
+        weights=weights,
+        hidden_loss=values["hidden_loss"],
+        hidden_layers=values["hidden_layers"],
+        sentence_loss=values["sentence_loss"],
+        distill_inputs=values["distill_inputs"],
+        sentence_pooling=pooling,
+        reason=reason,
+    )
+
+
+@functools.cache
+def cpu_bf16_is_faster() -> bool:
+    """Whether bf16 autocast beats fp32 here: only with native bf16 in the CPU flags, and only when a timed
+    feed-forward step (forward and backward, BERT-small shapes) runs at least 10% faster. Machines of one kind
+    differ (bf16 without native support is emulated and slower), so this is decided per machine, once."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    if not re.search(r"\b(avx512_bf16|amx_bf16)\b", flags):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    block = nn.Sequential(nn.Linear(384, 1536), nn.GELU(), nn.Linear(1536, 384))
+    inputs = torch.randn(2048, 384, generator=generator)
+
+    def seconds(enabled: bool) -> float:
+        timings = []
+        for _ in range(4):
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+                block(inputs).float().square().mean().backward()
+            timings.append(time.perf_counter() - start)
+        return min(timings[1:])
+
+    fp32, bf16 = seconds(False), seconds(True)
+    logger.info("bf16 autocast step %.1f ms vs fp32 %.1f ms on this CPU.", bf16 * 1e3, fp32 * 1e3)
+    return bf16 < 0.9 * fp32
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -214,12 +395,9 @@ class DistillationTrainer(Trainer):
             args.layer_map or student.teacher_layer_map or layer_map(bert.num_hidden_layers, student.num_hidden_layers)
         )
         check_layer_map(self.layer_map, bert.num_hidden_layers, student.num_hidden_layers)
-        if args.logit_weight > 0 and self.teacher.mlm_head is None:
-            logger.warning(
-                "The teacher %s has no masked-LM head: the logit KL term (logit_weight=%s) drops out.",
-                self.teacher.name_or_path,
-                args.logit_weight,
-            )
+        self.sentence_modules = read_sentence_modules(self.teacher.name_or_path, self.teacher.revision)
+        self.recipe = resolve_recipe(args, self.teacher, self.sentence_modules)
+        logger.info("Distillation recipe %r: %s.", self.recipe.name, self.recipe.reason)
         tokenizer = kwargs.get("processing_class")
         if not isinstance(tokenizer, PreTrainedTokenizerBase):
             raise ValueError("DistillationTrainer needs the tokenizer as `processing_class` to mask batches.")
@@ -235,14 +413,7 @@ class DistillationTrainer(Trainer):
         self._loss_counts = {"train": 0, "eval": 0}
 
     def weights(self) -> dict[str, float]:
-        args = self.args
-        return {
-            "mlm": args.mlm_weight,
-            "attention": args.attention_weight,
-            "hidden": args.hidden_weight,
-            "logit": args.logit_weight if self.teacher.mlm_head is not None else 0.0,
-            "embedding": args.embedding_weight,
-        }
+        return dict(self.recipe.weights)
 
     def mask(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mask a padded batch for masked-LM (a no-op for batches that already have `labels`)."""
@@ -257,34 +428,86 @@ class DistillationTrainer(Trainer):
             inputs["input_ids"], inputs["labels"] = input_ids.to(device), labels.to(device)
         return inputs
 
+    def hidden_state_loss(self, student: torch.Tensor, teacher: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        if self.recipe.hidden_loss == "mse":
+            return masked_mean((student.float() - teacher.float()).square().mean(-1), real)
+        return cosine_loss(student, teacher, real)
+
+    def sentence_embedding_loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        student = pool(student.float(), attention_mask, self.recipe.sentence_pooling)
+        teacher = pool(teacher.float(), attention_mask, self.recipe.sentence_pooling)
+        if self.recipe.sentence_loss == "mse":
+            return F.mse_loss(student, teacher)
+        return 1 - F.cosine_similarity(student, teacher, dim=-1).mean()
+
     def distillation_losses(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each loss term (unweighted) for one batch."""
         weights = self.weights()
-        inputs = self.mask(inputs)
-        labels = inputs.pop("labels")
-        masked = labels != -100
+        predicts = weights["mlm"] > 0 or weights["logit"] > 0
+        distills = any(weights[name] > 0 for name in ("attention", "hidden", "embedding", "sentence"))
+        on_masked = self.recipe.distill_inputs == "masked"
+        masked = self.mask(inputs) if predicts or on_masked else None
+        losses = {}
+        if masked is not None and (predicts or on_masked):
+            losses |= self.pass_losses(model, masked, predicts=predicts, distills=distills and on_masked)
+        if distills and not on_masked:
+            unmasked = dict(inputs)
+            unmasked.pop("special_tokens_mask", None)
+            labels = unmasked.pop("labels", None)
+            if labels is not None:  # a masking collator of the user's: restore the original tokens
+                unmasked["input_ids"] = torch.where(labels != -100, labels, unmasked["input_ids"])
+            losses |= self.pass_losses(model, unmasked, predicts=False, distills=True)
+        return losses
+
+    def pass_losses(
+        self, model: nn.Module, inputs: dict[str, torch.Tensor], predicts: bool, distills: bool
+    ) -> dict[str, torch.Tensor]:
+        """The terms one forward pass of student and teacher gives: the masked-LM and logit terms (`predicts`,
+        on a masked batch with `labels`) and the distillation terms (`distills`)."""
+        weights = self.weights()
+        inputs = dict(inputs)
+        labels = inputs.pop("labels", None)
         real = inputs["attention_mask"].bool()
-        with_attention = weights["attention"] > 0
+        # An all-False mask skips the vocabulary projection when only hidden states are wanted.
+        prediction_mask = labels != -100 if predicts else torch.zeros_like(real)
+        with_attention = distills and weights["attention"] > 0
         outputs = model(
-            **inputs,
-            prediction_mask=masked,
-            output_hidden_states=True,
-            output_attentions=with_attention,
+            **inputs, prediction_mask=prediction_mask, output_hidden_states=distills, output_attentions=with_attention
         )
-        targets = teacher_targets(
-            self.teacher, inputs, self.layer_map, with_attention, masked if weights["logit"] > 0 else None
-        )
-        losses = {"mlm": F.cross_entropy(outputs.logits.float(), labels[masked])}
+        losses = {}
+        if predicts:
+            losses["mlm"] = F.cross_entropy(outputs.logits.float(), labels[prediction_mask])
+        if not (distills or weights["logit"] > 0):
+            return losses
+        with torch.autocast(self.args.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
+            targets = teacher_targets(
+                self.teacher,
+                inputs,
+                self.layer_map,
+                with_attention,
+                prediction_mask if predicts and weights["logit"] > 0 else None,
+            )
+        if predicts and weights["logit"] > 0:
+            losses["logit"] = logit_kl(outputs.logits, targets.logits, self.args.temperature)
+        if not distills:
+            return losses
         pairs = list(zip(outputs.hidden_states[1:], self.layer_map, strict=True))
-        losses["hidden"] = torch.stack(
-            [cosine_loss(student, targets.hidden_states[k], real) for student, k in pairs]
-        ).mean()
+        if self.recipe.hidden_layers == "last":
+            pairs = pairs[-1:]
+        if weights["hidden"] > 0:
+            losses["hidden"] = torch.stack(
+                [self.hidden_state_loss(student, targets.hidden_states[k], real) for student, k in pairs]
+            ).mean()
         if with_attention:
             losses["attention"] = mapped_attention_kl(outputs.attentions, targets.attentions, self.layer_map, real)
-        if weights["logit"] > 0:
-            losses["logit"] = logit_kl(outputs.logits, targets.logits, self.args.temperature)
         if weights["embedding"] > 0:
             losses["embedding"] = cosine_loss(outputs.hidden_states[0], targets.hidden_states[0], real)
+        if weights["sentence"] > 0:
+            losses["sentence"] = self.sentence_embedding_loss(
+                outputs.hidden_states[-1], targets.hidden_states[-1], inputs["attention_mask"]
+            )
         return losses
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -318,31 +541,61 @@ class DistillationTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def mean_pool(hidden_states: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    weights = real.unsqueeze(-1).to(hidden_states.dtype)
-    return (hidden_states * weights).sum(1) / weights.sum(1).clamp_min(1)
+def similarity_spearman(student_embeddings: torch.Tensor, teacher_embeddings: torch.Tensor) -> float:
+    """Spearman correlation between the student's and the teacher's pairwise cosine similarities of the same
+    texts: 1 when the student ranks every pair of texts as the teacher does (what search and clustering use)."""
+    from scipy.stats import spearmanr
+
+    similarities = []
+    for embeddings in (student_embeddings, teacher_embeddings):
+        normalised = F.normalize(embeddings.float(), dim=-1)
+        upper = torch.triu_indices(len(normalised), len(normalised), offset=1)
+        similarities.append((normalised @ normalised.T)[upper[0], upper[1]].cpu().numpy())
+    return float(spearmanr(*similarities).statistic)
+
+
+@torch.no_grad()
+def encode(model: nn.Module, batches: list[dict[str, torch.Tensor]], pooling: str = "mean") -> torch.Tensor:
+    """Pooled last hidden states of a bare encoder (`MiniAlbertModel` or `BertModel`) over unmasked batches."""
+    device = next(model.parameters()).device
+    embeddings = []
+    for batch in batches:
+        batch = {name: tensor.to(device) for name, tensor in batch.items() if name != "special_tokens_mask"}
+        embeddings.append(pool(model(**batch).last_hidden_state, batch["attention_mask"], pooling))
+    return torch.cat(embeddings)
+
+
+def sentence_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, max_length: int = 128):
+    """Padded, unmasked batches of `texts`, in order."""
+    return [
+        dict(tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
+                       return_tensors="pt"))
+        for start in range(0, len(texts), batch_size)
+    ]  # fmt: skip
 
 
 @torch.no_grad()
 def agreement_report(
-    student: MiniAlbertForMaskedLM, teacher: Teacher, batches: list[dict[str, torch.Tensor]], layers: list[int]
+    student: MiniAlbertForMaskedLM,
+    teacher: Teacher,
+    batches: list[dict[str, torch.Tensor]],
+    layers: list[int],
+    out_of_domain: list[dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """How closely the student follows the teacher on held-out masked batches.
 
     - `hidden_cosine`: cosine of the student's last hidden state and its mapped teacher layer, at real tokens;
     - `attention_kl`: attention KL(teacher || student) over the mapped layers;
     - `student_mlm_accuracy` / `teacher_mlm_accuracy`: top-1 accuracy at the masked tokens (teacher: with a head);
-    - `sentence_spearman`: Spearman correlation between the teacher's and the student's pairwise cosine
-      similarities of mean-pooled embeddings of the unmasked windows (what sentence-embedding users rely on).
+    - `sentence_spearman`: `similarity_spearman` of mean-pooled embeddings of the unmasked windows;
+    - `ood_sentence_spearman`: the same on `out_of_domain` batches (unmasked text from another source), if given.
     """
-    from scipy.stats import spearmanr
-
     was_training = student.training
     student.eval()
     device = next(student.parameters()).device
     totals = defaultdict(float)
     real_tokens = masked_tokens = 0
-    student_embeddings, teacher_embeddings = [], []
+    unmasked_batches = []
     for batch in batches:
         batch = {name: tensor.to(device) for name, tensor in batch.items() if name != "special_tokens_mask"}
         labels = batch.pop("labels")
@@ -360,23 +613,19 @@ def agreement_report(
             totals["teacher_mlm_accuracy"] += (targets.logits.argmax(-1) == labels[masked]).sum().item()
         real_tokens += count
         masked_tokens += int(masked.sum())
-
-        unmasked = dict(batch, input_ids=torch.where(masked, labels, batch["input_ids"]))
-        student_states = student.minialbert(**unmasked).last_hidden_state
-        teacher_states = teacher.bert(**unmasked).last_hidden_state
-        student_embeddings.append(mean_pool(student_states, real))
-        teacher_embeddings.append(mean_pool(teacher_states, real))
+        unmasked_batches.append(dict(batch, input_ids=torch.where(masked, labels, batch["input_ids"])))
 
     report = {
         name: total / (masked_tokens if name.endswith("mlm_accuracy") else real_tokens)
         for name, total in totals.items()
     }
-    similarities = []
-    for embeddings in (student_embeddings, teacher_embeddings):
-        normalised = F.normalize(torch.cat(embeddings).float(), dim=-1)
-        upper = torch.triu_indices(len(normalised), len(normalised), offset=1)
-        similarities.append((normalised @ normalised.T)[upper[0], upper[1]].cpu().numpy())
-    report["sentence_spearman"] = float(spearmanr(*similarities).statistic)
+    report["sentence_spearman"] = similarity_spearman(
+        encode(student.minialbert, unmasked_batches), encode(teacher.bert, unmasked_batches)
+    )
+    if out_of_domain is not None:
+        report["ood_sentence_spearman"] = similarity_spearman(
+            encode(student.minialbert, out_of_domain), encode(teacher.bert, out_of_domain)
+        )
     student.train(was_training)
     return {name: round(value, 4) for name, value in report.items()}
 
@@ -479,40 +728,77 @@ def run_distillation(
         data_arguments.split_seed,
         training_arguments.per_device_eval_batch_size,
     )
-    before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, trainer.layer_map)
+    sentences = python_docs_sentences()
+    out_of_domain = sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
+    layers = trainer.layer_map
+    before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, out_of_domain)
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model()
-    after = agreement_report(
-        trainer.accelerator.unwrap_model(trainer.model), trainer.teacher, batches, trainer.layer_map
-    )
+    distilled = trainer.accelerator.unwrap_model(trainer.model)
+    after = agreement_report(distilled, trainer.teacher, batches, layers, out_of_domain)
 
+    real_tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
     summary = {
         "teacher": teacher_name,
         "teacher_parameters": teacher.bert.num_parameters(),
         "student_parameters": student.num_parameters(),
-        "layer_map": trainer.layer_map,
-        "loss_weights": trainer.weights(),
+        "layer_map": layers,
+        "recipe": asdict(trainer.recipe),
+        "bf16_autocast": training_arguments.bf16,
         "train_windows": len(windows["train"]),
         "held_out_windows": len(windows["validation"]),
+        "out_of_domain_sentences": sum(len(batch["input_ids"]) for batch in out_of_domain),
         "global_step": trainer.state.global_step,
         "processes": training_arguments.world_size,
         "train_runtime_seconds": round(result.metrics["train_runtime"], 1),
+        "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * real_tokens_per_window),
         "at_initialisation": before,
         "after_distillation": after,
+        "teacher_figures": teacher_figures(trainer.teacher, batches, layers),
     }
     if trainer.is_world_process_zero():
+        if trainer.sentence_modules is not None:
+            save_sentence_modules(trainer.sentence_modules, training_arguments.output_dir, student.config.hidden_size)
         Path(training_arguments.output_dir, "distillation_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
+@torch.no_grad()
+def teacher_figures(teacher: Teacher, batches: list[dict[str, torch.Tensor]], layers: list[int]) -> dict[str, float]:
+    """The teacher's own scores on the held-out batches, where a score exists for it (masked-LM accuracy needs a
+    head; agreement metrics compare with the teacher itself and are 1 or 0 by definition)."""
+    if teacher.mlm_head is None:
+        return {}
+    correct = total = 0
+    for batch in batches:
+        batch = {name: tensor for name, tensor in batch.items() if name != "special_tokens_mask"}
+        labels = batch.pop("labels")
+        masked = labels != -100
+        logits = teacher_targets(teacher, batch, layers, False, masked).logits
+        correct += int((logits.argmax(-1) == labels[masked]).sum())
+        total += int(masked.sum())
+    return {"mlm_accuracy": round(correct / max(total, 1), 4)}
+
+
 def format_summary(summary: dict) -> str:
+    recipe = summary["recipe"]
+    terms = ", ".join(f"{name} {weight:g}" for name, weight in recipe["weights"].items() if weight)
     lines = [
         f"teacher {summary['teacher']}: {summary['teacher_parameters'] / 1e6:.2f}M parameters; "
         f"student: {summary['student_parameters'] / 1e6:.2f}M; layer map {summary['layer_map']}",
+        f"recipe {recipe['name']!r} ({recipe['reason']}): {terms}; hidden {recipe['hidden_loss']} on "
+        f"{recipe['hidden_layers']} mapped layers, sentence {recipe['sentence_loss']} of {recipe['sentence_pooling']} "
+        f"pooling, on {recipe['distill_inputs']} input; bf16 autocast {'on' if summary['bf16_autocast'] else 'off'}",
         f"{summary['global_step']} steps on {summary['train_windows']} windows in "
-        f"{summary['train_runtime_seconds']} s; held-out windows: {summary['held_out_windows']}",
-        f"{'metric':<22} {'initialisation':>14} {'distilled':>10}",
+        f"{summary['train_runtime_seconds']} s ({summary['train_tokens_per_second']} tokens/s); held-out: "
+        f"{summary['held_out_windows']} windows, {summary['out_of_domain_sentences']} out-of-domain sentences",
+        f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",
     ]
+    teacher = {f"teacher_{name}": value for name, value in summary["teacher_figures"].items()}
     for name, value in summary["after_distillation"].items():
-        lines.append(f"{name:<22} {summary['at_initialisation'][name]:>14.4f} {value:>10.4f}")
+        if name.startswith("teacher_"):
+            continue
+        own = teacher.get(name.replace("student_", "teacher_"), "")
+        own = f"{own:>8.4f}" if own != "" else f"{'':>8}"
+        lines.append(f"{name:<22} {summary['at_initialisation'][name]:>14.4f} {value:>10.4f} {own}")
     return "\n".join(lines)
