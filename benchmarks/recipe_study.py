@@ -1,0 +1,236 @@
+"""Ablation of the distillation recipe on the bundled teacher (all-MiniLM-L6-v2) and the BBC News training split.
+
+Every variant trains a freshly converted student for the same wall-clock budget (a linear learning-rate schedule
+over that time, 6% warm-up, then stop), and is scored by `agreement_report` on two held-out sets: 256 BBC News
+validation windows of 128 tokens (masked once with a fixed seed) and 256 short sentences from the Python language
+reference (`python_docs_sentences`, another source the recipe never trains on). A recipe that wins on BBC
+and not on the other set is not better.
+
+    python benchmarks/recipe_study.py --stage screen   # every variant, 60 s of training each
+    python benchmarks/recipe_study.py --stage full --variants sentence,...   # the main job's budget
+    python benchmarks/recipe_study.py --table          # print the table of what benchmarks/recipe_study.json holds
+
+Results are kept per (stage, variant) in benchmarks/recipe_study.json as soon as each variant finishes; a rerun
+skips finished ones (--rerun repeats them), so the study can run across sessions.
+"""
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+import transformers
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import AutoTokenizer, TrainerCallback
+
+from minialbert import ConversionArguments, convert_bert_to_minialbert
+from minialbert.convert import load_teacher
+from minialbert.data import (
+    DataArguments,
+    bundled_teacher_path,
+    load_text_corpus,
+    python_docs_sentences,
+    tokenize_windows,
+)
+from minialbert.distillation import (
+    DistillationArguments,
+    DistillationTrainer,
+    agreement_report,
+    held_out_batches,
+    sentence_batches,
+)
+
+RESULTS = Path(__file__).with_name("recipe_study.json")
+STAGES = {"screen": 60.0, "full": 600.0, "long": 1800.0}  # seconds of training per variant
+
+PAPER = {"recipe": "paper"}
+# name -> overrides of DistillationArguments, DataArguments ("data.") and ConversionArguments ("convert.").
+VARIANTS = {
+    "sentence": {"recipe": "sentence"},
+    "sentence, sentence cosine": {"recipe": "sentence", "sentence_loss": "cosine"},
+    "sentence, hidden cosine": {"recipe": "sentence", "hidden_loss": "cosine"},
+    "sentence, hidden and sentence cosine": {"recipe": "sentence", "hidden_loss": "cosine", "sentence_loss": "cosine"},
+    "sentence, sentence x10": {"recipe": "sentence", "sentence_weight": 10.0},
+    "sentence, no hidden": {"recipe": "sentence", "hidden_weight": 0.0},
+    "sentence, no sentence term": {"recipe": "sentence", "sentence_weight": 0.0},
+    "sentence, hidden last layer": {"recipe": "sentence", "hidden_layers": "last"},
+    "sentence, masked input": {"recipe": "sentence", "distill_inputs": "masked"},
+    "sentence, + MLM 0.5": {"recipe": "sentence", "mlm_weight": 0.5},
+    "sentence, + attention 1": {"recipe": "sentence", "attention_weight": 1.0},
+    "sentence, + embedding 1": {"recipe": "sentence", "embedding_weight": 1.0},
+    "paper": PAPER,
+    "paper, no MLM": PAPER | {"mlm_weight": 0.0},
+    "paper, unmasked distillation": PAPER | {"mlm_weight": 0.0, "distill_inputs": "unmasked"},
+    "sentence, lr 1e-3": {"recipe": "sentence", "learning_rate": 1e-3},
+    "sentence, lr 2e-4": {"recipe": "sentence", "learning_rate": 2e-4},
+    "sentence, batch 32": {"recipe": "sentence", "per_device_train_batch_size": 32},
+    "sentence, windows of 64": {"recipe": "sentence", "data.max_seq_length": 64, "data.stride": 16},
+    "sentence, no warm-up": {"recipe": "sentence", "warmup_steps": 0.0},
+    "sentence, fp32": {"recipe": "sentence", "auto_bf16": False},
+    "sentence, length-grouped": {"recipe": "sentence", "group_by_length": True},
+    "sentence, init stepwise": {"recipe": "sentence", "convert.init": "stepwise"},
+    "sentence, 6 recursions": {"recipe": "sentence", "convert.num_recursions": 6},
+}
+
+
+class TimeBudget(TrainerCallback):
+    """Stop training once `seconds` of it have passed."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.start = seconds, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.start >= self.seconds:
+            control.should_training_stop = True
+
+    def fraction(self) -> float:
+        return 0.0 if self.start is None else min(1.0, (time.perf_counter() - self.start) / self.seconds)
+
+
+class BudgetedTrainer(DistillationTrainer):
+    """Linear warm-up and decay over wall-clock time instead of steps, so every variant gets the whole schedule
+    within the same budget however fast its steps are."""
+
+    def __init__(self, *args, budget: TimeBudget, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.budget = budget
+        self.add_callback(budget)
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        warmup = 0.06 if self.args.warmup_steps else 0.0
+
+        def factor(_step: int) -> float:
+            done = self.budget.fraction()
+            return done / warmup if done < warmup else max(0.0, (1 - done) / (1 - warmup))
+
+        self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
+        return self.lr_scheduler
+
+
+def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
+    training, data, conversion = {}, {}, {}
+    for key, value in overrides.items():
+        target = data if key.startswith("data.") else conversion if key.startswith("convert.") else training
+        target[key.split(".", 1)[-1]] = value
+    return training, data, conversion
+
+
+def run_variant(name: str, seconds: float, teacher, tokenizer, corpus, evaluation, output_dir: Path) -> dict:
+    training, data, conversion = split_overrides(VARIANTS[name])
+    data_arguments = DataArguments(**data)
+    windows = tokenize_windows(corpus, tokenizer, data_arguments)
+    torch.manual_seed(0)
+    student = convert_bert_to_minialbert(teacher, ConversionArguments(**conversion))
+    arguments = DistillationArguments(
+        output_dir=str(output_dir),
+        max_steps=1_000_000,  # the time budget stops training
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        logging_steps=50,
+        dataloader_pin_memory=False,
+        seed=0,
+        **training,
+    )
+    budget = TimeBudget(seconds)
+    trainer = BudgetedTrainer(
+        teacher, student, arguments, train_dataset=windows["train"], processing_class=tokenizer, budget=budget
+    )
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    report = agreement_report(student, trainer.teacher, *evaluation)
+    return {
+        "overrides": VARIANTS[name],
+        "recipe": trainer.recipe.name,
+        "weights": {loss: weight for loss, weight in trainer.weights().items() if weight},
+        "bf16_autocast": arguments.bf16,
+        "budget_seconds": seconds,
+        "train_seconds": round(wall, 1),
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 3),
+        **report,
+    }
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def table(results: dict) -> str:
+    rows = [
+        "| stage | variant | BBC sentence_spearman | out-of-domain sentence_spearman | hidden_cosine | attention_kl "
+        "| MLM accuracy | steps | epochs | train s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for stage in STAGES:
+        ranked = sorted(
+            results.get(stage, {}).items(),
+            key=lambda item: -(item[1]["sentence_spearman"] + item[1]["ood_sentence_spearman"]),
+        )
+        for name, row in ranked:
+            rows.append(
+                f"| {stage} | {name} | {row['sentence_spearman']:.4f} | {row['ood_sentence_spearman']:.4f} | "
+                f"{row['hidden_cosine']:.4f} | {row['attention_kl']:.4f} | {row['student_mlm_accuracy']:.4f} | "
+                f"{row['steps']} | {row['epochs']:.2f} | {row['train_seconds']:.0f} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=STAGES, default="screen")
+    parser.add_argument("--variants", help="Comma-separated variant names (default: all).")
+    parser.add_argument("--rerun", action="store_true", help="Run variants that already have a result again.")
+    parser.add_argument("--table", action="store_true", help="Only print the table of stored results.")
+    parser.add_argument("--output_dir", default="outputs/recipe_study", help="Scratch folder for the runs.")
+    arguments = parser.parse_args()
+    results = load_results()
+    if arguments.table:
+        print(table(results))
+        return
+    names = arguments.variants.split(",") if arguments.variants else list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"Unknown variants {unknown}; known: {list(VARIANTS)}")
+    logging.basicConfig(level=logging.WARNING)
+
+    teacher_path = bundled_teacher_path()
+    teacher = load_teacher(teacher_path)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    corpus = load_text_corpus(DataArguments())
+    # Fixed held-out sets, whatever the variant's window length: BBC windows of 128 tokens, Python-docs sentences.
+    held_out = tokenize_windows(corpus, tokenizer, DataArguments())["validation"]
+    evaluation = (
+        held_out_batches(held_out, tokenizer, 0.15, seed=42, batch_size=64),
+        convert_bert_to_minialbert(teacher).config.teacher_layer_map,
+        sentence_batches(tokenizer, python_docs_sentences(), 64),
+    )
+
+    stage = results.setdefault(arguments.stage, {})
+    results["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    for name in names:
+        if name in stage and not arguments.rerun:
+            continue
+        print(f"[{arguments.stage}] {name} ...", flush=True)
+        stage[name] = run_variant(
+            name, STAGES[arguments.stage], teacher, tokenizer, corpus, evaluation, Path(arguments.output_dir)
+        )
+        print(json.dumps(stage[name]), flush=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
