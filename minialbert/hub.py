@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from . import modeling_minialbert
 from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig
+from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
 RESULTS_NAME = "minialbert_results.json"
@@ -68,6 +69,7 @@ class Artifact:
     config: MiniAlbertConfig
     base_model: str | None
     parameters: dict[str, float] = field(default_factory=dict)
+    sentence_modules: SentenceModules | None = None
 
 
 def _is_hub_id(name: str | None) -> bool:
@@ -126,6 +128,10 @@ def _check_model(folder: Path) -> Artifact:
         **_read(Path(modeling_minialbert.__file__).parent, CODE_FILES),
         **tokenizer_files,
     }
+    # Sentence-transformers modules (written by `minialbert distill` for sentence-embedding teachers), read as data.
+    sentence_modules = read_sentence_modules(str(folder)) if (folder / "modules.json").is_file() else None
+    if sentence_modules is not None:
+        files |= _read(folder, SENTENCE_FILES)
     return Artifact(
         "model",
         files,
@@ -133,6 +139,7 @@ def _check_model(folder: Path) -> Artifact:
         config,
         _hub_base_model(config.teacher_name_or_path),
         {"parameters": model.num_parameters()},
+        sentence_modules,
     )
 
 
@@ -248,21 +255,46 @@ def _recipe(config: MiniAlbertConfig, summary: dict | None) -> list[str]:
         ("initialised from", config.conversion_init or "-"),
     ]
     if summary:
+        recipe = summary["recipe"]
         rows += [
-            ("distillation loss weights", _weights(summary.get("loss_weights"))),
+            ("distillation recipe", f"{recipe['name']}: {recipe['reason']}"),
+            (
+                "distillation loss weights",
+                _weights({name: value for name, value in recipe["weights"].items() if value}),
+            ),
             ("distillation steps", summary["global_step"]),
         ]
     return ["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
 
 
 def _weights(weights: dict[str, float] | None) -> str:
-    return ", ".join(f"{name} {value}" for name, value in weights.items()) if weights else "-"
+    return ", ".join(f"{name} {value}" for name, value in weights.items() if value) or "-"
 
 
 def _usage(artifact: Artifact, repo_id: str, revision: str) -> str:
     auto_class = next(name for name, target in AUTO_MAP.items() if target.endswith("." + artifact.head))
+    if artifact.sentence_modules is not None:
+        steps = f"{artifact.sentence_modules.pooling} pooling" + (
+            " and L2 normalisation" if artifact.sentence_modules.normalize else ""
+        )
+        sentence_usage = f"""Sentence embeddings ({steps}, as the teacher computes them), with sentence-transformers:
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("{repo_id}", revision="{revision}", trust_remote_code=True)
+embeddings = model.encode(["The first sentence.", "Another one."])
+```
+
+Or the bare model with transformers:
+
+"""
+    else:
+        sentence_usage = ""
     if artifact.kind == "model":
-        return f"""```python
+        return (
+            sentence_usage
+            + f"""```python
 from transformers import AutoTokenizer, {auto_class}
 
 # trust_remote_code runs this repository's modeling_minialbert.py: pin the revision you reviewed.
@@ -270,6 +302,7 @@ revision = "{revision}"
 tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision=revision)
 model = {auto_class}.from_pretrained("{repo_id}", revision=revision, trust_remote_code=True)
 ```"""
+        )
     if artifact.kind == "peft":
         return f"""```python
 from peft import PeftModel
@@ -298,7 +331,8 @@ def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revi
         library_name=library,
         pipeline_tag=PIPELINE_TAGS[artifact.head],
         tags=["minialbert", "distillation", "recursive-transformer", "parameter-efficient", "custom_code"]
-        + (["adapter"] if artifact.kind != "model" else []),
+        + (["adapter"] if artifact.kind != "model" else [])
+        + (["sentence-transformers", "sentence-similarity"] if artifact.sentence_modules else []),
         base_model=artifact.base_model,
         datasets=sorted({result.dataset_type for result in results}) or None,
         model_name=repo_id.split("/")[-1],
@@ -333,7 +367,8 @@ def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revi
         ]
         sections += [
             "## Distillation",
-            f"Agreement with the teacher on {summary['held_out_windows']} held-out windows, before and after "
+            f"Agreement with the teacher on {summary['held_out_windows']} held-out windows (`ood_`: "
+            f"{summary['out_of_domain_sentences']} sentences from another source), before and after "
             f"{summary['global_step']} distillation steps:",
             "\n".join(["| metric | at initialisation | distilled |", "|---|---|---|", *rows]),
         ]

@@ -19,6 +19,8 @@ TRANSFORMER, POOLING, NORMALIZE = (
     f"sentence_transformers.models.{name}" for name in ("Transformer", "Pooling", "Normalize")
 )
 POOLING_MODES = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token"}
+# What `save_sentence_modules` writes, relative to the model folder: the files `minialbert push` uploads.
+SENTENCE_FILES = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
 
 
 @dataclass
@@ -89,20 +91,20 @@ def read_sentence_modules(name_or_path: str | None, revision: str | None = None)
 
 
 def save_sentence_modules(modules: SentenceModules, folder: str | Path, hidden_size: int) -> None:
-    """Write the sentence-transformers files that make `folder` (a saved student) a SentenceTransformer."""
+    """Write the sentence-transformers files (`SENTENCE_FILES`) that make `folder`, a saved student, load as a
+    `SentenceTransformer` that encodes like the teacher."""
     folder = Path(folder)
-    stack = [{"idx": 0, "name": "0", "path": "", "type": TRANSFORMER}]
-    stack.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": POOLING})
-    if modules.normalize:
+    stack = [
+        {"idx": 0, "name": "0", "path": "", "type": TRANSFORMER},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": POOLING},
+    ]
+    if modules.normalize:  # Normalize has no files, so no folder (the Hub cannot hold an empty one)
         stack.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": NORMALIZE})
-        (folder / "2_Normalize").mkdir(exist_ok=True)
+    settings = {"do_lower_case": modules.lowercase}
+    if modules.max_seq_length is not None:
+        settings["max_seq_length"] = modules.max_seq_length
+    pooling = {"word_embedding_dimension": hidden_size}
+    pooling |= {key: mode == modules.pooling for mode, key in POOLING_MODES.items()}
     (folder / "1_Pooling").mkdir(exist_ok=True)
-    pooling = {"word_embedding_dimension": hidden_size} | {key: False for key in POOLING_MODES.values()}
-    pooling[POOLING_MODES[modules.pooling]] = True
-    files = {
-        "modules.json": stack,
-        "sentence_bert_config.json": {"max_seq_length": modules.max_seq_length, "do_lower_case": modules.lowercase},
-        "1_Pooling/config.json": pooling,
-    }
-    for name, content in files.items():
+    for name, content in zip(SENTENCE_FILES, (stack, settings, pooling), strict=True):
         (folder / name).write_text(json.dumps(content, indent=2) + "\n")

@@ -341,7 +341,12 @@ def test_card_carries_measured_results_as_model_index(tmp_path, teacher_path):
         "teacher_parameters": 22565376,
         "global_step": 561,
         "held_out_windows": 256,
-        "loss_weights": {"mlm": 1.0, "attention": 3.0, "hidden": 3.0, "logit": 0.0, "embedding": 0.0},
+        "out_of_domain_sentences": 256,
+        "recipe": {
+            "name": "paper",
+            "reason": "--recipe paper",
+            "weights": {"mlm": 1.0, "attention": 3.0, "hidden": 3.0, "logit": 0.0, "embedding": 0.0, "sentence": 0.0},
+        },
         "at_initialisation": {"hidden_cosine": 0.2613},
         "after_distillation": {"hidden_cosine": 0.7696},
     }
@@ -387,3 +392,74 @@ def test_broken_folders_are_refused_before_any_upload(tmp_path, tiny_bert_path, 
         push_to_hub(tmp_path / "tuned", "me/x")
     with pytest.raises(ValueError, match="is not a MiniAlbert folder"):
         push_to_hub(tmp_path, "me/x")
+
+
+SENTENCE_SCRIPT = textwrap.dedent(
+    """
+    import re, sys
+    sys.modules["minialbert"] = None  # only the uploaded code may run
+    import torch
+    import transformers
+
+    card, expected = open(sys.argv[1]).read(), torch.load(sys.argv[1].replace(".md", ".pt"))
+    snippet = re.search(r"```python\\n(from sentence_transformers import .*?)```", card, re.S).group(1)
+    namespace = {}
+    exec(snippet, namespace)  # the card's own snippet, as a user would paste it
+    torch.testing.assert_close(torch.as_tensor(namespace["embeddings"]), expected, rtol=1e-4, atol=1e-5)
+    print("encoded with transformers", transformers.__version__)
+    """
+)
+
+
+def _plan(work: Path, cli: list) -> Path:
+    (work / "plan.json").write_text(json.dumps({"cli": cli, "stock": [], "load_tuned": []}))
+    return work / "plan.json"
+
+
+@pytest.fixture(scope="module")
+def sentence_student(hub, tmp_path_factory, tiny_bert_path):
+    """A student with sentence-transformers modules (mean pooling, normalised), pushed with the CLI; the card and
+    the embeddings its snippet must give."""
+    from minialbert.sentence_embeddings import SentenceModules, pool, save_sentence_modules
+
+    work = tmp_path_factory.mktemp("sentence-hub")
+    folder = work / "student"
+    convert_and_save(tiny_bert_path, folder, ConversionArguments(embedding_size=16))
+    model = perturbed(minialbert.MiniAlbertModel.from_pretrained(folder), seed=5)
+    model.save_pretrained(folder)
+    save_sentence_modules(SentenceModules("mean", normalize=True, max_seq_length=64), folder, model.config.hidden_size)
+    run_client(
+        sys.executable, PUSH_SCRIPT, _plan(work, [[str(folder), "me/sentences", []]]), client_env(hub, work), work
+    )
+    card = hub.state.uploaded("me/sentences")["README.md"][0].decode()
+    (work / "card.md").write_text(card)
+    batch = AutoTokenizer.from_pretrained(folder)(
+        ["The first sentence.", "Another one."], padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        states = model.eval()(**batch).last_hidden_state
+    torch.save(torch.nn.functional.normalize(pool(states, batch["attention_mask"]), dim=-1), work / "card.pt")
+    return work, card
+
+
+def test_sentence_students_push_their_modules_and_the_card_snippet_encodes(hub, sentence_student):
+    work, card = sentence_student
+    files = hub.state.uploaded("me/sentences")
+    assert {"modules.json", "sentence_bert_config.json", "1_Pooling/config.json"} <= set(files)
+    assert json.loads(files["1_Pooling/config.json"][0])["pooling_mode_mean_tokens"] is True
+    data = ModelCard(card).data
+    assert {"sentence-transformers", "sentence-similarity"} <= set(data.tags)
+    assert "mean pooling and L2 normalisation" in card
+    output = run_client(sys.executable, SENTENCE_SCRIPT, work / "card.md", client_env(hub, work / "st"), work)
+    assert "encoded with transformers 5." in output
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
+    reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 (.ci/run does)",
+)
+def test_sentence_transformers_loads_students_under_transformers_4(hub, sentence_student):
+    work, _ = sentence_student
+    python = os.environ["MINIALBERT_TRANSFORMERS4_PYTHON"]
+    output = run_client(python, SENTENCE_SCRIPT, work / "card.md", client_env(hub, work / "st-4"), work)
+    assert "encoded with transformers 4.57." in output
