@@ -1,13 +1,14 @@
 """What `minialbert distill` does, spelled out with the library, as a starting point for your own recipe.
 
-Convert a BERT teacher, cut a corpus into masked-LM windows, distil with `DistillationTrainer` (the stock
-Trainer plus the paper's losses), save a Hub-ready student. As a worked change of recipe, `--sentence_weight`
-adds a loss the paper does not have: the cosine distance between the mean-pooled last hidden states of student
-and teacher (the bundled teacher is a sentence-embedding model, so this is the quantity its users care about).
+Convert a BERT teacher, cut a corpus into windows, distil with `DistillationTrainer` (the stock Trainer plus the
+recipe's losses, `--recipe` and every `minialbert distill` loss option), save a Hub-ready student. As a worked
+change of recipe, `--contrastive_weight` adds a loss `minialbert` does not have: an in-batch contrastive loss
+(InfoNCE) that asks each window's student sentence embedding to be closer to its own teacher embedding than to
+the teacher embeddings of the other windows in the batch.
 
     python examples/run_distillation.py --output_dir outputs/my-student --max_steps 200
     python examples/run_distillation.py --teacher bert-base-uncased --train_files my_corpus/ \\
-        --output_dir outputs/bert-student --sentence_weight 1.0 --bf16
+        --output_dir outputs/bert-student --contrastive_weight 0.1 --bf16
 """
 
 from dataclasses import dataclass, field
@@ -19,36 +20,38 @@ from transformers import AutoTokenizer, HfArgumentParser
 from minialbert import ConversionArguments, convert_bert_to_minialbert
 from minialbert.convert import load_teacher
 from minialbert.data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows
-from minialbert.distillation import DistillationArguments, DistillationTrainer, mean_pool
+from minialbert.distillation import DistillationArguments, DistillationTrainer
+from minialbert.sentence_embeddings import pool
 
 
 @dataclass
 class RecipeArguments:
     teacher: str | None = field(default=None, metadata={"help": "BERT folder or Hub id (default: bundled)."})
-    sentence_weight: float = field(default=0.0, metadata={"help": "Weight of the mean-pooled sentence cosine loss."})
+    contrastive_weight: float = field(default=0.0, metadata={"help": "Weight of the in-batch contrastive loss."})
+    contrastive_temperature: float = field(default=0.05, metadata={"help": "Softmax temperature of that loss."})
 
 
-class SentenceDistillationTrainer(DistillationTrainer):
-    """The paper's losses plus a sentence-embedding term: override `weights` and `distillation_losses`."""
+class ContrastiveDistillationTrainer(DistillationTrainer):
+    """The recipe's losses plus one more: override `weights` and `distillation_losses`."""
 
-    def __init__(self, *args, sentence_weight: float = 0.0, **kwargs):
+    def __init__(self, *args, contrastive_weight: float = 0.0, contrastive_temperature: float = 0.05, **kwargs):
         super().__init__(*args, **kwargs)
-        self.sentence_weight = sentence_weight
+        self.contrastive_weight, self.contrastive_temperature = contrastive_weight, contrastive_temperature
 
     def weights(self) -> dict[str, float]:
-        return super().weights() | {"sentence": self.sentence_weight}
+        return super().weights() | {"contrastive": self.contrastive_weight}
 
     def distillation_losses(self, model, inputs):
         losses = super().distillation_losses(model, inputs)
-        if self.sentence_weight > 0:
-            # A second, unmasked pass of both models: mean-pooled last layers should point the same way.
-            real = inputs["attention_mask"].bool()
-            student = model.minialbert(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        if self.contrastive_weight > 0:
+            # One more unmasked pass of both models; row i of `similarities` should peak at column i.
+            plain = {key: self.unmasked(inputs)[key] for key in ("input_ids", "attention_mask")}
+            student = pool(model.minialbert(**plain).last_hidden_state, plain["attention_mask"])
             with torch.no_grad():
-                teacher = self.teacher.bert(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-            pooled_student = mean_pool(student.last_hidden_state, real)
-            pooled_teacher = mean_pool(teacher.last_hidden_state, real)
-            losses["sentence"] = 1 - F.cosine_similarity(pooled_student.float(), pooled_teacher.float()).mean()
+                teacher = pool(self.teacher.bert(**plain).last_hidden_state, plain["attention_mask"])
+            similarities = F.normalize(student.float(), dim=-1) @ F.normalize(teacher.float(), dim=-1).T
+            targets = torch.arange(len(similarities), device=similarities.device)
+            losses["contrastive"] = F.cross_entropy(similarities / self.contrastive_temperature, targets)
         return losses
 
 
@@ -62,14 +65,15 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(teacher_name)
     windows = tokenize_windows(load_text_corpus(data), tokenizer, data)
 
-    trainer = SentenceDistillationTrainer(
+    trainer = ContrastiveDistillationTrainer(
         teacher,
         student,
         training,
         train_dataset=windows["train"],
         eval_dataset=windows["validation"],
         processing_class=tokenizer,
-        sentence_weight=recipe.sentence_weight,
+        contrastive_weight=recipe.contrastive_weight,
+        contrastive_temperature=recipe.contrastive_temperature,
     )
     trainer.train()
     trainer.save_model()  # config, both code files, weights and tokenizer: ready for `minialbert push`

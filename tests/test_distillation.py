@@ -24,10 +24,14 @@ from minialbert.distillation import (
     attention_kl,
     bert_attention_probabilities,
     cosine_loss,
+    format_summary,
     logit_kl,
+    masked_mean,
+    resolve_recipe,
     run_distillation,
     teacher_targets,
 )
+from minialbert.sentence_embeddings import SentenceModules, pool, read_sentence_modules, save_sentence_modules
 
 from .conftest import assert_remote_code_load_matches
 
@@ -132,16 +136,109 @@ def test_teacher_targets_ignore_the_trainers_train_mode(tiny_bert_path, tmp_path
     assert sorted(first.attentions) == [2, 4]
 
 
-def test_a_headless_teacher_drops_the_logit_term_with_one_warning(teacher_path, tmp_path, caplog):
+def test_recipes_per_kind_of_teacher_and_options_that_cannot_apply(teacher_path, tiny_bert_path, tmp_path, caplog):
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     student = convert_bert_to_minialbert(teacher_path, num_recursions=1)
+
+    def trainer(teacher=teacher_path, model=student, **options):
+        arguments = DistillationArguments(output_dir=str(tmp_path), report_to="none", **options)
+        return DistillationTrainer(teacher, model, arguments, processing_class=tokenizer)
+
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="minialbert.distillation"):
-        trainer = DistillationTrainer(
-            teacher_path, student, DistillationArguments(output_dir=str(tmp_path), report_to="none"),
-            processing_class=tokenizer,
-        )  # fmt: skip
-    assert caplog.text.count("has no masked-LM head: the logit KL term (logit_weight=5.0) drops out") == 1
-    assert trainer.weights()["logit"] == 0.0
+        sentence = trainer()
+    assert caplog.text == ""
+    assert sentence.recipe.name == "sentence" and sentence.recipe.distill_inputs == "unmasked"
+    assert sentence.weights()["mlm"] == sentence.weights()["logit"] == 0 and sentence.weights()["sentence"] > 0
+    assert sentence.recipe.sentence_pooling == "mean"  # read from the teacher's sentence-transformers modules
+    with caplog.at_level(logging.WARNING, logger="minialbert.distillation"):
+        paper = trainer(recipe="paper")
+    assert (
+        caplog.text.count("has no masked-LM head: the paper recipe's logit KL term (logit_weight=5.0) drops out") == 1
+    )
+    assert paper.weights() == {"mlm": 1, "attention": 3, "hidden": 3, "logit": 0, "embedding": 0, "sentence": 0}
+    with pytest.raises(ValueError, match="--logit_weight 2.0 needs a teacher with a masked-LM head"):
+        trainer(logit_weight=2.0)
+    with pytest.raises(ValueError, match="Every loss weight is 0"):
+        trainer(hidden_weight=0.0, sentence_weight=0.0)
+    with pytest.raises(ValueError, match="--hidden_loss must be one of \\['cosine', 'mse'\\], got 'l1'"):
+        DistillationArguments(output_dir=str(tmp_path), hidden_loss="l1")
+
+    small = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=2)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="minialbert.distillation"):
+        headed = trainer(tiny_bert_path, small)
+        pooled = trainer(tiny_bert_path, small, sentence_weight=1.0)
+    assert headed.recipe.name == "paper" and headed.weights()["logit"] == 5
+    # A teacher without sentence-transformers modules: the sentence loss falls back to mean pooling, named.
+    assert caplog.text.count("has no sentence-transformers Pooling module: the sentence loss pools by mean") == 1
+    assert pooled.recipe.sentence_pooling == "mean"
+
+
+def test_each_recipe_switch_changes_what_the_loss_computes(tiny_bert_path, tmp_path):
+    """Every term checked against a direct computation from student and teacher outputs on the same batch."""
+    trainer = tiny_trainer(tiny_bert_path, tmp_path)
+    batch = next(iter(trainer.get_train_dataloader()))
+    student, teacher = trainer.model.eval(), trainer.teacher.bert
+    plain = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+    real = plain["attention_mask"].bool()
+
+    def losses(**options):
+        trainer.args = DistillationArguments(output_dir=str(tmp_path), report_to="none", auto_bf16=False, **options)
+        trainer.recipe = resolve_recipe(trainer.args, trainer.teacher, None)
+        torch.manual_seed(0)  # the same masks for every call
+        with torch.no_grad():
+            return trainer.distillation_losses(student, batch)
+
+    with torch.no_grad():
+        student_states = student(**plain, output_hidden_states=True).hidden_states
+        teacher_states = teacher(**plain, output_hidden_states=True).hidden_states
+    pairs = list(zip(student_states[1:], (teacher_states[k] for k in trainer.layer_map), strict=True))
+    mse = [masked_mean((s - t).square().mean(-1), real) for s, t in pairs]
+    cosine = [cosine_loss(s, t, real) for s, t in pairs]
+    pooled = [pool(states[-1], plain["attention_mask"]) for states in (student_states, teacher_states)]
+
+    unmasked = losses(recipe="sentence", sentence_weight=1.0)
+    assert set(unmasked) == {"hidden", "sentence"}
+    torch.testing.assert_close(unmasked["hidden"], torch.stack(mse).mean())
+    torch.testing.assert_close(unmasked["sentence"], F.mse_loss(*pooled))
+    last = losses(recipe="sentence", hidden_layers="last", hidden_loss="cosine", sentence_loss="cosine")
+    torch.testing.assert_close(last["hidden"], cosine[-1])
+    torch.testing.assert_close(last["sentence"], 1 - F.cosine_similarity(*pooled).mean())
+    every = losses(recipe="sentence", hidden_loss="cosine", embedding_weight=1.0)
+    torch.testing.assert_close(every["hidden"], torch.stack(cosine).mean())
+    torch.testing.assert_close(every["embedding"], cosine_loss(student_states[0], teacher_states[0], real))
+
+    # Masked input: the same terms, now of the masked batch; the MLM term takes a second, masked pass.
+    masked = losses(recipe="sentence", distill_inputs="masked")
+    assert set(masked) == {"hidden", "sentence"} and not torch.allclose(masked["hidden"], unmasked["hidden"])
+    with_mlm = losses(recipe="sentence", mlm_weight=1.0)
+    assert set(with_mlm) == {"hidden", "sentence", "mlm"}
+    torch.testing.assert_close(with_mlm["hidden"], unmasked["hidden"])
+    paper = losses(recipe="paper")
+    assert set(paper) == {"mlm", "attention", "hidden", "logit"}
+    torch.testing.assert_close(paper["hidden"], losses(recipe="paper", mlm_weight=0.0)["hidden"])
+    assert not torch.allclose(paper["hidden"], losses(recipe="paper", distill_inputs="unmasked")["hidden"])
+
+
+def test_a_teacher_with_a_head_keeps_every_term_and_each_decreases(tiny_bert_path, tmp_path):
+    trainer = tiny_trainer(tiny_bert_path, tmp_path, max_steps=40, learning_rate=1e-3, warmup_steps=0)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    for term in ("mlm", "attention", "hidden", "logit"):
+        values = [entry[f"{term}_loss"] for entry in logged]
+        assert sum(values[-5:]) < sum(values[:5]), (term, values)
+
+
+def test_sentence_modules_are_read_as_data_and_written_for_students(teacher_path, tiny_bert_path, tmp_path):
+    modules = read_sentence_modules(teacher_path)
+    assert modules == SentenceModules(pooling="mean", normalize=True, max_seq_length=256, lowercase=False)
+    assert read_sentence_modules(str(tiny_bert_path)) is None
+    save_sentence_modules(SentenceModules("cls", normalize=False), tmp_path, hidden_size=32)
+    assert read_sentence_modules(str(tmp_path)) == SentenceModules("cls", normalize=False)
+    (tmp_path / "modules.json").write_text(json.dumps([*json.loads((tmp_path / "modules.json").read_text()),
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))  # fmt: skip
+    assert read_sentence_modules(str(tmp_path)) is None  # a Dense layer this package cannot reproduce
 
 
 def test_mismatched_teacher_and_student_are_refused_before_training(tiny_bert_path, teacher_path, tmp_path):
@@ -179,16 +276,59 @@ def default_run(tmp_path_factory):
     return output_dir, summary
 
 
-def test_short_default_run_improves_every_agreement_metric(default_run):
+def test_short_default_run_raises_sentence_agreement_in_and_out_of_domain(default_run):
     output_dir, summary = default_run
     before, after = summary["at_initialisation"], summary["after_distillation"]
-    assert set(before) == {"hidden_cosine", "attention_kl", "student_mlm_accuracy", "sentence_spearman"}
-    assert after["hidden_cosine"] > before["hidden_cosine"]
-    assert after["attention_kl"] < before["attention_kl"]
-    assert after["student_mlm_accuracy"] > before["student_mlm_accuracy"]
+    assert set(before) == {
+        "hidden_cosine", "attention_kl", "student_mlm_accuracy", "sentence_spearman", "ood_sentence_spearman"
+    }  # fmt: skip
     assert after["sentence_spearman"] > before["sentence_spearman"], (before, after)
+    assert after["ood_sentence_spearman"] > before["ood_sentence_spearman"], (before, after)
     assert json.loads((output_dir / "distillation_summary.json").read_text()) == summary
     assert summary["global_step"] == 60 and summary["layer_map"] == [2, 4, 6]
+    assert summary["recipe"]["name"] == "sentence" and "no masked-LM head" in summary["recipe"]["reason"]
+    assert summary["out_of_domain_sentences"] == 256 and summary["train_tokens_per_second"] > 0
+    assert summary["teacher_figures"] == {}  # a headless teacher has no masked-LM accuracy of its own
+    printed = format_summary(summary)
+    assert "recipe 'sentence'" in printed and "ood_sentence_spearman" in printed
+
+
+SENTENCE_TRANSFORMERS_CHECK = textwrap.dedent(
+    """
+    import sys
+
+    sys.modules["minialbert"] = None  # as on a machine without this package
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    folder, expected_path = sys.argv[1:]
+    expected = torch.load(expected_path)
+    model = SentenceTransformer(folder, trust_remote_code=True, device="cpu")
+    embeddings = model.encode(expected["sentences"], convert_to_tensor=True)
+    torch.testing.assert_close(embeddings, expected["embeddings"], rtol=1e-4, atol=1e-5)
+    print("encoded", len(embeddings))
+    """
+)
+
+
+def test_distilled_student_of_a_sentence_teacher_loads_in_sentence_transformers(default_run, tmp_path):
+    output_dir, _ = default_run
+    assert {"modules.json", "sentence_bert_config.json"} <= {path.name for path in output_dir.iterdir()}
+    sentences = ["Profits rose at the bank.", "A film star won an award at the festival last night."]
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    batch = tokenizer(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = MiniAlbertForMaskedLM.from_pretrained(output_dir).minialbert(**batch).last_hidden_state
+    embeddings = F.normalize(pool(states, batch["attention_mask"]), dim=-1)
+    torch.save({"sentences": sentences, "embeddings": embeddings}, tmp_path / "expected.pt")
+    result = subprocess.run(
+        [sys.executable, "-c", SENTENCE_TRANSFORMERS_CHECK, str(output_dir), str(tmp_path / "expected.pt")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "encoded 2" in result.stdout
 
 
 def test_distilled_student_loads_as_remote_code(default_run, tmp_path):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import runpy
 import subprocess
 import sys
@@ -276,11 +277,11 @@ def test_run_distillation_with_an_extra_loss(tiny_bert_path, tmp_path, monkeypat
     output = tmp_path / "student"
     arguments = ["--teacher", str(tiny_bert_path), "--output_dir", str(output), "--embedding_size", "16"]
     arguments += ["--max_steps", "2", "--per_device_train_batch_size", "4", "--max_seq_length", "32", "--stride", "8"]
-    arguments += ["--max_train_samples", "16", "--max_eval_samples", "8", "--sentence_weight", "1.0"]
+    arguments += ["--max_train_samples", "16", "--max_eval_samples", "8", "--contrastive_weight", "1.0"]
     arguments += ["--report_to", "none", "--disable_tqdm", "true", "--logit_weight", "1.0"]
     run_example("run_distillation.py", arguments, monkeypatch)
     results = json.loads((output / "eval_results.json").read_text())
-    assert {"eval_sentence_loss", "eval_logit_loss", "eval_hidden_loss", "eval_mlm_loss"} <= set(results)
-    assert 0 < results["eval_sentence_loss"] < 2
+    assert {"eval_contrastive_loss", "eval_logit_loss", "eval_hidden_loss", "eval_mlm_loss"} <= set(results)
+    assert 0 < results["eval_contrastive_loss"] < 2 * math.log(4)  # batches of 4: log(4) is a uniform guess
     reloaded = minialbert.MiniAlbertForMaskedLM.from_pretrained(output)
     assert reloaded.config.embedding_size == 16
