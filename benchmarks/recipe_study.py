@@ -57,6 +57,7 @@ BASE = {
     "sentence_loss": "mse",
     "distill_inputs": "unmasked",
 }
+COSINE = BASE | {"hidden_loss": "cosine", "sentence_loss": "cosine"}
 # name -> overrides of DistillationArguments, DataArguments ("data.") and ConversionArguments ("convert.").
 VARIANTS = {
     "hidden mse + sentence mse, unmasked (base)": BASE,
@@ -83,6 +84,11 @@ VARIANTS = {
     "base, length-grouped batches": BASE | {"group_by_length": True},
     "base, init stepwise": BASE | {"convert.init": "stepwise"},
     "base, 6 recursions": BASE | {"convert.num_recursions": 6},
+    # Second round, from the best of the first: cosine hidden-state and sentence terms.
+    "cosine, + sentence samples": COSINE | {"data.sentence_samples": True},
+    "cosine, + sentence samples, length-grouped": COSINE | {"data.sentence_samples": True, "group_by_length": True},
+    "cosine, sentence x3": COSINE | {"sentence_weight": 3.0},
+    "cosine, lr 1e-3": COSINE | {"learning_rate": 1e-3},
 }
 
 

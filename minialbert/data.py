@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_dataset
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 BBC_NEWS_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
@@ -97,6 +97,13 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training windows."})
     max_eval_samples: int | None = field(default=256, metadata={"help": "Keep at most this many held-out windows."})
+    sentence_samples: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train on every sentence of the training documents as a sample of its own, beside the "
+            "windows: short inputs like the single sentences sentence-embedding users encode."
+        },
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
     split_seed: int = field(
         default=42, metadata={"help": "Seed of the document-level validation split and of the held-out masks."}
@@ -184,8 +191,15 @@ def load_text_corpus(arguments: DataArguments) -> DatasetDict:
     return DatasetDict(train=splits["train"], validation=splits["validation"]).select_columns(["text"])
 
 
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a text: split after ., ! or ? where the next word starts with a capital letter."""
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(text.split()))
+
+
 def tokenize_windows(corpus: DatasetDict, tokenizer: PreTrainedTokenizerBase, arguments: DataArguments) -> DatasetDict:
-    """Cut every document into overlapping windows of `max_seq_length` tokens (`stride` tokens shared).
+    """Cut every document into overlapping windows of `max_seq_length` tokens (`stride` tokens shared), and with
+    `sentence_samples` add each training sentence of at least 4 words as a sample of its own (then shuffled with
+    `split_seed` before `max_train_samples` applies). Held-out data stays windows.
 
     Uses `datasets.map` (batched, cached next to file-backed data, `preprocessing_num_workers` processes).
     """
@@ -202,18 +216,30 @@ def tokenize_windows(corpus: DatasetDict, tokenizer: PreTrainedTokenizerBase, ar
         encoded.pop("overflow_to_sample_mapping", None)
         return encoded
 
-    windows = corpus.map(
-        tokenize,
-        batched=True,
-        num_proc=arguments.preprocessing_num_workers,
-        remove_columns=corpus["train"].column_names,
-        desc="Tokenising into windows",
-    )
+    def sentences(batch):
+        found = [sentence for text in batch["text"] for sentence in split_sentences(text)]
+        return {"text": [sentence for sentence in found if len(sentence.split()) >= 4]}
+
+    def windows(documents: DatasetDict | Dataset):
+        return documents.map(
+            tokenize,
+            batched=True,
+            num_proc=arguments.preprocessing_num_workers,
+            remove_columns=["text"],
+            desc="Tokenising into windows",
+        )
+
+    corpus = corpus.select_columns(["text"])
+    tokenized = windows(corpus)
+    if arguments.sentence_samples:
+        split = corpus["train"].map(sentences, batched=True, remove_columns=["text"], desc="Splitting into sentences")
+        train = concatenate_datasets([tokenized["train"], windows(split)])
+        tokenized["train"] = train.shuffle(seed=arguments.split_seed)
     limits = {"train": arguments.max_train_samples, "validation": arguments.max_eval_samples}
     return DatasetDict(
         {
             name: split.select(range(min(len(split), limits[name]))) if limits.get(name) else split
-            for name, split in windows.items()
+            for name, split in tokenized.items()
         }
     )
 
@@ -247,7 +273,7 @@ def python_docs_sentences(count: int = 256, seed: int = 42) -> list[str]:
         for paragraph in re.split(r"\n\s*\n", topics[topic]):
             if paragraph.startswith((" ", "\t")):
                 continue
-            for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(paragraph.split())):
+            for sentence in split_sentences(paragraph):
                 if (
                     8 <= len(sentence.split()) <= 30
                     and sentence[0].isupper()

@@ -32,6 +32,7 @@ from transformers import (
     DataCollatorWithPadding,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 from transformers.trainer_utils import get_last_checkpoint
@@ -639,6 +640,26 @@ def agreement_report(
     return {name: round(value, 4) for name, value in report.items()}
 
 
+class SentenceAgreementCallback(TrainerCallback):
+    """Log the student's sentence agreement with the teacher at the end of every epoch (`sentence_spearman` on
+    held-out windows, `ood_sentence_spearman` on out-of-domain sentences), into the Trainer's logs and log
+    history, so checkpoints keep the curve and `report_to` integrations plot it."""
+
+    def __init__(self, trainer: DistillationTrainer, held_out: dict[str, list[dict[str, torch.Tensor]]]):
+        self.trainer, self.held_out = trainer, held_out
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        student = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        was_training = student.training
+        student.eval()
+        scores = {}
+        for name, batches in self.held_out.items():
+            embeddings = encode(student.minialbert, batches), encode(self.trainer.teacher.bert, batches)
+            scores[f"agreement_{name}"] = round(similarity_spearman(*embeddings), 4)
+        student.train(was_training)
+        self.trainer.log(scores)
+
+
 @dataclass
 class StudentArguments:
     """Which teacher to distil and where the student starts."""
@@ -741,6 +762,10 @@ def run_distillation(
     out_of_domain = sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
     layers = trainer.layer_map
     before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, out_of_domain)
+    unmasked = [trainer.unmasked(batch) for batch in batches]
+    trainer.add_callback(
+        SentenceAgreementCallback(trainer, {"sentence_spearman": unmasked, "ood_sentence_spearman": out_of_domain})
+    )
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model()
     distilled = trainer.accelerator.unwrap_model(trainer.model)
@@ -763,6 +788,11 @@ def run_distillation(
         "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * real_tokens_per_window),
         "at_initialisation": before,
         "after_distillation": after,
+        "agreement_by_epoch": [
+            {key.removeprefix("agreement_"): value for key, value in entry.items()}
+            for entry in trainer.state.log_history
+            if "agreement_sentence_spearman" in entry
+        ],
         "teacher_figures": teacher_figures(trainer.teacher, batches, layers),
     }
     if trainer.is_world_process_zero():

@@ -2,6 +2,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import runpy
 import signal
 import subprocess
 import sys
@@ -473,3 +475,14 @@ def test_distill_starts_from_an_existing_student(tiny_bert_path, tmp_path, capsy
 
     assert main(["distill", "--student", str(tiny_bert_path), "--output_dir", str(tmp_path / "x"), *options]) == 2
     assert "is a 'bert' model; pass a MiniAlbert folder" in capsys.readouterr().err
+
+
+def test_sentence_similarity_example_compares_student_and_teacher(default_run, monkeypatch, capsys):
+    output_dir, _ = default_run
+    example = Path(__file__).parent.parent / "examples" / "sentence_similarity.py"
+    monkeypatch.setattr(sys, "argv", [example.name, str(output_dir)])
+    runpy.run_path(str(example), run_name="__main__")
+    printed = capsys.readouterr().out
+    assert printed.count("  1-2") == 1 and re.search(
+        r"Spearman correlation of the 15 pair similarities: -?0\.\d{3}", printed
+    )
