@@ -81,12 +81,13 @@ VARIANTS = {
     "base, windows of 64": BASE | {"data.max_seq_length": 64, "data.stride": 16},
     "base, no warm-up": BASE | {"warmup_steps": 0.0},
     "base, fp32": BASE | {"auto_bf16": False},
-    "base, length-grouped batches": BASE | {"group_by_length": True},
+    "base, length-grouped batches": BASE | {"train_sampling_strategy": "group_by_length"},
     "base, init stepwise": BASE | {"convert.init": "stepwise"},
     "base, 6 recursions": BASE | {"convert.num_recursions": 6},
     # Second round, from the best of the first: cosine hidden-state and sentence terms.
     "cosine, + sentence samples": COSINE | {"data.sentence_samples": True},
-    "cosine, + sentence samples, length-grouped": COSINE | {"data.sentence_samples": True, "group_by_length": True},
+    "cosine, + sentence samples, length-grouped": COSINE
+    | {"data.sentence_samples": True, "train_sampling_strategy": "group_by_length"},
     "cosine, sentence x3": COSINE | {"sentence_weight": 3.0},
     "cosine, lr 1e-3": COSINE | {"learning_rate": 1e-3},
 }

@@ -11,6 +11,8 @@ from minialbert.data import (
     bbc_news_splits,
     load_bbc_news,
     load_text_corpus,
+    python_docs_sentences,
+    split_sentences,
     tokenize_windows,
 )
 
@@ -54,6 +56,35 @@ def test_documents_are_cut_into_overlapping_windows(tokenizer):
     full = tokenizer(text, add_special_tokens=False)["input_ids"]
     rebuilt = content[0] + [token for window in content[1:] for token in window[4:]]
     assert rebuilt == full
+
+
+def test_sentence_samples_join_the_training_windows_only(tokenizer):
+    article = "Shares rose by 5% on Monday. Mr Smith said so! Is that all? Yes."
+    corpus = DatasetDict(
+        train=Dataset.from_dict({"text": [article, "One two three four five six."]}),
+        validation=Dataset.from_dict({"text": [article]}),
+    )
+    assert split_sentences(article) == ["Shares rose by 5% on Monday.", "Mr Smith said so!", "Is that all?", "Yes."]
+    plain = tokenize_windows(corpus, tokenizer, DataArguments())
+    mixed = tokenize_windows(corpus, tokenizer, DataArguments(sentence_samples=True))
+    decoded = sorted(tokenizer.decode(ids, skip_special_tokens=True) for ids in mixed["train"]["input_ids"])
+    expected = [tokenizer.decode(ids, skip_special_tokens=True) for ids in plain["train"]["input_ids"]]
+    expected += ["shares rose by 5 % on monday.", "mr smith said so!", "one two three four five six."]
+    assert decoded == sorted(expected)  # sentences of fewer than 4 words are left out
+    assert mixed["validation"]["input_ids"] == plain["validation"]["input_ids"]
+    assert (
+        len(tokenize_windows(corpus, tokenizer, DataArguments(sentence_samples=True, max_train_samples=3))["train"])
+        == 3
+    )
+
+
+def test_out_of_domain_sentences_are_fixed_prose_from_the_python_reference():
+    sentences = python_docs_sentences()
+    assert len(sentences) == len(set(sentences)) == 256 and sentences == python_docs_sentences()
+    assert all(8 <= len(sentence.split()) <= 30 and sentence.endswith(".") for sentence in sentences)
+    assert python_docs_sentences(seed=1) != sentences
+    with pytest.raises(ValueError, match="ask for at most that many"):
+        python_docs_sentences(count=100_000)
 
 
 def test_local_text_files_and_folders(tmp_path):
