@@ -7,7 +7,7 @@ reference (`python_docs_sentences`, another source the recipe never trains on). 
 and not on the other set is not better.
 
     python benchmarks/recipe_study.py --stage screen   # every variant, 120 s of training each
-    python benchmarks/recipe_study.py --stage full --variants sentence,...   # the main job's budget
+    python benchmarks/recipe_study.py --stage full --variant "cosine, lr 1e-3"   # the main job's budget
     python benchmarks/recipe_study.py --table          # print the table of what benchmarks/recipe_study.json holds
 
 Results are kept per (stage, variant) in benchmarks/recipe_study.json as soon as each variant finishes; a rerun
@@ -58,6 +58,7 @@ BASE = {
     "distill_inputs": "unmasked",
 }
 COSINE = BASE | {"hidden_loss": "cosine", "sentence_loss": "cosine"}
+GROUPED = COSINE | {"data.sentence_samples": True, "train_sampling_strategy": "group_by_length"}
 # name -> overrides of DistillationArguments, DataArguments ("data.") and ConversionArguments ("convert.").
 VARIANTS = {
     "hidden mse + sentence mse, unmasked (base)": BASE,
@@ -86,10 +87,14 @@ VARIANTS = {
     "base, 6 recursions": BASE | {"convert.num_recursions": 6},
     # Second round, from the best of the first: cosine hidden-state and sentence terms.
     "cosine, + sentence samples": COSINE | {"data.sentence_samples": True},
-    "cosine, + sentence samples, length-grouped": COSINE
-    | {"data.sentence_samples": True, "train_sampling_strategy": "group_by_length"},
+    "cosine, + sentence samples, length-grouped": GROUPED,
     "cosine, sentence x3": COSINE | {"sentence_weight": 3.0},
     "cosine, lr 1e-3": COSINE | {"learning_rate": 1e-3},
+    # Third round: capacity of the student, from the best of the second.
+    "grouped sentences, 6 recursions": GROUPED | {"convert.num_recursions": 6},
+    "grouped sentences, adapters 1/4": GROUPED | {"convert.adapter_reduction_factor": 4},
+    "grouped sentences, relaxed rank 32": GROUPED | {"convert.recursion_lora_rank": 32},
+    "grouped sentences, relaxed rank 96": GROUPED | {"convert.recursion_lora_rank": 96},
 }
 
 
@@ -162,7 +167,8 @@ def run_variant(name: str, seconds: float, teacher, tokenizer, corpus, evaluatio
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
-    report = agreement_report(student, trainer.teacher, *evaluation)
+    held_out, sentences = evaluation
+    report = agreement_report(student, trainer.teacher, held_out, student.config.teacher_layer_map, sentences)
     return {
         "overrides": VARIANTS[name],
         "recipe": trainer.recipe.name,
@@ -203,7 +209,7 @@ def table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=STAGES, default="screen")
-    parser.add_argument("--variants", help="Comma-separated variant names (default: all).")
+    parser.add_argument("--variant", action="append", help="A variant to run; repeat for several (default: all).")
     parser.add_argument("--rerun", action="store_true", help="Run variants that already have a result again.")
     parser.add_argument("--table", action="store_true", help="Only print the table of stored results.")
     parser.add_argument("--output_dir", default="outputs/recipe_study", help="Scratch folder for the runs.")
@@ -212,7 +218,7 @@ def main() -> None:
     if arguments.table:
         print(table(results))
         return
-    names = arguments.variants.split(",") if arguments.variants else list(VARIANTS)
+    names = arguments.variant or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         raise SystemExit(f"Unknown variants {unknown}; known: {list(VARIANTS)}")
@@ -226,7 +232,6 @@ def main() -> None:
     held_out = tokenize_windows(corpus, tokenizer, DataArguments())["validation"]
     evaluation = (
         held_out_batches(held_out, tokenizer, 0.15, seed=42, batch_size=64),
-        convert_bert_to_minialbert(teacher).config.teacher_layer_map,
         sentence_batches(tokenizer, python_docs_sentences(), 64),
     )
 

@@ -97,11 +97,12 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training windows."})
     max_eval_samples: int | None = field(default=256, metadata={"help": "Keep at most this many held-out windows."})
-    sentence_samples: bool = field(
-        default=False,
+    sentence_samples: bool | None = field(
+        default=None,
         metadata={
             "help": "Also train on every sentence of the training documents as a sample of its own, beside the "
-            "windows: short inputs like the single sentences sentence-embedding users encode."
+            "windows: short inputs like the single sentences sentence-embedding users encode (default: on for "
+            "`minialbert distill`'s sentence recipe, else off)."
         },
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})

@@ -86,9 +86,9 @@ RECIPES = {
         "logit_weight": 0.0,
         "embedding_weight": 0.0,
         "sentence_weight": 1.0,
-        "hidden_loss": "mse",
+        "hidden_loss": "cosine",
         "hidden_layers": "all",
-        "sentence_loss": "mse",
+        "sentence_loss": "cosine",
         "distill_inputs": "unmasked",
     },
 }
@@ -164,6 +164,13 @@ class DistillationArguments(TrainingArguments):
     warmup_steps: float = field(
         default=0.06, metadata={"help": "Linear warm-up: steps, or a fraction of all steps when below 1."}
     )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "Training sampler: 'group_by_length' (default: batches of similar length pad less; measured "
+            "faster at equal agreement by benchmarks/recipe_study.py), 'random', 'sequential' or 'batch_rebalance'."
+        },
+    )
 
     def __post_init__(self):
         # Without this, accelerate treats a torchrun/accelerate launch on a machine without accelerators as
@@ -201,19 +208,26 @@ class Recipe:
     reason: str
 
 
+def recipe_name(args: DistillationArguments, teacher: Teacher) -> str:
+    """The recipe `args.recipe` names; "auto": "paper" for a teacher with a masked-LM head, "sentence" otherwise."""
+    if args.recipe != "auto":
+        return args.recipe
+    return "paper" if teacher.mlm_head is not None else "sentence"
+
+
 def resolve_recipe(args: DistillationArguments, teacher: Teacher, sentence_modules: SentenceModules | None) -> Recipe:
     """Fill the fields left unset from the recipe, refusing terms the teacher cannot provide."""
     has_head = teacher.mlm_head is not None
-    if args.recipe == "auto":
-        name = "paper" if has_head else "sentence"
+    name = recipe_name(args, teacher)
+    if args.recipe != "auto":
+        reason = f"--recipe {args.recipe}"
+    elif has_head:
+        reason = "the teacher has a masked-LM head, so the student learns its predictions (the paper's recipe)"
+    else:
         reason = (
-            "the teacher has a masked-LM head, so the student learns its predictions (the paper's recipe)"
-            if has_head
-            else "the teacher has no masked-LM head: the student follows its hidden states and sentence embeddings "
+            "the teacher has no masked-LM head: the student follows its hidden states and sentence embeddings "
             "on unmasked text (the best recipe measured by benchmarks/recipe_study.py)"
         )
-    else:
-        name, reason = args.recipe, f"--recipe {args.recipe}"
     values = {
         key: default if getattr(args, key) is None else getattr(args, key) for key, default in RECIPES[name].items()
     }
@@ -741,6 +755,9 @@ def run_distillation(
         student = convert_bert_to_minialbert(teacher, conversion_arguments)
         tokenizer = AutoTokenizer.from_pretrained(conversion_arguments.tokenizer or teacher_name)
 
+    if data_arguments.sentence_samples is None:
+        # Sentence-embedding users encode single sentences: train on them too when the student follows embeddings.
+        data_arguments.sentence_samples = recipe_name(training_arguments, teacher) == "sentence"
     with training_arguments.main_process_first(desc="Tokenising the corpus"):
         windows = tokenize_windows(load_text_corpus(data_arguments), tokenizer, data_arguments)
     trainer = DistillationTrainer(

@@ -200,15 +200,17 @@ def test_each_recipe_switch_changes_what_the_loss_computes(tiny_bert_path, tmp_p
     cosine = [cosine_loss(s, t, real) for s, t in pairs]
     pooled = [pool(states[-1], plain["attention_mask"]) for states in (student_states, teacher_states)]
 
-    unmasked = losses(recipe="sentence", sentence_weight=1.0)
+    unmasked = losses(recipe="sentence")
     assert set(unmasked) == {"hidden", "sentence"}
-    torch.testing.assert_close(unmasked["hidden"], torch.stack(mse).mean())
-    torch.testing.assert_close(unmasked["sentence"], F.mse_loss(*pooled))
-    last = losses(recipe="sentence", hidden_layers="last", hidden_loss="cosine", sentence_loss="cosine")
+    torch.testing.assert_close(unmasked["hidden"], torch.stack(cosine).mean())
+    torch.testing.assert_close(unmasked["sentence"], 1 - F.cosine_similarity(*pooled).mean())
+    squared = losses(recipe="sentence", hidden_loss="mse", sentence_loss="mse")
+    torch.testing.assert_close(squared["hidden"], torch.stack(mse).mean())
+    torch.testing.assert_close(squared["sentence"], F.mse_loss(*pooled))
+    last = losses(recipe="sentence", hidden_layers="last")
     torch.testing.assert_close(last["hidden"], cosine[-1])
-    torch.testing.assert_close(last["sentence"], 1 - F.cosine_similarity(*pooled).mean())
-    every = losses(recipe="sentence", hidden_loss="cosine", embedding_weight=1.0)
-    torch.testing.assert_close(every["hidden"], torch.stack(cosine).mean())
+    every = losses(recipe="sentence", embedding_weight=1.0)
+    torch.testing.assert_close(every["hidden"], unmasked["hidden"])
     torch.testing.assert_close(every["embedding"], cosine_loss(student_states[0], teacher_states[0], real))
 
     # Masked input: the same terms, now of the masked batch; the MLM term takes a second, masked pass.
