@@ -164,6 +164,10 @@ class DistillationArguments(TrainingArguments):
     warmup_steps: float = field(
         default=0.06, metadata={"help": "Linear warm-up: steps, or a fraction of all steps when below 1."}
     )
+    logging_steps: float = field(
+        default=0.025,
+        metadata={"help": "Log the loss terms every this many steps, or this share of all steps when below 1."},
+    )
     train_sampling_strategy: str = field(
         default="group_by_length",
         metadata={

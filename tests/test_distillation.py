@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors import safe_open
 from torch.nn import functional as F
-from transformers import AutoModel, AutoTokenizer, BertForMaskedLM
+from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, Trainer, TrainingArguments
 
 from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert
 from minialbert.convert import ConversionArguments
-from minialbert.data import DataArguments, load_text_corpus, tokenize_windows
+from minialbert.data import DataArguments, load_text_corpus, masked_lm_collator, tokenize_windows
 from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
@@ -86,10 +86,11 @@ def tiny_trainer(tiny_bert_path, tmp_path, teacher=None, **overrides):
     data = DataArguments(max_seq_length=32, stride=8, max_train_samples=32, max_eval_samples=8)
     windows = tokenize_windows(load_text_corpus(data), tokenizer, data)
     student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=2)
-    arguments = DistillationArguments(
+    options = dict(
         output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=3, logging_steps=1,
-        report_to="none", save_strategy="no", disable_tqdm=True, dataloader_pin_memory=False, **overrides,
+        report_to="none", save_strategy="no", disable_tqdm=True, dataloader_pin_memory=False,
     )  # fmt: skip
+    arguments = DistillationArguments(**options | overrides)
     return DistillationTrainer(
         teacher or str(tiny_bert_path),
         student,
@@ -226,7 +227,26 @@ def test_each_recipe_switch_changes_what_the_loss_computes(tiny_bert_path, tmp_p
 
 
 def test_a_teacher_with_a_head_keeps_every_term_and_each_decreases(tiny_bert_path, tmp_path):
-    trainer = tiny_trainer(tiny_bert_path, tmp_path, max_steps=40, learning_rate=1e-3, warmup_steps=0)
+    # A random teacher predicts near-uniform words, which the student's own masked-LM loss rightly moves away from:
+    # give the teacher real predictions first, with a short masked-LM training of its own on the same text.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_path)
+    data = DataArguments(max_seq_length=32, stride=8, max_train_samples=256)
+    teacher = BertForMaskedLM.from_pretrained(tiny_bert_path)
+    Trainer(
+        teacher,
+        TrainingArguments(str(tmp_path / "teacher-run"), max_steps=60, learning_rate=3e-3, report_to="none",
+                          per_device_train_batch_size=16, save_strategy="no", disable_tqdm=True),
+        train_dataset=tokenize_windows(load_text_corpus(data), tokenizer, data)["train"],
+        data_collator=masked_lm_collator(tokenizer),
+    ).train()  # fmt: skip
+    teacher.save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+
+    # The student starts from the untrained teacher, so every term has a distance to close.
+    trainer = tiny_trainer(
+        tiny_bert_path, tmp_path, str(tmp_path / "teacher"), max_steps=40, learning_rate=1e-3, warmup_steps=0
+    )
+    assert trainer.recipe.name == "paper"
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     for term in ("mlm", "attention", "hidden", "logit"):
@@ -333,6 +353,24 @@ def test_distilled_student_of_a_sentence_teacher_loads_in_sentence_transformers(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "encoded 2" in result.stdout
+
+
+def readme_snippet(heading: str) -> str:
+    """The first Python block of the README section under `heading`, as users copy it."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split(f"\n{heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_sentence_transformers_snippet_runs_on_a_distilled_student(default_run, tmp_path):
+    output_dir, _ = default_run
+    snippet = readme_snippet("### Use the student in sentence-transformers")
+    assert '"outputs/student"' in snippet
+    snippet = snippet.replace('"outputs/student"', repr(str(output_dir)))
+    code = f'import sys\nsys.modules["minialbert"] = None\n{snippet}'
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"tensor\(\[\[1\.0000, -?0\.\d{4}\],", result.stdout), result.stdout
 
 
 def test_distilled_student_loads_as_remote_code(default_run, tmp_path):
