@@ -26,6 +26,7 @@ from .modeling_minialbert import (
     MiniAlbertModel,
     MiniAlbertPreTrainedModel,
 )
+from .tuning import enable_tuning, load_tuned, save_tuned
 
 __version__ = "0.1.0"
 
@@ -56,5 +57,8 @@ __all__ = [
     "MiniAlbertModel",
     "MiniAlbertPreTrainedModel",
     "convert_bert_to_minialbert",
+    "enable_tuning",
     "layer_map",
+    "load_tuned",
+    "save_tuned",
 ]

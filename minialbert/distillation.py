@@ -27,9 +27,9 @@ from datasets import Dataset
 from torch import nn
 from torch.nn import functional as F
 from transformers import (
-    AutoConfig,
     AutoTokenizer,
     DataCollatorWithPadding,
+    PretrainedConfig,
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
@@ -715,10 +715,11 @@ def prepare_output_dir(output_dir: str, overwrite: bool, is_main_process: bool) 
 
 
 def load_student(name_or_path: str) -> MiniAlbertForMaskedLM:
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=True)
-    if config.model_type != MiniAlbertConfig.model_type:
+    # config.json read as data, then the installed package's classes: no code stored with the student runs.
+    model_type = PretrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
+    if model_type != MiniAlbertConfig.model_type:
         raise ValueError(
-            f"--student {name_or_path!r} is a {config.model_type!r} model; pass a MiniAlbert folder (from minialbert "
+            f"--student {name_or_path!r} is a {model_type!r} model; pass a MiniAlbert folder (from minialbert "
             "convert or distill), or pass the BERT checkpoint as --teacher to convert it."
         )
     return MiniAlbertForMaskedLM.from_pretrained(name_or_path)
@@ -800,7 +801,7 @@ def run_distillation(
         "layer_map": layers,
         "recipe": asdict(trainer.recipe),
         "bf16_autocast": training_arguments.bf16,
-        "train_windows": len(windows["train"]),
+        "train_samples": len(windows["train"]),
         "held_out_windows": len(windows["validation"]),
         "out_of_domain_sentences": sum(len(batch["input_ids"]) for batch in out_of_domain),
         "global_step": trainer.state.global_step,
@@ -849,7 +850,7 @@ def format_summary(summary: dict) -> str:
         f"recipe {recipe['name']!r} ({recipe['reason']}): {terms}; hidden {recipe['hidden_loss']} on "
         f"{recipe['hidden_layers']} mapped layers, sentence {recipe['sentence_loss']} of {recipe['sentence_pooling']} "
         f"pooling, on {recipe['distill_inputs']} input; bf16 autocast {'on' if summary['bf16_autocast'] else 'off'}",
-        f"{summary['global_step']} steps on {summary['train_windows']} windows in "
+        f"{summary['global_step']} steps on {summary['train_samples']} training samples in "
         f"{summary['train_runtime_seconds']} s ({summary['train_tokens_per_second']} tokens/s); held-out: "
         f"{summary['held_out_windows']} windows, {summary['out_of_domain_sentences']} out-of-domain sentences",
         f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",

@@ -13,11 +13,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import transformers
 from huggingface_hub import CommitInfo, CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoTokenizer, PretrainedConfig
 
 from . import modeling_minialbert
 from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig
@@ -184,15 +183,22 @@ def _check_peft(folder: Path, base_model: str | None) -> Artifact:
         )
     if not (folder / "adapter_model.safetensors").is_file():
         raise ValueError(f"{folder} lacks adapter_model.safetensors: save the adapter with PeftModel.save_pretrained.")
+    # The base's config.json is read as data and the base loads through the installed package's own classes, so
+    # no code stored in the base repository runs.
     try:
-        config = AutoConfig.from_pretrained(base, trust_remote_code=True)
+        config_dict, _ = PretrainedConfig.get_config_dict(base)
     except OSError as error:
         raise ValueError(f"Cannot load the base model {base!r} of {folder}: {error}") from error
-    if config.model_type != MiniAlbertConfig.model_type:
-        raise ValueError(f"The adapter's base model {base!r} is a {config.model_type!r} model, not a MiniAlbert one.")
-    head = (config.architectures or ["MiniAlbertModel"])[0]
-    auto_class = next(name for name, target in AUTO_MAP.items() if target.endswith("." + head))
-    base_instance = getattr(transformers, auto_class).from_pretrained(base, trust_remote_code=True)
+    if config_dict.get("model_type") != MiniAlbertConfig.model_type:
+        raise ValueError(
+            f"The adapter's base model {base!r} is a {config_dict.get('model_type')!r} model, not a MiniAlbert one."
+        )
+    head = (config_dict.get("architectures") or ["MiniAlbertModel"])[0]
+    model_class = getattr(modeling_minialbert, head, None)
+    if head not in PIPELINE_TAGS or model_class is None:
+        raise ValueError(f"The adapter's base model {base!r} has an unknown MiniAlbert head {head!r}.")
+    base_instance = model_class.from_pretrained(base)
+    config = base_instance.config
     # Trainable, so the card can count the adapter's parameters.
     model = PeftModel.from_pretrained(base_instance, folder, is_trainable=True)
     adapter_config = json.loads((folder / "adapter_config.json").read_text())
@@ -297,9 +303,9 @@ Or the bare model with transformers:
             + f"""```python
 from transformers import AutoTokenizer, {auto_class}
 
-# trust_remote_code runs this repository's modeling_minialbert.py: pin the revision you reviewed.
+# trust_remote_code runs this repository's configuration and modeling code: pin the revision you reviewed.
 revision = "{revision}"
-tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision=revision)
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision=revision, trust_remote_code=True)
 model = {auto_class}.from_pretrained("{repo_id}", revision=revision, trust_remote_code=True)
 ```"""
         )

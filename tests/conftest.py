@@ -1,4 +1,5 @@
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -137,3 +138,17 @@ def tiny_bert_path(tmp_path_factory, teacher_path) -> Path:
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(teacher_path).save_pretrained(folder)
     return folder
+
+
+def booby_trap(folder: Path, marker: Path, model_type: str | None = None) -> None:
+    """Make `folder`'s code files write `marker` when imported (and optionally claim another `model_type` whose
+    `auto_map` points at them): a test then asserts that `marker` never appears, that is, that no code stored in
+    the folder ran."""
+    trap = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+    for name in ("configuration_minialbert.py", "modeling_minialbert.py"):
+        code = folder / name
+        code.write_text(trap + (code.read_text() if code.exists() else ""))
+    if model_type:
+        config_path = folder / "config.json"
+        config = json.loads(config_path.read_text())
+        config_path.write_text(json.dumps(config | {"model_type": model_type}))

@@ -27,6 +27,7 @@ from minialbert.distillation import (
     bert_attention_probabilities,
     cosine_loss,
     format_summary,
+    load_student,
     logit_kl,
     masked_mean,
     resolve_recipe,
@@ -35,7 +36,7 @@ from minialbert.distillation import (
 )
 from minialbert.sentence_embeddings import SentenceModules, pool, read_sentence_modules, save_sentence_modules
 
-from .conftest import assert_remote_code_load_matches
+from .conftest import assert_remote_code_load_matches, booby_trap
 
 # A few fast steps on the tiny BERT teacher: the shape of every CLI run in this file.
 TINY_RUN = [
@@ -501,6 +502,19 @@ def test_two_processes_with_torchrun(tiny_bert_path, tmp_path):
     assert summary["global_step"] == 4 and summary["processes"] == 2
     student = MiniAlbertForMaskedLM.from_pretrained(output_dir)
     assert student.config.num_hidden_layers == 2
+
+
+def test_a_student_folder_is_read_as_data_and_its_code_never_runs(tiny_bert_path, tmp_path):
+    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=2)
+    marker = tmp_path / "marker"
+    for name, model_type in (("ours", None), ("foreign", "evil")):
+        student.save_pretrained(tmp_path / name)
+        booby_trap(tmp_path / name, marker, model_type)
+    loaded = load_student(str(tmp_path / "ours"))
+    assert type(loaded) is MiniAlbertForMaskedLM  # the installed package's class, not the folder's copy
+    with pytest.raises(ValueError, match="is a 'evil' model; pass a MiniAlbert folder"):
+        load_student(str(tmp_path / "foreign"))
+    assert not marker.exists()
 
 
 def test_distill_starts_from_an_existing_student(tiny_bert_path, tmp_path, capsys):

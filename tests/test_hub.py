@@ -27,7 +27,7 @@ from minialbert.convert import convert_and_save
 from minialbert.hub import RESULTS_NAME, check_shareable, model_card, push_to_hub, save_results
 from minialbert.tuning import enable_tuning, save_tuned
 
-from .conftest import tiny_config
+from .conftest import booby_trap, tiny_config
 from .hub_server import LocalHub
 
 HEADS = {
@@ -327,6 +327,27 @@ def test_card_metadata_usage_and_pinned_revision(hub, shared):
     assert 'load_tuned("me/tuned", revision=' in tuned_card.text
 
 
+CARD_SNIPPETS = textwrap.dedent(
+    """
+    import re, sys
+
+    card = open(sys.argv[1]).read()
+    snippets = re.findall(r"```python\\n(.*?)```", card, re.S)
+    for snippet in snippets:
+        exec(snippet, {})  # as a user would paste it
+    print("ran", len(snippets))
+    """
+)
+
+
+@pytest.mark.parametrize("repo_id", ["me/student", "me/lora", "me/tuned"])
+def test_every_card_snippet_runs_against_the_hub(hub, shared, repo_id):
+    card = shared["work"] / f"{repo_id.replace('/', '--')}.md"
+    card.write_text(hub.state.uploaded(repo_id)["README.md"][0].decode())
+    env = client_env(hub, shared["work"] / "card-reader")
+    assert run_client(sys.executable, CARD_SNIPPETS, card, env, shared["work"]).strip() == "ran 1"
+
+
 def test_card_carries_measured_results_as_model_index(tmp_path, teacher_path):
     model = minialbert.MiniAlbertForSequenceClassification(tiny_config(vocab_size=30522))
     model.config.teacher_name_or_path = teacher_path
@@ -392,6 +413,18 @@ def test_broken_folders_are_refused_before_any_upload(tmp_path, tiny_bert_path, 
         push_to_hub(tmp_path / "tuned", "me/x")
     with pytest.raises(ValueError, match="is not a MiniAlbert folder"):
         push_to_hub(tmp_path, "me/x")
+
+
+def test_checking_a_folder_never_runs_its_code(tmp_path, teacher_path):
+    marker = tmp_path / "marker"
+    for name, model_type in (("ours", None), ("foreign", "evil")):
+        minialbert.MiniAlbertForMaskedLM(tiny_config(vocab_size=30522)).save_pretrained(tmp_path / name)
+        AutoTokenizer.from_pretrained(teacher_path).save_pretrained(tmp_path / name)
+        booby_trap(tmp_path / name, marker, model_type)
+    assert check_shareable(tmp_path / "ours").head == "MiniAlbertForMaskedLM"
+    with pytest.raises(ValueError, match="'evil' model, not a MiniAlbert one"):
+        check_shareable(tmp_path / "foreign")
+    assert not marker.exists()
 
 
 SENTENCE_SCRIPT = textwrap.dedent(
