@@ -375,20 +375,27 @@ def save_student(
     tokenizer: PreTrainedTokenizerBase | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a Hub-ready folder atomically: it appears complete or not at all."""
+    """Write a Hub-ready folder atomically: it appears complete or not at all, and an overwritten folder is only
+    deleted once the new one is in its place (until then it waits beside it, and comes back on any failure)."""
     path = check_output_dir(output_dir, overwrite).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
+    previous = None
     try:
         student.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         if path.exists():
-            shutil.rmtree(path)
+            previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, previous)
         os.replace(staging, path)
     except BaseException:
+        if previous is not None and not path.exists():
+            os.replace(previous, path)
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if previous is not None:
+        shutil.rmtree(previous)
     return path
 
 

@@ -1,7 +1,9 @@
 import json
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -298,3 +300,24 @@ def test_cli_end_to_end_writes_a_hub_ready_folder_that_loads_as_remote_code(tiny
 
     student = MiniAlbertForMaskedLM.from_pretrained(output)
     assert_remote_code_load_matches(student, output, "AutoModelForMaskedLM", encode(output), tmp_path)
+
+
+def test_overwrite_keeps_the_old_folder_until_the_new_one_is_in_place(tiny_bert_path, tmp_path, monkeypatch):
+    output = tmp_path / "student"
+    convert_and_save(tiny_bert_path, output, ConversionArguments(embedding_size=16))
+    before = {path.name: path.read_bytes() for path in output.iterdir()}
+    real_replace, moves = os.replace, []
+
+    def replace_then_fail(source, target):
+        moves.append(Path(target).name)
+        if len(moves) == 2:  # the old folder is aside, the new one not yet in place: a crash or a full disk
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        convert_and_save(tiny_bert_path, output, ConversionArguments(embedding_size=8), overwrite=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert moves[1] == "student" and moves[0].startswith(".student.old.")
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+    assert [path.name for path in tmp_path.iterdir()] == ["student"], "staging or old folder left behind"

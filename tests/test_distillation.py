@@ -356,24 +356,6 @@ def test_distilled_student_of_a_sentence_teacher_loads_in_sentence_transformers(
     assert "encoded 2" in result.stdout
 
 
-def readme_snippet(heading: str) -> str:
-    """The first Python block of the README section under `heading`, as users copy it."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split(f"\n{heading}\n", 1)[1]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
-
-
-def test_readme_sentence_transformers_snippet_runs_on_a_distilled_student(default_run, tmp_path):
-    output_dir, _ = default_run
-    snippet = readme_snippet("### Use the student in sentence-transformers")
-    assert '"outputs/student"' in snippet
-    snippet = snippet.replace('"outputs/student"', repr(str(output_dir)))
-    code = f'import sys\nsys.modules["minialbert"] = None\n{snippet}'
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"tensor\(\[\[1\.0000, -?0\.\d{4}\],", result.stdout), result.stdout
-
-
 def test_distilled_student_loads_as_remote_code(default_run, tmp_path):
     output_dir, _ = default_run
     assert {"config.json", "modeling_minialbert.py", "model.safetensors", "tokenizer.json"} <= {
