@@ -1,7 +1,7 @@
 """Inference and distillation speed, side by side with what a user would pick instead, on this machine.
 
-    python benchmarks/run.py            # full run (about 10 minutes on 2 CPU cores)
-    python benchmarks/run.py --quick    # fewer repetitions, no torch.compile (under a minute)
+    python benchmarks/run.py            # full run
+    python benchmarks/run.py --quick    # fewer repetitions, no torch.compile
 
 Contenders run in one process, alternating, after warm-up; each figure is the median over repetitions.
 Peak memory of a distillation step is the growth of the resident set of a fresh process running only that

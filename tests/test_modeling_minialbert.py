@@ -1,5 +1,6 @@
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -193,14 +194,29 @@ def test_attention_maps_are_pre_dropout_probabilities(inputs):
         assert probabilities[1, :, :, 5:].abs().max() == 0
 
 
-def test_attention_maps_match_across_kernels(inputs):
-    model = randomise(MiniAlbertModel(tiny_config())).eval()
-    sdpa = model(**inputs, output_attentions=True)
+def test_sdpa_and_eager_agree_and_eager_maps_are_the_attention_probabilities(inputs):
+    config = tiny_config(use_adapters=False)  # then each recursion's attention reads the previous hidden state
+    model = randomise(MiniAlbertModel(config)).eval()
+    assert model.config._attn_implementation == "sdpa"
+    sdpa = model(**inputs).last_hidden_state  # no maps asked: the SDPA kernel runs
     model.set_attn_implementation("eager")
-    eager = model(**inputs, output_attentions=True)
-    for left, right in zip(sdpa.attentions, eager.attentions, strict=True):
-        torch.testing.assert_close(left, right)
-    torch.testing.assert_close(sdpa.last_hidden_state, eager.last_hidden_state)
+    eager = model(**inputs, output_attentions=True, output_hidden_states=True)
+    real = inputs["attention_mask"].bool()
+    torch.testing.assert_close(sdpa[real], eager.last_hidden_state[real])
+
+    # The maps, recomputed independently: softmax(Q K^T / sqrt(d)) over the real keys, for each recursion.
+    attention = model.encoder.layer.attention
+    batch, length = inputs["input_ids"].shape
+    heads = config.num_attention_heads
+    for states, maps in zip(eager.hidden_states[:-1], eager.attentions, strict=True):
+        query, key = (
+            projection(states).view(batch, length, heads, -1).transpose(1, 2)
+            for projection in (attention.query, attention.key)
+        )
+        scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])
+        expected = scores.masked_fill(~real[:, None, None, :], float("-inf")).softmax(-1)
+        rows = real[:, None, :, None].expand_as(maps)  # padded query rows carry no meaning
+        torch.testing.assert_close(maps[rows], expected[rows])
 
 
 def test_inputs_embeds_token_types_and_positions_are_honoured(inputs):
