@@ -5,17 +5,10 @@ registers each class for its Auto class so that `save_pretrained` copies the two
 weights: the saved folder then loads anywhere with `trust_remote_code=True`, without this package.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
+import transformers
 
-from .configuration_minialbert import MiniAlbertConfig
+from . import modeling_minialbert
+from .configuration_minialbert import HEADS, MiniAlbertConfig
 from .convert import ConversionArguments, convert_bert_to_minialbert, layer_map
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
@@ -31,15 +24,10 @@ from .tuning import enable_tuning, load_tuned, save_tuned
 __version__ = "0.1.0"
 
 AUTO_CLASSES = {
-    AutoModel: MiniAlbertModel,
-    AutoModelForMaskedLM: MiniAlbertForMaskedLM,
-    AutoModelForSequenceClassification: MiniAlbertForSequenceClassification,
-    AutoModelForTokenClassification: MiniAlbertForTokenClassification,
-    AutoModelForQuestionAnswering: MiniAlbertForQuestionAnswering,
-    AutoModelForMultipleChoice: MiniAlbertForMultipleChoice,
+    getattr(transformers, head.auto_class): getattr(modeling_minialbert, name) for name, head in HEADS.items()
 }
 
-AutoConfig.register(MiniAlbertConfig.model_type, MiniAlbertConfig, exist_ok=True)
+transformers.AutoConfig.register(MiniAlbertConfig.model_type, MiniAlbertConfig, exist_ok=True)
 MiniAlbertConfig.register_for_auto_class()
 for auto_class, model_class in AUTO_CLASSES.items():
     auto_class.register(MiniAlbertConfig, model_class, exist_ok=True)

@@ -5,20 +5,43 @@ This file is uploaded to the Hugging Face Hub next to the weights and runs there
 `modeling_minialbert`.
 """
 
+from typing import NamedTuple
+
 from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
 
+
+class Head(NamedTuple):
+    """What the rest of the ecosystem needs to know about one MiniAlbert head class."""
+
+    auto_class: str  # the transformers Auto class that loads it
+    pipeline_tag: str | None  # the Hub's task id (None: the Hub has no pipeline for it)
+    peft_task_type: str | None  # PEFT's `task_type` (None: see minialbert.tuning)
+
+
+# The one table of heads, by model class name; the Auto-class map, Hub tags and PEFT task types derive from it.
+HEADS = {
+    "MiniAlbertModel": Head("AutoModel", "feature-extraction", "FEATURE_EXTRACTION"),
+    "MiniAlbertForMaskedLM": Head("AutoModelForMaskedLM", "fill-mask", None),
+    "MiniAlbertForSequenceClassification": Head(
+        "AutoModelForSequenceClassification", "text-classification", "SEQ_CLS"
+    ),
+    "MiniAlbertForTokenClassification": Head("AutoModelForTokenClassification", "token-classification", "TOKEN_CLS"),
+    "MiniAlbertForQuestionAnswering": Head("AutoModelForQuestionAnswering", "question-answering", "QUESTION_ANS"),
+    "MiniAlbertForMultipleChoice": Head("AutoModelForMultipleChoice", None, None),
+}
 # Where the Hub finds each class: `save_pretrained` alone would record only the class being saved,
 # so the map for every head is declared here and travels with every saved config.
-AUTO_MAP = {
-    "AutoConfig": "configuration_minialbert.MiniAlbertConfig",
-    "AutoModel": "modeling_minialbert.MiniAlbertModel",
-    "AutoModelForMaskedLM": "modeling_minialbert.MiniAlbertForMaskedLM",
-    "AutoModelForSequenceClassification": "modeling_minialbert.MiniAlbertForSequenceClassification",
-    "AutoModelForTokenClassification": "modeling_minialbert.MiniAlbertForTokenClassification",
-    "AutoModelForQuestionAnswering": "modeling_minialbert.MiniAlbertForQuestionAnswering",
-    "AutoModelForMultipleChoice": "modeling_minialbert.MiniAlbertForMultipleChoice",
+AUTO_MAP = {"AutoConfig": "configuration_minialbert.MiniAlbertConfig"} | {
+    head.auto_class: f"modeling_minialbert.{name}" for name, head in HEADS.items()
 }
+
+
+def head_of(name: str) -> Head:
+    """The `HEADS` row of the head class `name`, or a ValueError that names the known heads."""
+    if name not in HEADS:
+        raise ValueError(f"Unknown MiniAlbert head {name!r}; the heads are {', '.join(HEADS)}.")
+    return HEADS[name]
 
 
 class MiniAlbertConfig(PretrainedConfig):

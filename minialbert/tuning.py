@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig
 
+from .configuration_minialbert import head_of
 from .modeling_minialbert import MiniAlbertPreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -47,18 +48,10 @@ PEFT_TARGET_MODULES = {
     "ffn": "feed-forward up-projection (H -> intermediate)",
     "ffn_output": "feed-forward down-projection (intermediate -> H)",
 }
-# The `task_type` to give a PEFT config for each head. None: pass `modules_to_save=["classifier"]` yourself for
-# multiple choice (the masked-LM head needs nothing). With `target_modules="all-linear"`, PEFT leaves out the output
-# layer of masked-LM and SEQ_CLS heads only; for token classification and QA add
+# PEFT task types come from `HEADS` (configuration_minialbert). None: pass `modules_to_save=["classifier"]` yourself
+# for multiple choice (the masked-LM head needs nothing). With `target_modules="all-linear"`, PEFT leaves out the
+# output layer of masked-LM and SEQ_CLS heads only; for token classification and QA add
 # `exclude_modules=["classifier", "qa_outputs"]` (BERT behaves the same).
-PEFT_TASK_TYPES = {
-    "MiniAlbertModel": "FEATURE_EXTRACTION",
-    "MiniAlbertForMaskedLM": None,
-    "MiniAlbertForSequenceClassification": "SEQ_CLS",
-    "MiniAlbertForTokenClassification": "TOKEN_CLS",
-    "MiniAlbertForQuestionAnswering": "QUESTION_ANS",
-    "MiniAlbertForMultipleChoice": None,
-}
 
 
 def _add_missing_modules(model: MiniAlbertPreTrainedModel, mode: str, rank: int) -> None:
@@ -198,7 +191,7 @@ def load_tuned(
         setattr(config, key, value)
     if config.id2label is not None:  # JSON turned its integer keys into strings
         config.id2label = {int(index): label for index, label in config.id2label.items()}
-    auto_class = next(name for name, target in config.auto_map.items() if target.endswith("." + description["head"]))
+    auto_class = head_of(description["head"]).auto_class
     model = getattr(transformers, auto_class).from_pretrained(base, config=config, **from_pretrained_kwargs)
     state = load_file(path / TUNED_WEIGHTS_NAME)
     parameters = dict(model.named_parameters())

@@ -4,7 +4,7 @@ import pytest
 from transformers import AutoConfig
 
 from minialbert import MiniAlbertConfig
-from minialbert.configuration_minialbert import AUTO_MAP
+from minialbert.configuration_minialbert import AUTO_MAP, HEADS, head_of
 
 
 def test_defaults_match_the_paper_student():
@@ -71,3 +71,11 @@ def test_unknown_activation_lists_the_allowed_ones():
 
 def test_adapter_factor_is_free_when_adapters_are_off():
     assert MiniAlbertConfig(use_adapters=False, adapter_reduction_factor=1000).adapter_reduction_factor == 1000
+
+
+def test_one_table_of_heads_gives_the_auto_map_and_a_clear_error_for_unknown_heads():
+    assert AUTO_MAP["AutoConfig"] == "configuration_minialbert.MiniAlbertConfig"
+    assert {target.split(".")[1] for name, target in AUTO_MAP.items() if name != "AutoConfig"} == set(HEADS)
+    assert head_of("MiniAlbertForTokenClassification").pipeline_tag == "token-classification"
+    with pytest.raises(ValueError, match="Unknown MiniAlbert head 'BertModel'; the heads are MiniAlbertModel, "):
+        head_of("BertModel")

@@ -413,6 +413,13 @@ def test_broken_folders_are_refused_before_any_upload(tmp_path, tiny_bert_path, 
         push_to_hub(tmp_path / "tuned", "me/x")
     with pytest.raises(ValueError, match="is not a MiniAlbert folder"):
         push_to_hub(tmp_path, "me/x")
+    config = json.loads((tmp_path / "no-tokenizer" / "config.json").read_text())
+    (tmp_path / "no-tokenizer" / "config.json").write_text(
+        json.dumps(config | {"architectures": ["MiniAlbertForFoo"]})
+    )
+    capsys.readouterr()
+    assert main(["push", str(tmp_path / "no-tokenizer"), "me/x"]) == 2
+    assert "Unknown MiniAlbert head 'MiniAlbertForFoo'; the heads are MiniAlbertModel," in capsys.readouterr().err
 
 
 def test_checking_a_folder_never_runs_its_code(tmp_path, teacher_path):

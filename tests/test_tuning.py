@@ -5,6 +5,7 @@ import textwrap
 import peft
 import pytest
 import torch
+import transformers
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
@@ -18,9 +19,9 @@ from minialbert import (
     MiniAlbertForTokenClassification,
     MiniAlbertModel,
 )
+from minialbert.configuration_minialbert import head_of
 from minialbert.tuning import (
     PEFT_TARGET_MODULES,
-    PEFT_TASK_TYPES,
     enable_tuning,
     load_tuned,
     save_tuned,
@@ -156,7 +157,7 @@ def test_bad_tuning_requests_are_refused():
 
 PEFT_CONFIGS = {
     # PEFT excludes the output layer from "all-linear" only for masked-LM and SEQ_CLS heads (the same holds for
-    # BERT): token-classification and QA heads exclude theirs by name, as PEFT_TASK_TYPES' docs say.
+    # BERT): token-classification and QA heads exclude theirs by name, as minialbert.tuning's notes say.
     "lora-all-linear": lambda task: peft.LoraConfig(
         task_type=task, target_modules="all-linear", r=4, exclude_modules=["classifier", "qa_outputs"]
     ),
@@ -172,8 +173,8 @@ PEFT_CONFIGS = {
 def test_peft_trains_saves_reloads_and_merges_exactly(model_class, method, tmp_path):
     base = model_class(tiny_config())
     base.save_pretrained(tmp_path / "base")
-    auto_class = next(auto for auto, cls in AUTO_CLASSES.items() if cls is model_class)
-    task_type = PEFT_TASK_TYPES[model_class.__name__]
+    auto_class = getattr(transformers, head_of(model_class.__name__).auto_class)
+    task_type = head_of(model_class.__name__).peft_task_type
     config = PEFT_CONFIGS[method](task_type)
     if task_type is None and model_class is not MiniAlbertForMaskedLM:
         config.modules_to_save = ["classifier"]
