@@ -170,7 +170,7 @@ def metric_function(data_args: DataTrainingArguments, regression: bool, num_labe
 
 
 def main() -> None:
-    model_args, tuning_args, data_args, training_args = parse_arguments(DataTrainingArguments)
+    model_args, tuning_args, data_args, training_args, output_args = parse_arguments(DataTrainingArguments)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     run = TaskRun(
         model_args,
@@ -179,6 +179,7 @@ def main() -> None:
         "text-classification",
         dataset_label(data_args),
         data_args.dataset_config_name,
+        output_args,
     )
 
     raw = load_raw_data(data_args)

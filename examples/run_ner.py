@@ -122,7 +122,7 @@ def align_labels(word_ids: list[int | None], tags: list[int], continuation: list
 
 
 def main() -> None:
-    model_args, tuning_args, data_args, training_args = parse_arguments(DataTrainingArguments)
+    model_args, tuning_args, data_args, training_args, output_args = parse_arguments(DataTrainingArguments)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     run = TaskRun(
         model_args,
@@ -131,6 +131,7 @@ def main() -> None:
         "token-classification",
         dataset_label(data_args),
         data_args.dataset_config_name,
+        output_args,
     )
 
     raw = load_raw_data(data_args)

@@ -15,27 +15,27 @@ from . import __version__
 from .convert import ConversionArguments, convert_and_save
 from .data import DataArguments
 from .distillation import DistillationArguments, StudentArguments, format_summary, run_distillation
+from .folders import OutputArguments
 from .hub import push_to_hub
 
 
 def convert_command(argv: list[str]) -> int:
     parser = HfArgumentParser(
-        ConversionArguments,
+        (ConversionArguments, OutputArguments),
         prog="minialbert convert",
         description="Initialise a MiniAlbert student from a BERT checkpoint and write it as a Hub-ready folder.",
     )
     parser.add_argument("teacher", help="BERT checkpoint: a local folder or a Hub id.")
-    parser.add_argument("output_dir", help="Folder to write the student into (must be empty or absent).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty output_dir.")
-    arguments, paths = parser.parse_args_into_dataclasses(argv)
-    folder = convert_and_save(paths.teacher, paths.output_dir, arguments, overwrite=paths.overwrite)
+    parser.add_argument("output_dir", help="Folder to write the student into (absent or empty, see below).")
+    arguments, output, paths = parser.parse_args_into_dataclasses(argv)
+    folder = convert_and_save(paths.teacher, paths.output_dir, arguments, overwrite=output.overwrite_output_dir)
     print(f"Wrote the student to {folder}")
     return 0
 
 
 def distill_command(argv: list[str]) -> int:
     parser = HfArgumentParser(
-        (StudentArguments, ConversionArguments, DataArguments, DistillationArguments),
+        (StudentArguments, ConversionArguments, DataArguments, DistillationArguments, OutputArguments),
         prog="minialbert distill",
         description="Distil a BERT teacher into a MiniAlbert student with the Trainer. With only --output_dir: "
         "the bundled all-MiniLM-L6-v2 teacher and BBC News corpus. Accepts every TrainingArguments flag.",

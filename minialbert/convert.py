@@ -21,6 +21,7 @@ from transformers.models.bert.modeling_bert import BertLayer, BertLMPredictionHe
 from transformers.utils import logging as transformers_logging
 
 from .configuration_minialbert import MiniAlbertConfig
+from .folders import prepare_output_dir
 from .modeling_minialbert import LowRankDelta, MiniAlbertForMaskedLM, MiniAlbertLayer, MiniAlbertRelaxation
 
 logger = logging.getLogger(__name__)
@@ -359,16 +360,6 @@ def convert_bert_to_minialbert(
     return student
 
 
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse a non-empty output folder unless `overwrite`, before any work starts."""
-    path = Path(output_dir)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"Output path {str(path)!r} is a file; choose a folder.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ValueError(f"Output folder {str(path)!r} is not empty; choose another or pass --overwrite.")
-    return path
-
-
 def save_student(
     student: MiniAlbertForMaskedLM,
     output_dir: str | os.PathLike,
@@ -377,7 +368,8 @@ def save_student(
 ) -> Path:
     """Write a Hub-ready folder atomically: it appears complete or not at all, and an overwritten folder is only
     deleted once the new one is in its place (until then it waits beside it, and comes back on any failure)."""
-    path = check_output_dir(output_dir, overwrite).resolve()
+    prepare_output_dir(output_dir, overwrite, resumable=False)
+    path = Path(output_dir).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
     previous = None
@@ -403,7 +395,7 @@ def convert_and_save(
     teacher: str | os.PathLike, output_dir: str | os.PathLike, arguments: ConversionArguments, overwrite: bool = False
 ) -> Path:
     """`minialbert convert`: convert `teacher` and write the student with the teacher's tokenizer."""
-    check_output_dir(output_dir, overwrite)
+    prepare_output_dir(output_dir, overwrite, resumable=False)
     loaded = load_teacher(teacher, arguments.revision)
     tokenizer_source = arguments.tokenizer or str(teacher)
     try:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,6 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from .configuration_minialbert import MiniAlbertConfig
 from .convert import (
@@ -54,6 +52,7 @@ from .data import (
     python_docs_sentences,
     tokenize_windows,
 )
+from .folders import OutputArguments, prepare_output_dir
 from .modeling_minialbert import MiniAlbertForMaskedLM
 from .sentence_embeddings import SentenceModules, pool, read_sentence_modules, save_sentence_modules
 
@@ -690,28 +689,6 @@ class StudentArguments:
         default=None,
         metadata={"help": "Start from this MiniAlbert folder or Hub id instead of converting the teacher."},
     )
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Delete a non-empty output_dir first instead of resuming from it."}
-    )
-
-
-def prepare_output_dir(output_dir: str, overwrite: bool, is_main_process: bool) -> str | None:
-    """The checkpoint to resume from, as transformers' examples do; refuse a non-empty folder without checkpoints."""
-    path = Path(output_dir)
-    if not path.is_dir() or not any(path.iterdir()):
-        return None
-    if overwrite:
-        if is_main_process:
-            shutil.rmtree(path)
-        return None
-    checkpoint = get_last_checkpoint(output_dir)
-    if checkpoint is None:
-        raise ValueError(
-            f"Output folder {output_dir!r} is not empty and holds no checkpoint to resume from; choose another "
-            "folder or pass --overwrite_output_dir."
-        )
-    logger.info("Resuming from %s (pass --overwrite_output_dir to start over).", checkpoint)
-    return checkpoint
 
 
 def load_student(name_or_path: str) -> MiniAlbertForMaskedLM:
@@ -741,12 +718,13 @@ def run_distillation(
     conversion_arguments: ConversionArguments,
     data_arguments: DataArguments,
     training_arguments: DistillationArguments,
+    output_arguments: OutputArguments | None = None,
 ) -> dict:
     """`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer`, save it Hub-ready
     and write `distillation_summary.json` beside it. Returns the summary."""
     resume_from = training_arguments.resume_from_checkpoint or prepare_output_dir(
         training_arguments.output_dir,
-        student_arguments.overwrite_output_dir,
+        (output_arguments or OutputArguments()).overwrite_output_dir,
         training_arguments.process_index == 0,
     )
     teacher_name = student_arguments.teacher or bundled_teacher_path()

@@ -15,7 +15,7 @@ import datasets
 from huggingface_hub import EvalResult
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
-from .distillation import prepare_output_dir
+from .folders import OutputArguments, prepare_output_dir
 from .hub import push_to_hub, save_results
 from .tuning import TuningArguments, save_for_task, trainable_parameters
 
@@ -34,14 +34,16 @@ class ModelArguments:
         default=None,
         metadata={"help": "Hub id of the base model, for --push_to_hub of adapters trained on a local folder."},
     )
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Delete a non-empty output_dir first instead of resuming from it."}
+
+
+def parse_arguments(
+    data_arguments_class: type,
+) -> tuple[ModelArguments, TuningArguments, Any, TrainingArguments, OutputArguments]:
+    """Model, tuning, data, `TrainingArguments` and output-folder arguments from the command line, or from one JSON
+    file argument."""
+    parser = HfArgumentParser(
+        (ModelArguments, TuningArguments, data_arguments_class, TrainingArguments, OutputArguments)
     )
-
-
-def parse_arguments(data_arguments_class: type) -> tuple[ModelArguments, TuningArguments, Any, TrainingArguments]:
-    """Model, tuning, data and `TrainingArguments` from the command line, or from one JSON file argument."""
-    parser = HfArgumentParser((ModelArguments, TuningArguments, data_arguments_class, TrainingArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
         return parser.parse_json_file(sys.argv[1])
     return parser.parse_args_into_dataclasses()
@@ -84,6 +86,7 @@ class TaskRun:
     task_type: str  # the Hub's task id, e.g. "text-classification"
     dataset: str
     dataset_config: str | None = None
+    output_args: OutputArguments = field(default_factory=OutputArguments)
     push: bool = field(init=False)
     resume_from: str | None = field(init=False)
 
@@ -91,7 +94,7 @@ class TaskRun:
         args = self.training_args
         self.push, args.push_to_hub = args.push_to_hub, False
         self.resume_from = args.resume_from_checkpoint or prepare_output_dir(
-            args.output_dir, self.model_args.overwrite_output_dir, args.process_index == 0
+            args.output_dir, self.output_args.overwrite_output_dir, args.process_index == 0
         )
 
     def run(self, trainer: Trainer, splits: dict[str, datasets.Dataset]) -> dict[str, float]:

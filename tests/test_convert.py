@@ -288,10 +288,20 @@ def test_cli_end_to_end_writes_a_hub_ready_folder_that_loads_as_remote_code(tiny
     assert len(config["auto_map"]) == 7
 
     rerun = subprocess.run(command, capture_output=True, text=True)
-    assert rerun.returncode == 2 and "is not empty; choose another or pass --overwrite" in rerun.stderr
+    assert (
+        rerun.returncode == 2 and "is not empty; choose another folder or pass --overwrite_output_dir" in rerun.stderr
+    )
     assert (
         cli_main(
-            ["convert", str(tiny_bert_path), str(output), "--overwrite", "--embedding_size", "16", "--no_use_adapters"]
+            [
+                "convert",
+                str(tiny_bert_path),
+                str(output),
+                "--overwrite_output_dir",
+                "--embedding_size",
+                "16",
+                "--no_use_adapters",
+            ]
         )
         == 0
     )

@@ -1,0 +1,53 @@
+"""The one output-folder policy of every minialbert command: `convert`, `distill` and the fine-tuning examples.
+
+Before any work starts, an absent or empty `output_dir` is used as is; one holding a Trainer checkpoint is resumed
+by the commands that train; any other non-empty folder is refused unless `--overwrite_output_dir`. A refused
+folder is never touched.
+"""
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class OutputArguments:
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a non-empty output_dir instead of refusing it or resuming from its last checkpoint "
+            "(convert replaces it only once the new student is complete)."
+        },
+    )
+
+
+def prepare_output_dir(
+    output_dir: str | os.PathLike, overwrite: bool, is_main_process: bool = True, resumable: bool = True
+) -> str | None:
+    """Apply the policy to `output_dir`; return the checkpoint to resume from, if any.
+
+    `resumable`: the command trains with the Trainer and can resume (with `overwrite`, its main process deletes the
+    old folder first, as training writes into it step by step); otherwise the command writes its output at once and
+    replaces an overwritten folder itself, atomically (`minialbert.convert.save_student`).
+    """
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Output path {str(path)!r} is a file; choose a folder.")
+    if not path.is_dir() or not any(path.iterdir()):
+        return None
+    if overwrite:
+        if resumable and is_main_process:
+            shutil.rmtree(path)
+        return None
+    checkpoint = get_last_checkpoint(str(path)) if resumable else None
+    if checkpoint is None:
+        what = "is not empty and holds no checkpoint to resume from" if resumable else "is not empty"
+        raise ValueError(f"Output folder {str(path)!r} {what}; choose another folder or pass --overwrite_output_dir.")
+    logger.info("Resuming from %s (pass --overwrite_output_dir to start over).", checkpoint)
+    return checkpoint
