@@ -30,9 +30,16 @@ from transformers import (
 
 import minialbert  # noqa: F401  (registers MiniAlbert with the Auto classes)
 from minialbert.data import bbc_news_splits
-from minialbert.finetuning import ModelArguments, TaskRun, data_files, parse_arguments, tokenize_splits
+from minialbert.finetuning import (
+    ModelArguments,
+    TaskRun,
+    TuningArguments,
+    data_files,
+    parse_arguments,
+    prepare_for_tuning,
+    tokenize_splits,
+)
 from minialbert.metrics import load_metric
-from minialbert.tuning import TuningArguments, prepare_for_tuning
 
 GLUE_TEXT_COLUMNS = {
     "cola": ("sentence", None),

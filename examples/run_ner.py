@@ -25,9 +25,8 @@ from transformers import (
 )
 
 import minialbert  # noqa: F401  (registers MiniAlbert with the Auto classes)
-from minialbert.finetuning import TaskRun, data_files, parse_arguments, tokenize_splits
+from minialbert.finetuning import TaskRun, data_files, parse_arguments, prepare_for_tuning, tokenize_splits
 from minialbert.metrics import load_metric
-from minialbert.tuning import prepare_for_tuning
 
 CONLL_SUFFIXES = (".conll", ".txt", ".iob", ".bio")
 

@@ -14,7 +14,8 @@ from transformers import HfArgumentParser
 from . import __version__
 from .convert import ConversionArguments, convert_and_save
 from .data import DataArguments
-from .distillation import DistillationArguments, StudentArguments, format_summary, run_distillation
+from .distill_job import StudentArguments, format_summary, run_distillation
+from .distillation import DistillationArguments
 from .folders import OutputArguments
 from .hub import push_to_hub
 

@@ -1,24 +1,23 @@
-"""Distil a BERT teacher into a MiniAlbert student with the stock `Trainer`.
+"""Distil a BERT teacher into a MiniAlbert student with the stock `Trainer`: the losses, `DistillationTrainer`
+and the agreement report. The `minialbert distill` job built on them is `minialbert.distill_job`.
 
-Per batch (Nouriborji et al., 2023), on real (non-padding) tokens only and in fp32:
+Per batch, on real (non-padding) tokens only and in fp32, with the weights and options of a recipe (`RECIPES`):
 
-    loss = mlm_weight * MLM(student)
-         + attention_weight * attention_KL + hidden_weight * hidden_cosine
-         + logit_weight * logit_KL + embedding_weight * embedding_cosine
+    loss = mlm_weight * MLM(student) + attention_weight * attention_KL + hidden_weight * hidden_loss
+         + logit_weight * logit_KL + embedding_weight * embedding_cosine + sentence_weight * sentence_loss
 
-where recursion i of the student is matched with teacher layer `layer_map[i]` (1-based). `DistillationTrainer`
-overrides `compute_loss` (and `log`, to report each term); optimiser, schedule, checkpointing, logging and
-distributed launch stay the Trainer's own.
+where recursion i of the student is matched with teacher layer `layer_map[i]` (1-based); the paper's recipe
+(Nouriborji et al., 2023) uses the first four terms. `DistillationTrainer` overrides `compute_loss` (and `log`, to
+report each term); optimiser, schedule, checkpointing, logging and distributed launch stay the Trainer's own.
 """
 
 import functools
-import json
 import logging
 import os
 import re
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,35 +25,24 @@ from datasets import Dataset
 from torch import nn
 from torch.nn import functional as F
 from transformers import (
-    AutoTokenizer,
     DataCollatorWithPadding,
-    PretrainedConfig,
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
     TrainingArguments,
 )
 
-from .configuration_minialbert import MiniAlbertConfig
 from .convert import (
-    ConversionArguments,
     Teacher,
     check_layer_map,
-    convert_bert_to_minialbert,
     layer_map,
     load_teacher,
 )
 from .data import (
-    DataArguments,
-    bundled_teacher_path,
-    load_text_corpus,
     masked_lm_collator,
-    python_docs_sentences,
-    tokenize_windows,
 )
-from .folders import OutputArguments, prepare_output_dir
 from .modeling_minialbert import MiniAlbertForMaskedLM
-from .sentence_embeddings import SentenceModules, pool, read_sentence_modules, save_sentence_modules
+from .sentence_embeddings import SentenceModules, pool, read_sentence_modules
 
 logger = logging.getLogger(__name__)
 
@@ -677,31 +665,6 @@ class SentenceAgreementCallback(TrainerCallback):
         self.trainer.log(scores)
 
 
-@dataclass
-class StudentArguments:
-    """Which teacher to distil and where the student starts."""
-
-    teacher: str | None = field(
-        default=None,
-        metadata={"help": "BERT teacher: folder or Hub id (default: the bundled all-MiniLM-L6-v2)."},
-    )
-    student: str | None = field(
-        default=None,
-        metadata={"help": "Start from this MiniAlbert folder or Hub id instead of converting the teacher."},
-    )
-
-
-def load_student(name_or_path: str) -> MiniAlbertForMaskedLM:
-    # config.json read as data, then the installed package's classes: no code stored with the student runs.
-    model_type = PretrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
-    if model_type != MiniAlbertConfig.model_type:
-        raise ValueError(
-            f"--student {name_or_path!r} is a {model_type!r} model; pass a MiniAlbert folder (from minialbert "
-            "convert or distill), or pass the BERT checkpoint as --teacher to convert it."
-        )
-    return MiniAlbertForMaskedLM.from_pretrained(name_or_path)
-
-
 def held_out_batches(
     windows: Dataset, tokenizer: PreTrainedTokenizerBase, mlm_probability: float, seed: int, batch_size: int
 ) -> list[dict]:
@@ -711,95 +674,6 @@ def held_out_batches(
         collator([windows[i] for i in range(start, min(start + batch_size, len(windows)))])
         for start in range(0, len(windows), batch_size)
     ]
-
-
-def run_distillation(
-    student_arguments: StudentArguments,
-    conversion_arguments: ConversionArguments,
-    data_arguments: DataArguments,
-    training_arguments: DistillationArguments,
-    output_arguments: OutputArguments | None = None,
-) -> dict:
-    """`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer`, save it Hub-ready
-    and write `distillation_summary.json` beside it. Returns the summary."""
-    resume_from = training_arguments.resume_from_checkpoint or prepare_output_dir(
-        training_arguments.output_dir,
-        (output_arguments or OutputArguments()).overwrite_output_dir,
-        training_arguments.process_index == 0,
-    )
-    teacher_name = student_arguments.teacher or bundled_teacher_path()
-    teacher = load_teacher(teacher_name, conversion_arguments.revision)
-    if student_arguments.student:
-        student = load_student(student_arguments.student)
-        tokenizer = AutoTokenizer.from_pretrained(student_arguments.student)
-    else:
-        if training_arguments.layer_map and not conversion_arguments.teacher_layer_map:
-            conversion_arguments.teacher_layer_map = training_arguments.layer_map
-        student = convert_bert_to_minialbert(teacher, conversion_arguments)
-        tokenizer = AutoTokenizer.from_pretrained(conversion_arguments.tokenizer or teacher_name)
-
-    if data_arguments.sentence_samples is None:
-        # Sentence-embedding users encode single sentences: train on them too when the student follows embeddings.
-        data_arguments.sentence_samples = recipe_name(training_arguments, teacher) == "sentence"
-    with training_arguments.main_process_first(desc="Tokenising the corpus"):
-        windows = tokenize_windows(load_text_corpus(data_arguments), tokenizer, data_arguments)
-    trainer = DistillationTrainer(
-        teacher,
-        student,
-        training_arguments,
-        train_dataset=windows["train"],
-        eval_dataset=windows["validation"],
-        processing_class=tokenizer,
-    )
-    batches = held_out_batches(
-        windows["validation"],
-        tokenizer,
-        training_arguments.mlm_probability,
-        data_arguments.split_seed,
-        training_arguments.per_device_eval_batch_size,
-    )
-    sentences = python_docs_sentences()
-    out_of_domain = sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
-    layers = trainer.layer_map
-    before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, out_of_domain)
-    unmasked = [trainer.unmasked(batch) for batch in batches]
-    trainer.add_callback(
-        SentenceAgreementCallback(trainer, {"sentence_spearman": unmasked, "ood_sentence_spearman": out_of_domain})
-    )
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_model()
-    distilled = trainer.accelerator.unwrap_model(trainer.model)
-    after = agreement_report(distilled, trainer.teacher, batches, layers, out_of_domain)
-
-    real_tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
-    summary = {
-        "teacher": teacher_name,
-        "teacher_parameters": teacher.bert.num_parameters(),
-        "student_parameters": student.num_parameters(),
-        "layer_map": layers,
-        "recipe": asdict(trainer.recipe),
-        "bf16_autocast": training_arguments.bf16,
-        "train_samples": len(windows["train"]),
-        "held_out_windows": len(windows["validation"]),
-        "out_of_domain_sentences": sum(len(batch["input_ids"]) for batch in out_of_domain),
-        "global_step": trainer.state.global_step,
-        "processes": training_arguments.world_size,
-        "train_runtime_seconds": round(result.metrics["train_runtime"], 1),
-        "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * real_tokens_per_window),
-        "at_initialisation": before,
-        "after_distillation": after,
-        "agreement_by_epoch": [
-            {key.removeprefix("agreement_"): value for key, value in entry.items()}
-            for entry in trainer.state.log_history
-            if "agreement_sentence_spearman" in entry
-        ],
-        "teacher_figures": teacher_figures(trainer.teacher, batches, layers),
-    }
-    if trainer.is_world_process_zero():
-        if trainer.sentence_modules is not None:
-            save_sentence_modules(trainer.sentence_modules, training_arguments.output_dir, student.config.hidden_size)
-        Path(training_arguments.output_dir, "distillation_summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
 
 
 @torch.no_grad()
@@ -817,27 +691,3 @@ def teacher_figures(teacher: Teacher, batches: list[dict[str, torch.Tensor]], la
         correct += int((logits.argmax(-1) == labels[masked]).sum())
         total += int(masked.sum())
     return {"mlm_accuracy": round(correct / max(total, 1), 4)}
-
-
-def format_summary(summary: dict) -> str:
-    recipe = summary["recipe"]
-    terms = ", ".join(f"{name} {weight:g}" for name, weight in recipe["weights"].items() if weight)
-    lines = [
-        f"teacher {summary['teacher']}: {summary['teacher_parameters'] / 1e6:.2f}M parameters; "
-        f"student: {summary['student_parameters'] / 1e6:.2f}M; layer map {summary['layer_map']}",
-        f"recipe {recipe['name']!r} ({recipe['reason']}): {terms}; hidden {recipe['hidden_loss']} on "
-        f"{recipe['hidden_layers']} mapped layers, sentence {recipe['sentence_loss']} of {recipe['sentence_pooling']} "
-        f"pooling, on {recipe['distill_inputs']} input; bf16 autocast {'on' if summary['bf16_autocast'] else 'off'}",
-        f"{summary['global_step']} steps on {summary['train_samples']} training samples in "
-        f"{summary['train_runtime_seconds']} s ({summary['train_tokens_per_second']} tokens/s); held-out: "
-        f"{summary['held_out_windows']} windows, {summary['out_of_domain_sentences']} out-of-domain sentences",
-        f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",
-    ]
-    teacher = {f"teacher_{name}": value for name, value in summary["teacher_figures"].items()}
-    for name, value in summary["after_distillation"].items():
-        if name.startswith("teacher_"):
-            continue
-        own = teacher.get(name.replace("student_", "teacher_"), "")
-        own = f"{own:>8.4f}" if own != "" else f"{'':>8}"
-        lines.append(f"{name:<22} {summary['at_initialisation'][name]:>14.4f} {value:>10.4f} {own}")
-    return "\n".join(lines)

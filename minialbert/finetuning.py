@@ -5,6 +5,7 @@ Each example keeps what is specific to its task (data columns, labels, head, met
 """
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,17 +13,72 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import peft
 from huggingface_hub import EvalResult
+from torch import nn
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from .folders import OutputArguments, prepare_output_dir
 from .hub import push_to_hub, save_results
-from .tuning import TuningArguments, save_for_task, trainable_parameters
+from .tuning import TUNING_MODES, enable_tuning, save_tuned, trainable_parameters
 
 logger = logging.getLogger(__name__)
 
 # Trainer metrics that describe the run rather than the model.
 RUN_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch")
+
+
+TASK_TUNINGS = ("full", *TUNING_MODES, "lora")
+
+
+@dataclass
+class TuningArguments:
+    """What a fine-tuning run trains, as the examples' `--tuning`, `--rank` and `--lora_target_modules` flags."""
+
+    tuning: str = field(default="full", metadata={"help": f"What trains: {', '.join(TASK_TUNINGS)}."})
+    rank: int = field(default=8, metadata={"help": "LoRA rank (lora), or relaxation rank (relaxed) to add."})
+    lora_target_modules: str = field(
+        default="all-linear", metadata={"help": "PEFT target_modules: 'all-linear' or comma-separated names."}
+    )
+
+    def __post_init__(self):
+        if self.tuning not in TASK_TUNINGS:
+            raise ValueError(f"--tuning {self.tuning!r} is not one of {', '.join(TASK_TUNINGS)}.")
+
+
+def prepare_for_tuning(model: nn.Module, arguments: TuningArguments, task_type: str) -> nn.Module:
+    """Set up `model` for `arguments.tuning`: unchanged (full), `enable_tuning` (adapters, relaxed), or wrapped in
+    a PEFT LoRA of `task_type` (PEFT's name, e.g. "SEQ_CLS"), keeping the output layer out of "all-linear"."""
+    if arguments.tuning in TUNING_MODES:
+        enable_tuning(model, arguments.tuning, rank=arguments.rank)
+    elif arguments.tuning == "lora":
+        if arguments.lora_target_modules == "all-linear":
+            # PEFT keeps the output layer out of "all-linear" for SEQ_CLS only.
+            targets, excluded = (
+                "all-linear",
+                {"TOKEN_CLS": ["classifier"], "QUESTION_ANS": ["qa_outputs"]}.get(task_type),
+            )
+        else:
+            targets, excluded = [name.strip() for name in arguments.lora_target_modules.split(",")], None
+        config = peft.LoraConfig(
+            task_type=task_type, target_modules=targets, exclude_modules=excluded, r=arguments.rank
+        )
+        model = peft.get_peft_model(model, config)
+    return model
+
+
+def save_for_task(model: nn.Module, tuning: str, output_dir: str | os.PathLike, base_model: str | None = None) -> int:
+    """Save what a task adds to its base model: the whole model (full), the tuned parameters (adapters, relaxed) or
+    the LoRA adapter; `base_model` is recorded for the last two. Returns the bytes that the weights and config
+    take."""
+    path = Path(output_dir)
+    if tuning in TUNING_MODES:
+        return save_tuned(model, path, base_model=base_model)
+    if tuning == "lora" and base_model:
+        model.peft_config["default"].base_model_name_or_path = base_model
+    model.save_pretrained(path)
+    names = ("model.safetensors", "config.json", "adapter_model.safetensors", "adapter_config.json")
+    return sum((path / name).stat().st_size for name in names if (path / name).is_file())
 
 
 @dataclass

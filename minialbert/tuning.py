@@ -18,10 +18,8 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import peft
 import torch
 import transformers
 from huggingface_hub import snapshot_download
@@ -202,56 +200,3 @@ def load_tuned(
         for name, tensor in state.items():
             parameters[name].copy_(tensor)
     return model
-
-
-TASK_TUNINGS = ("full", *TUNING_MODES, "lora")
-
-
-@dataclass
-class TuningArguments:
-    """What a fine-tuning run trains, as the examples' `--tuning`, `--rank` and `--lora_target_modules` flags."""
-
-    tuning: str = field(default="full", metadata={"help": f"What trains: {', '.join(TASK_TUNINGS)}."})
-    rank: int = field(default=8, metadata={"help": "LoRA rank (lora), or relaxation rank (relaxed) to add."})
-    lora_target_modules: str = field(
-        default="all-linear", metadata={"help": "PEFT target_modules: 'all-linear' or comma-separated names."}
-    )
-
-    def __post_init__(self):
-        if self.tuning not in TASK_TUNINGS:
-            raise ValueError(f"--tuning {self.tuning!r} is not one of {', '.join(TASK_TUNINGS)}.")
-
-
-def prepare_for_tuning(model: nn.Module, arguments: TuningArguments, task_type: str) -> nn.Module:
-    """Set up `model` for `arguments.tuning`: unchanged (full), `enable_tuning` (adapters, relaxed), or wrapped in
-    a PEFT LoRA of `task_type` (PEFT's name, e.g. "SEQ_CLS"), keeping the output layer out of "all-linear"."""
-    if arguments.tuning in TUNING_MODES:
-        enable_tuning(model, arguments.tuning, rank=arguments.rank)
-    elif arguments.tuning == "lora":
-        if arguments.lora_target_modules == "all-linear":
-            # PEFT keeps the output layer out of "all-linear" for SEQ_CLS only.
-            targets, excluded = (
-                "all-linear",
-                {"TOKEN_CLS": ["classifier"], "QUESTION_ANS": ["qa_outputs"]}.get(task_type),
-            )
-        else:
-            targets, excluded = [name.strip() for name in arguments.lora_target_modules.split(",")], None
-        config = peft.LoraConfig(
-            task_type=task_type, target_modules=targets, exclude_modules=excluded, r=arguments.rank
-        )
-        model = peft.get_peft_model(model, config)
-    return model
-
-
-def save_for_task(model: nn.Module, tuning: str, output_dir: str | os.PathLike, base_model: str | None = None) -> int:
-    """Save what a task adds to its base model: the whole model (full), the tuned parameters (adapters, relaxed) or
-    the LoRA adapter; `base_model` is recorded for the last two. Returns the bytes that the weights and config
-    take."""
-    path = Path(output_dir)
-    if tuning in TUNING_MODES:
-        return save_tuned(model, path, base_model=base_model)
-    if tuning == "lora" and base_model:
-        model.peft_config["default"].base_model_name_or_path = base_model
-    model.save_pretrained(path)
-    names = ("model.safetensors", "config.json", "adapter_model.safetensors", "adapter_config.json")
-    return sum((path / name).stat().st_size for name in names if (path / name).is_file())

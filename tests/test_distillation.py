@@ -19,19 +19,16 @@ from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, Trainer, Tra
 from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert
 from minialbert.convert import ConversionArguments
 from minialbert.data import DataArguments, load_text_corpus, masked_lm_collator, tokenize_windows
+from minialbert.distill_job import StudentArguments, format_summary, load_student, run_distillation
 from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
-    StudentArguments,
     attention_kl,
     bert_attention_probabilities,
     cosine_loss,
-    format_summary,
-    load_student,
     logit_kl,
     masked_mean,
     resolve_recipe,
-    run_distillation,
     teacher_targets,
 )
 from minialbert.sentence_embeddings import SentenceModules, pool, read_sentence_modules, save_sentence_modules

@@ -1,0 +1,168 @@
+"""`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer` on a corpus, save it
+Hub-ready (with the teacher's sentence-transformers modules where it has them), and report how closely it follows
+the teacher before and after, in `distillation_summary.json` and in print.
+"""
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import AutoTokenizer, PretrainedConfig
+
+from .configuration_minialbert import MiniAlbertConfig
+from .convert import ConversionArguments, convert_bert_to_minialbert, load_teacher
+from .data import DataArguments, bundled_teacher_path, load_text_corpus, python_docs_sentences, tokenize_windows
+from .distillation import (
+    DistillationArguments,
+    DistillationTrainer,
+    SentenceAgreementCallback,
+    agreement_report,
+    held_out_batches,
+    recipe_name,
+    sentence_batches,
+    teacher_figures,
+)
+from .folders import OutputArguments, prepare_output_dir
+from .modeling_minialbert import MiniAlbertForMaskedLM
+from .sentence_embeddings import save_sentence_modules
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StudentArguments:
+    """Which teacher to distil and where the student starts."""
+
+    teacher: str | None = field(
+        default=None,
+        metadata={"help": "BERT teacher: folder or Hub id (default: the bundled all-MiniLM-L6-v2)."},
+    )
+    student: str | None = field(
+        default=None,
+        metadata={"help": "Start from this MiniAlbert folder or Hub id instead of converting the teacher."},
+    )
+
+
+def load_student(name_or_path: str) -> MiniAlbertForMaskedLM:
+    # config.json read as data, then the installed package's classes: no code stored with the student runs.
+    model_type = PretrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
+    if model_type != MiniAlbertConfig.model_type:
+        raise ValueError(
+            f"--student {name_or_path!r} is a {model_type!r} model; pass a MiniAlbert folder (from minialbert "
+            "convert or distill), or pass the BERT checkpoint as --teacher to convert it."
+        )
+    return MiniAlbertForMaskedLM.from_pretrained(name_or_path)
+
+
+def run_distillation(
+    student_arguments: StudentArguments,
+    conversion_arguments: ConversionArguments,
+    data_arguments: DataArguments,
+    training_arguments: DistillationArguments,
+    output_arguments: OutputArguments | None = None,
+) -> dict:
+    """`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer`, save it Hub-ready
+    and write `distillation_summary.json` beside it. Returns the summary."""
+    resume_from = training_arguments.resume_from_checkpoint or prepare_output_dir(
+        training_arguments.output_dir,
+        (output_arguments or OutputArguments()).overwrite_output_dir,
+        training_arguments.process_index == 0,
+    )
+    teacher_name = student_arguments.teacher or bundled_teacher_path()
+    teacher = load_teacher(teacher_name, conversion_arguments.revision)
+    if student_arguments.student:
+        student = load_student(student_arguments.student)
+        tokenizer = AutoTokenizer.from_pretrained(student_arguments.student)
+    else:
+        if training_arguments.layer_map and not conversion_arguments.teacher_layer_map:
+            conversion_arguments.teacher_layer_map = training_arguments.layer_map
+        student = convert_bert_to_minialbert(teacher, conversion_arguments)
+        tokenizer = AutoTokenizer.from_pretrained(conversion_arguments.tokenizer or teacher_name)
+
+    if data_arguments.sentence_samples is None:
+        # Sentence-embedding users encode single sentences: train on them too when the student follows embeddings.
+        data_arguments.sentence_samples = recipe_name(training_arguments, teacher) == "sentence"
+    with training_arguments.main_process_first(desc="Tokenising the corpus"):
+        windows = tokenize_windows(load_text_corpus(data_arguments), tokenizer, data_arguments)
+    trainer = DistillationTrainer(
+        teacher,
+        student,
+        training_arguments,
+        train_dataset=windows["train"],
+        eval_dataset=windows["validation"],
+        processing_class=tokenizer,
+    )
+    batches = held_out_batches(
+        windows["validation"],
+        tokenizer,
+        training_arguments.mlm_probability,
+        data_arguments.split_seed,
+        training_arguments.per_device_eval_batch_size,
+    )
+    sentences = python_docs_sentences()
+    out_of_domain = sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
+    layers = trainer.layer_map
+    before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, out_of_domain)
+    unmasked = [trainer.unmasked(batch) for batch in batches]
+    trainer.add_callback(
+        SentenceAgreementCallback(trainer, {"sentence_spearman": unmasked, "ood_sentence_spearman": out_of_domain})
+    )
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_model()
+    distilled = trainer.accelerator.unwrap_model(trainer.model)
+    after = agreement_report(distilled, trainer.teacher, batches, layers, out_of_domain)
+
+    real_tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
+    summary = {
+        "teacher": teacher_name,
+        "teacher_parameters": teacher.bert.num_parameters(),
+        "student_parameters": student.num_parameters(),
+        "layer_map": layers,
+        "recipe": asdict(trainer.recipe),
+        "bf16_autocast": training_arguments.bf16,
+        "train_samples": len(windows["train"]),
+        "held_out_windows": len(windows["validation"]),
+        "out_of_domain_sentences": sum(len(batch["input_ids"]) for batch in out_of_domain),
+        "global_step": trainer.state.global_step,
+        "processes": training_arguments.world_size,
+        "train_runtime_seconds": round(result.metrics["train_runtime"], 1),
+        "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * real_tokens_per_window),
+        "at_initialisation": before,
+        "after_distillation": after,
+        "agreement_by_epoch": [
+            {key.removeprefix("agreement_"): value for key, value in entry.items()}
+            for entry in trainer.state.log_history
+            if "agreement_sentence_spearman" in entry
+        ],
+        "teacher_figures": teacher_figures(trainer.teacher, batches, layers),
+    }
+    if trainer.is_world_process_zero():
+        if trainer.sentence_modules is not None:
+            save_sentence_modules(trainer.sentence_modules, training_arguments.output_dir, student.config.hidden_size)
+        Path(training_arguments.output_dir, "distillation_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    recipe = summary["recipe"]
+    terms = ", ".join(f"{name} {weight:g}" for name, weight in recipe["weights"].items() if weight)
+    lines = [
+        f"teacher {summary['teacher']}: {summary['teacher_parameters'] / 1e6:.2f}M parameters; "
+        f"student: {summary['student_parameters'] / 1e6:.2f}M; layer map {summary['layer_map']}",
+        f"recipe {recipe['name']!r} ({recipe['reason']}): {terms}; hidden {recipe['hidden_loss']} on "
+        f"{recipe['hidden_layers']} mapped layers, sentence {recipe['sentence_loss']} of {recipe['sentence_pooling']} "
+        f"pooling, on {recipe['distill_inputs']} input; bf16 autocast {'on' if summary['bf16_autocast'] else 'off'}",
+        f"{summary['global_step']} steps on {summary['train_samples']} training samples in "
+        f"{summary['train_runtime_seconds']} s ({summary['train_tokens_per_second']} tokens/s); held-out: "
+        f"{summary['held_out_windows']} windows, {summary['out_of_domain_sentences']} out-of-domain sentences",
+        f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",
+    ]
+    teacher = {f"teacher_{name}": value for name, value in summary["teacher_figures"].items()}
+    for name, value in summary["after_distillation"].items():
+        if name.startswith("teacher_"):
+            continue
+        own = teacher.get(name.replace("student_", "teacher_"), "")
+        own = f"{own:>8.4f}" if own != "" else f"{'':>8}"
+        lines.append(f"{name:<22} {summary['at_initialisation'][name]:>14.4f} {value:>10.4f} {own}")
+    return "\n".join(lines)
