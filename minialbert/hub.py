@@ -90,7 +90,7 @@ def _check_model(folder: Path) -> Artifact:
     if not (folder / "model.safetensors").is_file():
         raise ValueError(f"{folder} lacks model.safetensors: save the model with save_pretrained.")
     head = (config.architectures or ["MiniAlbertModel"])[0]
-    head_of(head)
+    head_of(head)  # an unknown head: a ValueError that names the known ones
     try:
         model, info = getattr(modeling_minialbert, head).from_pretrained(folder, output_loading_info=True)
     except RuntimeError as error:  # shapes that contradict the config
@@ -187,7 +187,7 @@ def _check_peft(folder: Path, base_model: str | None) -> Artifact:
             f"The adapter's base model {base!r} is a {config_dict.get('model_type')!r} model, not a MiniAlbert one."
         )
     head = (config_dict.get("architectures") or ["MiniAlbertModel"])[0]
-    head_of(head)
+    head_of(head)  # an unknown head: a ValueError that names the known ones
     base_instance = getattr(modeling_minialbert, head).from_pretrained(base)
     config = base_instance.config
     # Trainable, so the card can count the adapter's parameters.
