@@ -674,20 +674,3 @@ def held_out_batches(
         collator([windows[i] for i in range(start, min(start + batch_size, len(windows)))])
         for start in range(0, len(windows), batch_size)
     ]
-
-
-@torch.no_grad()
-def teacher_figures(teacher: Teacher, batches: list[dict[str, torch.Tensor]], layers: list[int]) -> dict[str, float]:
-    """The teacher's own scores on the held-out batches, where a score exists for it (masked-LM accuracy needs a
-    head; agreement metrics compare with the teacher itself and are 1 or 0 by definition)."""
-    if teacher.mlm_head is None:
-        return {}
-    correct = total = 0
-    for batch in batches:
-        batch = {name: tensor for name, tensor in batch.items() if name != "special_tokens_mask"}
-        labels = batch.pop("labels")
-        masked = labels != -100
-        logits = teacher_targets(teacher, batch, layers, False, masked).logits
-        correct += int((logits.argmax(-1) == labels[masked]).sum())
-        total += int(masked.sum())
-    return {"mlm_accuracy": round(correct / max(total, 1), 4)}
