@@ -25,9 +25,17 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 
 from .configuration_minialbert import MiniAlbertConfig
+
+
+def is_tracing() -> bool:
+    """Whether torch.compile, torch.export or the ONNX exporter is tracing the model: value-dependent shortcuts
+    (skip the mask of an unpadded batch, drop padding tokens) would be baked into the graph for every input."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
 
 try:  # transformers 5: initialisers that leave weights loaded from a checkpoint alone
     from transformers import initialization as init
@@ -44,7 +52,7 @@ except ImportError:  # transformers 4.x: eager and SDPA, the two implementations
         """A boolean key-padding mask (True = attend), or None when nothing is padded."""
         if attention_mask is None or attention_mask.dim() == 4:
             return attention_mask
-        if bool(attention_mask.all()):
+        if not is_tracing() and bool(attention_mask.all()):
             return None
         return attention_mask.to(device=inputs_embeds.device, dtype=torch.bool)[:, None, None, :]
 
@@ -212,7 +220,9 @@ def eager_attention_forward(
 
 
 def attention_function(config: MiniAlbertConfig) -> Callable:
-    """The configured attention kernel (`config._attn_implementation`)."""
+    """The configured attention kernel (`config._attn_implementation`), from transformers' registry: kernels
+    users register with `AttentionInterface.register` are found too. transformers 5 allows
+    `set_attn_implementation` on models whose source calls `ALL_ATTENTION_FUNCTIONS.get_interface(` literally."""
     if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # transformers 5
         return ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)
     return ALL_ATTENTION_FUNCTIONS.get(config._attn_implementation, eager_attention_forward)  # transformers 4.x
@@ -276,6 +286,7 @@ class MiniAlbertAttention(nn.Module):
         relaxation: MiniAlbertRelaxation | None = None,
         output_attentions: bool = False,
         packed: PackedTokens | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         qkv = self.project_qkv(hidden_states, relaxation)
         if packed is not None:
@@ -293,6 +304,7 @@ class MiniAlbertAttention(nn.Module):
             attention_mask,
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
             scaling=self.scaling,
+            **kwargs,
         )
         attention_output = attention_output.reshape(*input_shape, -1)
         if packed is not None:
@@ -322,12 +334,13 @@ class MiniAlbertLayer(GradientCheckpointingLayer):
         relaxation: MiniAlbertRelaxation | None = None,
         output_attentions: bool = False,
         packed: PackedTokens | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`hidden_states` is `(batch, sequence, hidden)`, or `(real_tokens, hidden)` given `packed`."""
         if adapters is not None:
             hidden_states = adapters.before_attention(hidden_states)
         attention_output, attention_probabilities = self.attention(
-            hidden_states, attention_mask, relaxation, output_attentions, packed
+            hidden_states, attention_mask, relaxation, output_attentions, packed, **kwargs
         )
         hidden_states = relaxed_layer_norm(
             self.attention_layer_norm,
@@ -372,6 +385,7 @@ class MiniAlbertEncoder(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         packed: PackedTokens | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -385,6 +399,7 @@ class MiniAlbertEncoder(nn.Module):
                 self.relaxations[recursion] if self.relaxations is not None else None,
                 output_attentions,
                 packed,
+                **kwargs,
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states if packed is None else packed.unpack(hidden_states),)
@@ -449,6 +464,7 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         r"""
         inputs_embeds (`torch.Tensor` of shape `(batch_size, sequence_length, embedding_size)`, *optional*):
@@ -476,11 +492,14 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
             and self.config._attn_implementation in ("sdpa", "eager")
             and attention_mask is not None
             and attention_mask.dim() == 2
+            and not is_tracing()
             and not bool(attention_mask.all())
         ):
             # A padded batch: the token-wise layers run on its real tokens only.
             packed = PackedTokens(attention_mask.to(embedding_output.device))
-            return self.encoder(embedding_output, packed.key_mask, output_attentions, output_hidden_states, packed)
+            return self.encoder(
+                embedding_output, packed.key_mask, output_attentions, output_hidden_states, packed, **kwargs
+            )
         if output_attentions and self.config._attn_implementation != "eager" and attention_mask is not None:
             # The eager kernel takes a boolean key-padding mask directly.
             mask = attention_mask.bool()[:, None, None, :] if attention_mask.dim() == 2 else attention_mask
@@ -488,7 +507,7 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
             mask = create_bidirectional_mask(
                 config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
             )
-        return self.encoder(embedding_output, mask, output_attentions, output_hidden_states)
+        return self.encoder(embedding_output, mask, output_attentions, output_hidden_states, **kwargs)
 
 
 class MiniAlbertMLMHead(nn.Module):
@@ -541,6 +560,7 @@ class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
         prediction_mask: torch.BoolTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
@@ -559,6 +579,7 @@ class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         hidden_states = outputs.last_hidden_state
         if prediction_mask is not None:
@@ -567,7 +588,7 @@ class MiniAlbertForMaskedLM(MiniAlbertPreTrainedModel):
         logits = self.predictions(hidden_states)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.reshape(-1))
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -599,6 +620,7 @@ class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         r"""
         labels (`torch.Tensor`, *optional*):
@@ -615,25 +637,12 @@ class MiniAlbertForSequenceClassification(MiniAlbertPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         # The paper classifies the CLS state directly, without BERT's pooler.
         logits = self.classifier(self.dropout(outputs.last_hidden_state[:, 0]))
 
-        loss = None
-        if labels is not None:
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-            elif self.config.problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-            else:
-                loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -659,6 +668,7 @@ class MiniAlbertForTokenClassification(MiniAlbertPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
@@ -673,11 +683,10 @@ class MiniAlbertForTokenClassification(MiniAlbertPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        loss = self.loss_function(logits, labels, self.config, **kwargs) if labels is not None else None
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -702,6 +711,7 @@ class MiniAlbertForQuestionAnswering(MiniAlbertPreTrainedModel):
         end_positions: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> QuestionAnsweringModelOutput:
         r"""
         start_positions, end_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
@@ -717,18 +727,13 @@ class MiniAlbertForQuestionAnswering(MiniAlbertPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
         start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
-
         loss = None
         if start_positions is not None and end_positions is not None:
-            ignored_index = start_logits.size(1)
-            start_positions = start_positions.view(-1).clamp(0, ignored_index)
-            end_positions = end_positions.view(-1).clamp(0, ignored_index)
-            start_loss = F.cross_entropy(start_logits, start_positions, ignore_index=ignored_index)
-            end_loss = F.cross_entropy(end_logits, end_positions, ignore_index=ignored_index)
-            loss = (start_loss + end_loss) / 2
+            loss = self.loss_function(start_logits, end_logits, start_positions, end_positions, **kwargs)
         return QuestionAnsweringModelOutput(
             loss=loss,
             start_logits=start_logits,
@@ -757,6 +762,7 @@ class MiniAlbertForMultipleChoice(MiniAlbertPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MultipleChoiceModelOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, num_choices, sequence_length)`):
@@ -778,9 +784,16 @@ class MiniAlbertForMultipleChoice(MiniAlbertPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            **kwargs,
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state[:, 0])).view(-1, num_choices)
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        loss = None
+        if labels is not None:
+            # The Trainer passes `num_items_in_batch` under gradient accumulation: the loss is then a sum over it.
+            num_items_in_batch = kwargs.get("num_items_in_batch")
+            loss = F.cross_entropy(logits, labels, reduction="mean" if num_items_in_batch is None else "sum")
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
         return MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

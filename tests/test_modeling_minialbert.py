@@ -331,6 +331,58 @@ def test_multiple_choice_scores_each_choice_independently(inputs):
     torch.testing.assert_close(outputs.loss, F.cross_entropy(outputs.logits, torch.tensor([1, 0])))
 
 
+@pytest.mark.parametrize("model_class", [MiniAlbertForMaskedLM, MiniAlbertForMultipleChoice])
+def test_losses_are_sums_over_num_items_in_batch_when_given(model_class, inputs):
+    model = randomise(model_class(tiny_config())).eval()
+    batch = head_inputs(model_class, inputs)
+    if model_class is MiniAlbertForMaskedLM:
+        labels = torch.full_like(inputs["input_ids"], -100)
+        labels[0, [1, 6]] = inputs["input_ids"][0, [1, 6]]
+        labels[1, 3] = inputs["input_ids"][1, 3]
+    else:
+        labels = torch.tensor([1, 0])
+    mean = model(**batch, labels=labels).loss
+    summed = model(**batch, labels=labels, num_items_in_batch=torch.tensor(7))
+    torch.testing.assert_close(summed.loss, mean * int((labels != -100).sum()) / 7)
+
+
+def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path):
+    """Rows with different numbers of labelled tokens: only a loss summed over the Trainer's `num_items_in_batch`
+    makes two accumulated half-batches equal one full batch."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1, 99, (4, 8), generator=generator)
+    labels = torch.randint(0, 3, (4, 8), generator=generator)
+    for row, labelled in enumerate([8, 2, 5, 1]):
+        labels[row, labelled:] = -100
+    dataset = Dataset.from_dict({"input_ids": input_ids.tolist(), "labels": labels.tolist()})
+    initial = randomise(MiniAlbertForTokenClassification(tiny_config()))
+
+    updated = []
+    for batch_size, accumulation in [(4, 1), (2, 2)]:
+        model = copy.deepcopy(initial)
+        arguments = TrainingArguments(
+            output_dir=str(tmp_path / f"{batch_size}x{accumulation}"),
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            optim="sgd",
+            learning_rate=1.0,
+            lr_scheduler_type="constant",
+            max_grad_norm=0.0,
+            report_to=[],
+            save_strategy="no",
+            use_cpu=True,
+        )
+        Trainer(model=model, args=arguments, train_dataset=dataset).train()
+        updated.append(model)
+    for (name, left), right in zip(updated[0].named_parameters(), updated[1].parameters(), strict=True):
+        torch.testing.assert_close(left, right, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(updated[0].classifier.weight, initial.classifier.weight)
+
+
 # --- saving, Auto classes and remote code -------------------------------------------------------
 
 

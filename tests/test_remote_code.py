@@ -1,0 +1,66 @@
+"""The uploaded code in the clients users reach it with: pipelines, gradient checkpointing, torch.compile and
+torch.export, under this environment's transformers 5 and, with `MINIALBERT_TRANSFORMERS4_PYTHON` set (as `.ci/run`
+does), under transformers 4.57. Every check runs in a process where `import minialbert` fails."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from minialbert import (
+    MiniAlbertForMaskedLM,
+    MiniAlbertForQuestionAnswering,
+    MiniAlbertForSequenceClassification,
+    MiniAlbertForTokenClassification,
+    MiniAlbertModel,
+)
+
+from .conftest import tiny_config
+from .test_modeling_minialbert import randomise
+
+CLIENTS = Path(__file__).with_name("remote_code_clients.py")
+HEADS = {
+    "model": MiniAlbertModel,
+    "fill-mask": MiniAlbertForMaskedLM,
+    "text-classification": MiniAlbertForSequenceClassification,
+    "token-classification": MiniAlbertForTokenClassification,
+    "question-answering": MiniAlbertForQuestionAnswering,
+}
+PYTHONS = [
+    pytest.param(sys.executable, id="transformers5"),
+    pytest.param(
+        os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
+        id="transformers4",
+        marks=pytest.mark.skipif(
+            not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
+            reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 (.ci/run does)",
+        ),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, teacher_path) -> Path:
+    """One saved model per pipeline task, with adapters and relaxation, random non-trivial weights and the
+    bundled teacher's tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+    root = tmp_path_factory.mktemp("remote-code")
+    for seed, (task, model_class) in enumerate(HEADS.items()):
+        config = tiny_config(vocab_size=tokenizer.vocab_size, max_position_embeddings=128, recursion_lora_rank=2)
+        model = randomise(model_class(config), seed=seed)
+        model.save_pretrained(root / task)
+        tokenizer.save_pretrained(root / task)
+    return root
+
+
+@pytest.mark.parametrize("check", ["pipelines", "gradient-checkpointing", "compile", "export"])
+@pytest.mark.parametrize("python", PYTHONS)
+def test_uploaded_code_in_real_clients(python, check, folders, tmp_path):
+    result = subprocess.run(
+        [python, str(CLIENTS), str(folders), check], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert f"{check} ok" in result.stdout
