@@ -10,6 +10,7 @@ import transformers
 from . import modeling_minialbert
 from .configuration_minialbert import HEADS, MiniAlbertConfig
 from .convert import ConversionArguments, convert_bert_to_minialbert, layer_map
+from .export import ExportArguments, OnnxRuntimeModel, export_onnx
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
     MiniAlbertForMultipleChoice,
@@ -36,6 +37,7 @@ for auto_class, model_class in AUTO_CLASSES.items():
 __all__ = [
     "AUTO_CLASSES",
     "ConversionArguments",
+    "ExportArguments",
     "MiniAlbertConfig",
     "MiniAlbertForMaskedLM",
     "MiniAlbertForMultipleChoice",
@@ -44,8 +46,10 @@ __all__ = [
     "MiniAlbertForTokenClassification",
     "MiniAlbertModel",
     "MiniAlbertPreTrainedModel",
+    "OnnxRuntimeModel",
     "convert_bert_to_minialbert",
     "enable_tuning",
+    "export_onnx",
     "layer_map",
     "load_tuned",
     "save_tuned",

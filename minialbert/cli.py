@@ -16,6 +16,7 @@ from .convert import ConversionArguments, convert_and_save
 from .data import DataArguments
 from .distill_job import StudentArguments, format_summary, run_distillation
 from .distillation import DistillationArguments
+from .export import ExportArguments, export_onnx
 from .folders import OutputArguments
 from .hub import push_to_hub
 
@@ -43,6 +44,22 @@ def distill_command(argv: list[str]) -> int:
     )
     summary = run_distillation(*parser.parse_args_into_dataclasses(argv))
     print(format_summary(summary))
+    return 0
+
+
+def export_onnx_command(argv: list[str]) -> int:
+    parser = HfArgumentParser(
+        (ExportArguments, OutputArguments),
+        prog="minialbert export-onnx",
+        description="Export a MiniAlbert folder to ONNX (checked against PyTorch), optionally int8 as well, with "
+        "its config and tokenizer: a folder optimum's ORTModels load, in the student's onnx/ by default (where "
+        "sentence-transformers' ONNX backend looks). Needs the onnx extra: pip install 'minialbert[onnx]'.",
+    )
+    parser.add_argument("folder", help="MiniAlbert folder (convert, distill, fine-tuning).")
+    parser.add_argument("--output_dir", "--output-dir", help="Where to write the export (default: FOLDER/onnx).")
+    arguments, output, paths = parser.parse_args_into_dataclasses(argv)
+    folder = export_onnx(paths.folder, paths.output_dir, arguments, overwrite=output.overwrite_output_dir)
+    print(f"Wrote the ONNX export to {folder}")
     return 0
 
 
@@ -79,6 +96,7 @@ def push_command(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "convert": ("initialise a student from a BERT checkpoint's embeddings and layers", convert_command),
     "distill": ("distil a BERT teacher into a student with the stock Trainer", distill_command),
+    "export-onnx": ("export a student to ONNX (and int8) for ONNX Runtime and optimum", export_onnx_command),
     "push": ("share a student or adapter on the Hub with a generated model card", push_command),
 }
 
@@ -87,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="minialbert",
         description="Turn a BERT teacher into a small recursive MiniAlbert student and share it on the Hub.",
-        epilog="commands:\n" + "\n".join(f"  {name:<10} {summary}" for name, (summary, _) in COMMANDS.items()),
+        epilog="commands:\n" + "\n".join(f"  {name:<12} {summary}" for name, (summary, _) in COMMANDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"minialbert {__version__}")

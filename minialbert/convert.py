@@ -9,8 +9,6 @@ and the teacher's masked-LM transform and output bias carry over when the teache
 
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from transformers.models.bert.modeling_bert import BertLayer, BertLMPredictionHe
 from transformers.utils import logging as transformers_logging
 
 from .configuration_minialbert import MiniAlbertConfig
-from .folders import prepare_output_dir
+from .folders import prepare_output_dir, write_folder
 from .modeling_minialbert import LowRankDelta, MiniAlbertForMaskedLM, MiniAlbertLayer, MiniAlbertRelaxation
 
 logger = logging.getLogger(__name__)
@@ -366,29 +364,14 @@ def save_student(
     tokenizer: PreTrainedTokenizerBase | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a Hub-ready folder atomically: it appears complete or not at all, and an overwritten folder is only
-    deleted once the new one is in its place (until then it waits beside it, and comes back on any failure)."""
-    prepare_output_dir(output_dir, overwrite, resumable=False)
-    path = Path(output_dir).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
-    previous = None
-    try:
+    """Write a Hub-ready folder atomically (`minialbert.folders.write_folder`)."""
+
+    def write(staging: Path) -> None:
         student.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        if path.exists():
-            previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, previous)
-        os.replace(staging, path)
-    except BaseException:
-        if previous is not None and not path.exists():
-            os.replace(previous, path)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if previous is not None:
-        shutil.rmtree(previous)
-    return path
+
+    return write_folder(output_dir, write, overwrite)
 
 
 def convert_and_save(

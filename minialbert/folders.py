@@ -1,4 +1,5 @@
-"""The one output-folder policy of every minialbert command: `convert`, `distill` and the fine-tuning examples.
+"""The one output-folder policy of every minialbert command: `convert`, `distill`, `export-onnx` and the fine-tuning
+examples.
 
 Before any work starts, an absent or empty `output_dir` is used as is; one holding a Trainer checkpoint is resumed
 by the commands that train; any other non-empty folder is refused unless `--overwrite_output_dir`. A refused
@@ -8,6 +9,8 @@ folder is never touched.
 import logging
 import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,3 +54,31 @@ def prepare_output_dir(
         raise ValueError(f"Output folder {str(path)!r} {what}; choose another folder or pass --overwrite_output_dir.")
     logger.info("Resuming from %s (pass --overwrite_output_dir to start over).", checkpoint)
     return checkpoint
+
+
+def write_folder(output_dir: str | os.PathLike, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Have `write` fill a new folder and put it at `output_dir` atomically: it appears complete or not at all,
+    and an overwritten folder is only deleted once the new one is in its place (until then it waits beside it,
+    and comes back on any failure)."""
+    prepare_output_dir(output_dir, overwrite, resumable=False)
+    path = Path(output_dir).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
+    previous = None
+    try:
+        write(staging)
+        if path.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, previous)
+        os.replace(staging, path)
+    except BaseException:
+        if previous is not None:
+            if path.exists():  # the old folder never moved: its place-holder is empty
+                previous.rmdir()
+            else:
+                os.replace(previous, path)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous)
+    return path

@@ -487,22 +487,23 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
             self.warn_if_padding_and_no_attention_mask(input_ids, attention_mask)
 
         embedding_output = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        if (
-            not output_attentions
-            and self.config._attn_implementation in ("sdpa", "eager")
-            and attention_mask is not None
-            and attention_mask.dim() == 2
-            and not is_tracing()
-            and not bool(attention_mask.all())
-        ):
-            # A padded batch: the token-wise layers run on its real tokens only.
-            packed = PackedTokens(attention_mask.to(embedding_output.device))
-            return self.encoder(
-                embedding_output, packed.key_mask, output_attentions, output_hidden_states, packed, **kwargs
-            )
+        key_padding_mask = attention_mask is not None and attention_mask.dim() == 2
+        if not output_attentions and self.config._attn_implementation in ("sdpa", "eager") and key_padding_mask:
+            if is_tracing():
+                # One graph for every input: an additive key mask broadcast over heads and queries. A boolean
+                # or per-query mask exports as selects over every attention score (a quarter of ONNX's time).
+                dtype = embedding_output.dtype
+                mask = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+                return self.encoder(embedding_output, mask, output_attentions, output_hidden_states, **kwargs)
+            if not bool(attention_mask.all()):
+                # A padded batch: the token-wise layers run on its real tokens only.
+                packed = PackedTokens(attention_mask.to(embedding_output.device))
+                return self.encoder(
+                    embedding_output, packed.key_mask, output_attentions, output_hidden_states, packed, **kwargs
+                )
         if output_attentions and self.config._attn_implementation != "eager" and attention_mask is not None:
             # The eager kernel takes a boolean key-padding mask directly.
-            mask = attention_mask.bool()[:, None, None, :] if attention_mask.dim() == 2 else attention_mask
+            mask = attention_mask.bool()[:, None, None, :] if key_padding_mask else attention_mask
         else:
             mask = create_bidirectional_mask(
                 config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask

@@ -331,3 +331,14 @@ def test_overwrite_keeps_the_old_folder_until_the_new_one_is_in_place(tiny_bert_
     assert moves[1] == "student" and moves[0].startswith(".student.old.")
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
     assert [path.name for path in tmp_path.iterdir()] == ["student"], "staging or old folder left behind"
+
+    # The old folder cannot even be moved aside: it stays, and so does nothing else.
+    def fail(source, target):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(PermissionError):
+        convert_and_save(tiny_bert_path, output, ConversionArguments(embedding_size=8), overwrite=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+    assert [path.name for path in tmp_path.iterdir()] == ["student"], "staging or place-holder left behind"

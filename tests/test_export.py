@@ -1,0 +1,269 @@
+"""ONNX export: parity with PyTorch for every head, int8 agreement on a real student, the loaders users have
+(optimum's ORTModels, transformers pipelines and sentence-transformers' ONNX backend, under transformers 4.57)
+and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from minialbert import (
+    ExportArguments,
+    MiniAlbertForMaskedLM,
+    MiniAlbertForQuestionAnswering,
+    MiniAlbertForSequenceClassification,
+    MiniAlbertForTokenClassification,
+    MiniAlbertModel,
+    OnnxRuntimeModel,
+    export_onnx,
+)
+from minialbert.convert import ConversionArguments, convert_and_save
+from minialbert.data import bbc_news_splits
+from minialbert.distillation import similarity_spearman
+from minialbert.export import ONNX_TASKS, QUANTIZED_ONNX_FILE
+
+from .conftest import tiny_config
+from .test_modeling_minialbert import randomise
+
+HEADS = {
+    "feature-extraction": MiniAlbertModel,
+    "fill-mask": MiniAlbertForMaskedLM,
+    "text-classification": MiniAlbertForSequenceClassification,
+    "token-classification": MiniAlbertForTokenClassification,
+    "question-answering": MiniAlbertForQuestionAnswering,
+}
+
+
+def save_random(folder: Path, model_class, tokenizer, seed: int = 0, **overrides) -> torch.nn.Module:
+    config = tiny_config(vocab_size=tokenizer.vocab_size, max_position_embeddings=128, **overrides)
+    model = randomise(model_class(config), seed=seed).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+def padded_batches(tokenizer) -> list[dict[str, torch.Tensor]]:
+    """Real text in batches of different sizes and lengths, padded, one of them sentence pairs."""
+    texts = ["Short.", "A sentence of middling length here.", "And a much longer one, " * 6, "Two words"]
+    return [
+        dict(tokenizer(texts[:2], padding=True, return_tensors="pt")),
+        dict(tokenizer(texts, padding=True, return_tensors="pt")),
+        dict(tokenizer(texts[1:2], return_tensors="pt")),
+        dict(tokenizer(texts[:3], texts[1:], padding=True, return_tensors="pt")),
+    ]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(teacher_path):
+    return AutoTokenizer.from_pretrained(teacher_path)
+
+
+@pytest.mark.parametrize(
+    "task, overrides, exporter",
+    [(task, {"recursion_lora_rank": 2}, "torchscript") for task in HEADS]
+    + [
+        ("feature-extraction", {"use_adapters": False}, "torchscript"),
+        ("text-classification", {"embedding_size": 32}, "torchscript"),
+        ("text-classification", {"recursion_lora_rank": 2}, "dynamo"),
+        ("question-answering", {"use_adapters": False}, "dynamo"),
+    ],
+)
+def test_onnx_runtime_reproduces_every_head(task, overrides, exporter, tokenizer, tmp_path):
+    model = save_random(tmp_path / "model", HEADS[task], tokenizer, **overrides)
+    exported = export_onnx(tmp_path / "model", arguments=ExportArguments(exporter=exporter))
+    assert exported == (tmp_path / "model" / "onnx").resolve()
+    assert {"model.onnx", "config.json", "tokenizer.json", "modeling_minialbert.py"} <= set(os.listdir(exported))
+    runner = OnnxRuntimeModel.from_pretrained(exported)
+    assert runner.task == task
+    for batch in padded_batches(tokenizer):
+        with torch.no_grad():
+            expected = model(**batch)
+        got = runner(**batch)
+        assert type(got) is ONNX_TASKS[task].output_class
+        real = batch["attention_mask"].bool()
+        for name in ONNX_TASKS[task].output_names:
+            assert got[name].shape == expected[name].shape, name
+            # Padding positions hold no output anyone reads (PyTorch leaves zeros there).
+            want, have = (
+                (expected[name], got[name])
+                if task == "text-classification"
+                else (expected[name][real], got[name][real])
+            )
+            torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-4, msg=name)
+
+
+@pytest.fixture(scope="module")
+def real_student(tmp_path_factory, teacher_path) -> Path:
+    """The bundled teacher converted with default options (real weights), with a classification head."""
+    folder = tmp_path_factory.mktemp("real") / "student"
+    convert_and_save(teacher_path, folder, ConversionArguments())
+    classifier = MiniAlbertForSequenceClassification.from_pretrained(folder, num_labels=5)
+    classifier.save_pretrained(folder)
+    return folder
+
+
+def test_int8_agrees_with_fp32_on_real_text(real_student, tmp_path):
+    """Dynamic int8 on the converted real teacher: sentence similarities rank as in fp32 (Spearman >= 0.99)
+    and a classifier head picks the same class (top-1 agreement >= 0.99) on BBC News sentences."""
+    tokenizer = AutoTokenizer.from_pretrained(real_student)
+    paragraphs = [p for text in bbc_news_splits()["test"]["text"][:20] for p in text.split("\n\n") if p.strip()]
+    batches = [
+        dict(
+            tokenizer(
+                paragraphs[start : start + 32], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            )
+        )
+        for start in range(0, 128, 32)
+    ]
+    arguments = ExportArguments(task="feature-extraction", quantize="int8")
+    encoder = export_onnx(real_student, tmp_path / "encoder", arguments)
+    classifier = export_onnx(real_student, tmp_path / "classifier", ExportArguments(quantize="int8"))
+    # Every weight matrix is int8, the shared layer's included.
+    assert (classifier / QUANTIZED_ONNX_FILE).stat().st_size < 0.3 * (classifier / "model.onnx").stat().st_size
+
+    def mean_pooled(runner):
+        pooled = []
+        for batch in batches:
+            states, mask = runner(**batch).last_hidden_state, batch["attention_mask"].unsqueeze(-1)
+            pooled.append((states * mask).sum(1) / mask.sum(1))
+        return torch.cat(pooled)
+
+    fp32, int8 = (OnnxRuntimeModel.from_pretrained(encoder, name) for name in ("model.onnx", QUANTIZED_ONNX_FILE))
+    assert similarity_spearman(mean_pooled(int8), mean_pooled(fp32)) >= 0.99
+
+    fp32, int8 = (OnnxRuntimeModel.from_pretrained(classifier, name) for name in ("model.onnx", QUANTIZED_ONNX_FILE))
+    predictions = [torch.cat([runner(**batch).logits.argmax(-1) for batch in batches]) for runner in (fp32, int8)]
+    assert (predictions[0] == predictions[1]).float().mean() >= 0.99
+
+
+def test_cli_exports_and_refuses_bad_input_without_writing(tokenizer, tiny_bert_path, tmp_path):
+    save_random(tmp_path / "masked", MiniAlbertForMaskedLM, tokenizer)
+    command = [sys.executable, "-m", "minialbert.cli", "export-onnx"]
+
+    result = subprocess.run(command + [str(tmp_path / "masked"), "--quantize", "int8"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {"model.onnx", QUANTIZED_ONNX_FILE} <= set(os.listdir(tmp_path / "masked" / "onnx"))
+    assert OnnxRuntimeModel.from_pretrained(tmp_path / "masked" / "onnx").task == "fill-mask"
+
+    refused = {
+        "holds a 'bert' model, not a MiniAlbert one": [str(tiny_bert_path), "--output_dir", str(tmp_path / "out")],
+        "exports to feature-extraction or fill-mask, not 'text-classification'": [
+            str(tmp_path / "masked"), "--task", "text-classification", "--output_dir", str(tmp_path / "out"),
+        ],
+        "is not empty": [str(tmp_path / "masked")],
+    }  # fmt: skip
+    for message, arguments in refused.items():
+        result = subprocess.run(command + arguments, capture_output=True, text=True)
+        assert result.returncode != 0
+        assert message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_a_failed_check_writes_nothing_and_keeps_the_old_export(tokenizer, tmp_path, monkeypatch):
+    import minialbert.export
+
+    save_random(tmp_path / "model", MiniAlbertModel, tokenizer)
+    first = export_onnx(tmp_path / "model")
+    before = (first / "model.onnx").read_bytes()
+    monkeypatch.setattr(minialbert.export, "PARITY_TOLERANCE", -1.0)
+    with pytest.raises(RuntimeError, match="differs from the PyTorch model"):
+        export_onnx(tmp_path / "model", overwrite=True)
+    assert (first / "model.onnx").read_bytes() == before
+    assert sorted(path.name for path in (tmp_path / "model").iterdir() if path.name.startswith(".")) == []
+
+
+TRANSFORMERS4_CHECK = r"""
+import sys
+
+sys.modules["minialbert"] = None
+import numpy as np
+import torch
+from optimum.onnxruntime import (
+    ORTModelForFeatureExtraction,
+    ORTModelForMaskedLM,
+    ORTModelForQuestionAnswering,
+    ORTModelForSequenceClassification,
+    ORTModelForTokenClassification,
+)
+from sentence_transformers import SentenceTransformer
+from transformers import AutoTokenizer, pipeline
+
+root, sentence_student = sys.argv[1:]
+ort_classes = {
+    "feature-extraction": ORTModelForFeatureExtraction,
+    "fill-mask": ORTModelForMaskedLM,
+    "text-classification": ORTModelForSequenceClassification,
+    "token-classification": ORTModelForTokenClassification,
+    "question-answering": ORTModelForQuestionAnswering,
+}
+texts = ["The cat sat on the mat.", "A longer sentence, so that the batch is padded."]
+for task, ort_class in ort_classes.items():
+    folder = f"{root}/{task}/onnx"
+    expected = torch.load(f"{root}/{task}/expected.pt")
+    model = ort_class.from_pretrained(folder, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    outputs = model(**batch)
+    real = batch["attention_mask"].bool()
+    for name, want in expected.items():
+        got = torch.as_tensor(outputs[name])
+        if task != "text-classification":
+            got, want = got[real], want[real]
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=f"{task} {name}")
+    if task != "question-answering":
+        runner = pipeline(task, model=model, tokenizer=tokenizer)
+        text = texts[0].replace("mat", tokenizer.mask_token) if task == "fill-mask" else texts[0]
+        assert runner(text), task
+    print("optimum", task)
+
+embedder = SentenceTransformer(sentence_student, backend="onnx", trust_remote_code=True)
+reference = SentenceTransformer(sentence_student, trust_remote_code=True)
+np.testing.assert_allclose(embedder.encode(texts), reference.encode(texts), rtol=1e-4, atol=1e-5)
+print("sentence-transformers onnx")
+"""
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
+    reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 and optimum-onnx (.ci/run does)",
+)
+def test_exports_load_in_optimum_pipelines_and_sentence_transformers(tokenizer, tiny_bert_path, tmp_path):
+    from minialbert.sentence_embeddings import SentenceModules, save_sentence_modules
+
+    texts = ["The cat sat on the mat.", "A longer sentence, so that the batch is padded."]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    for seed, (task, model_class) in enumerate(HEADS.items()):
+        model = save_random(tmp_path / task, model_class, tokenizer, seed=seed, recursion_lora_rank=2)
+        export_onnx(tmp_path / task)
+        with torch.no_grad():
+            outputs = model(**batch)
+        torch.save({name: outputs[name] for name in ONNX_TASKS[task].output_names}, tmp_path / task / "expected.pt")
+
+    sentence_student = tmp_path / "sentence-student"
+    convert_and_save(tiny_bert_path, sentence_student, ConversionArguments(embedding_size=16))
+    config = json.loads((sentence_student / "config.json").read_text())
+    save_sentence_modules(
+        SentenceModules("mean", normalize=True, max_seq_length=64), sentence_student, config["hidden_size"]
+    )
+    export_onnx(sentence_student, arguments=ExportArguments(task="feature-extraction"))
+
+    result = subprocess.run(
+        [
+            os.environ["MINIALBERT_TRANSFORMERS4_PYTHON"],
+            "-c",
+            TRANSFORMERS4_CHECK,
+            str(tmp_path),
+            str(sentence_student),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "sentence-transformers onnx" in result.stdout
