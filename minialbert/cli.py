@@ -79,6 +79,12 @@ def push_command(argv: list[str]) -> int:
     parser.add_argument(
         "--base_model", "--base-model", help="Hub id of the base student, for adapters saved against a local folder."
     )
+    parser.add_argument(
+        "--with_onnx",
+        "--with-onnx",
+        action="store_true",
+        help="Also upload FOLDER/onnx (minialbert export-onnx), checked against the weights being uploaded.",
+    )
     arguments = parser.parse_args(argv)
     commit = push_to_hub(
         arguments.folder,
@@ -88,6 +94,7 @@ def push_command(argv: list[str]) -> int:
         commit_message=arguments.commit_message,
         create_pr=arguments.create_pr,
         base_model=arguments.base_model,
+        with_onnx=arguments.with_onnx,
     )
     print(f"Pushed {arguments.folder} to {commit.pr_url or commit.commit_url}")
     return 0

@@ -51,21 +51,31 @@ PARITY_TOLERANCE = 1e-4
 
 
 class OnnxTask(NamedTuple):
-    """One exportable task: the head that computes it, the outputs it names (as optimum's ORTModels read them)
-    and the output class the runner returns."""
+    """One exportable task: the head that computes it, the outputs it names (as optimum's ORTModels read them),
+    the output class the runner returns and optimum's class for it."""
 
     model_class: type[MiniAlbertPreTrainedModel]
     output_names: tuple[str, ...]
     output_class: type[ModelOutput]
+    ort_model_class: str
 
 
 ONNX_TASKS = {
-    "feature-extraction": OnnxTask(MiniAlbertModel, ("last_hidden_state",), BaseModelOutput),
-    "fill-mask": OnnxTask(MiniAlbertForMaskedLM, ("logits",), MaskedLMOutput),
-    "text-classification": OnnxTask(MiniAlbertForSequenceClassification, ("logits",), SequenceClassifierOutput),
-    "token-classification": OnnxTask(MiniAlbertForTokenClassification, ("logits",), TokenClassifierOutput),
+    "feature-extraction": OnnxTask(
+        MiniAlbertModel, ("last_hidden_state",), BaseModelOutput, "ORTModelForFeatureExtraction"
+    ),
+    "fill-mask": OnnxTask(MiniAlbertForMaskedLM, ("logits",), MaskedLMOutput, "ORTModelForMaskedLM"),
+    "text-classification": OnnxTask(
+        MiniAlbertForSequenceClassification, ("logits",), SequenceClassifierOutput, "ORTModelForSequenceClassification"
+    ),
+    "token-classification": OnnxTask(
+        MiniAlbertForTokenClassification, ("logits",), TokenClassifierOutput, "ORTModelForTokenClassification"
+    ),
     "question-answering": OnnxTask(
-        MiniAlbertForQuestionAnswering, ("start_logits", "end_logits"), QuestionAnsweringModelOutput
+        MiniAlbertForQuestionAnswering,
+        ("start_logits", "end_logits"),
+        QuestionAnsweringModelOutput,
+        "ORTModelForQuestionAnswering",
     ),
 }
 
@@ -323,14 +333,22 @@ class OnnxRuntimeModel:
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | os.PathLike, file_name: str = ONNX_FILE, providers: list[str] | None = None
+        cls,
+        folder: str | os.PathLike,
+        file_name: str = ONNX_FILE,
+        providers: list[str] | None = None,
+        session_options=None,
     ) -> "OnnxRuntimeModel":
+        """Load `folder/file_name`; `providers` and `session_options` (`onnxruntime.SessionOptions`) go to
+        `onnxruntime.InferenceSession` (default: CPU, ONNX Runtime's own options)."""
         import onnxruntime
 
         path = Path(folder) / file_name
         if not path.is_file():
             raise FileNotFoundError(f"No {file_name} in {str(folder)!r}; export it with `minialbert export-onnx`.")
-        session = onnxruntime.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(path), session_options, providers=providers or ["CPUExecutionProvider"]
+        )
         return cls(session, read_minialbert_config(folder))
 
     def __call__(

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, PretrainedConfig
 
 from . import modeling_minialbert
 from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig, head_of
+from .export import ONNX_FILE, ONNX_TASKS, PARITY_TOLERANCE, QUANTIZED_ONNX_FILE, OnnxRuntimeModel, max_difference
 from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
@@ -61,6 +62,7 @@ class Artifact:
     base_model: str | None
     parameters: dict[str, float] = field(default_factory=dict)
     sentence_modules: SentenceModules | None = None
+    onnx_task: str | None = None  # set when the upload carries an ONNX export (onnx/)
 
 
 def _is_hub_id(name: str | None) -> bool:
@@ -85,7 +87,27 @@ def _read(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in names if (folder / name).is_file()}
 
 
-def _check_model(folder: Path) -> Artifact:
+def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedModel) -> tuple[str, dict[str, bytes]]:
+    """The export in `folder/onnx` (`minialbert export-onnx`): it must compute what the weights being uploaded
+    compute (an export left from before further training is refused). Returns its task and files."""
+    export = folder / "onnx"
+    if not (export / ONNX_FILE).is_file():
+        raise ValueError(f"{folder} has no onnx/{ONNX_FILE}: export it first with `minialbert export-onnx {folder}`.")
+    runner = OnnxRuntimeModel.from_pretrained(export)
+    reference = model.base_model if runner.task == "feature-extraction" else model
+    difference = max_difference(reference.eval(), runner, runner.task)
+    if difference > PARITY_TOLERANCE:
+        raise ValueError(
+            f"{export}/{ONNX_FILE} does not compute what {folder}/model.safetensors does (difference "
+            f"{difference:.2e}): it was exported from other weights. Re-export with `minialbert export-onnx "
+            f"{folder} --overwrite_output_dir`."
+        )
+    files = _read(export, (ONNX_FILE, QUANTIZED_ONNX_FILE, "config.json", *TOKENIZER_FILES))
+    files |= _read(Path(modeling_minialbert.__file__).parent, CODE_FILES)
+    return runner.task, {f"onnx/{name}": content for name, content in files.items()}
+
+
+def _check_model(folder: Path, with_onnx: bool = False) -> Artifact:
     config = MiniAlbertConfig.from_pretrained(folder)
     if not (folder / "model.safetensors").is_file():
         raise ValueError(f"{folder} lacks model.safetensors: save the model with save_pretrained.")
@@ -124,6 +146,10 @@ def _check_model(folder: Path) -> Artifact:
     sentence_modules = read_sentence_modules(str(folder)) if (folder / "modules.json").is_file() else None
     if sentence_modules is not None:
         files |= _read(folder, SENTENCE_FILES)
+    onnx_task = None
+    if with_onnx:
+        onnx_task, onnx_files = _check_onnx(folder, model)
+        files |= onnx_files
     return Artifact(
         "model",
         files,
@@ -132,6 +158,7 @@ def _check_model(folder: Path) -> Artifact:
         _hub_base_model(config.teacher_name_or_path),
         {"parameters": model.num_parameters()},
         sentence_modules,
+        onnx_task,
     )
 
 
@@ -203,12 +230,15 @@ def _check_peft(folder: Path, base_model: str | None) -> Artifact:
     return Artifact("peft", files, head, config, base, counts)
 
 
-def check_shareable(folder: str | os.PathLike, base_model: str | None = None) -> Artifact:
+def check_shareable(folder: str | os.PathLike, base_model: str | None = None, with_onnx: bool = False) -> Artifact:
     """Check that `folder` is a complete student, `save_tuned` artifact or PEFT adapter that loads, and collect the
-    files to upload. Raises ValueError naming what is wrong and how to fix it; nothing is uploaded then."""
+    files to upload (with `with_onnx`, a student's ONNX export too). Raises ValueError naming what is wrong and how
+    to fix it; nothing is uploaded then."""
     path = Path(folder)
     if not path.is_dir():
         raise ValueError(f"{folder!r} is not a folder.")
+    if with_onnx and not (path / "config.json").is_file():
+        raise ValueError(f"--with_onnx shares a student's ONNX export; {folder} is an adapter, not a student.")
     if (path / "adapter_config.json").is_file():
         return _check_peft(path, base_model)
     if (path / TUNED_CONFIG_NAME).is_file():
@@ -220,7 +250,7 @@ def check_shareable(folder: str | os.PathLike, base_model: str | None = None) ->
                 f"{folder} holds a {model_type!r} model, not a MiniAlbert one: convert it first with "
                 "`minialbert convert`."
             )
-        return _check_model(path)
+        return _check_model(path, with_onnx)
     raise ValueError(
         f"{folder} is not a MiniAlbert folder: expected config.json (a student), {TUNED_CONFIG_NAME} (save_tuned) "
         "or adapter_config.json (PEFT)."
@@ -315,6 +345,52 @@ model = load_tuned("{repo_id}", revision="{revision}")  # loads {artifact.base_m
 ```"""
 
 
+def _onnx_usage(artifact: Artifact, repo_id: str, revision: str) -> list[str]:
+    """The card's ONNX section: the minialbert runner (any transformers), optimum and sentence-transformers
+    (their ONNX support needs optimum-onnx, which installs beside transformers < 4.58)."""
+    output, ort_class = ONNX_TASKS[artifact.onnx_task].output_names[0], ONNX_TASKS[artifact.onnx_task].ort_model_class
+    quantized = (
+        "`onnx/model_quantized.onnx` (dynamic int8) and " if "onnx/model_quantized.onnx" in artifact.files else ""
+    )
+    sections = [
+        "## ONNX",
+        f"`onnx/` holds {quantized}`onnx/model.onnx` (fp32), exported with `minialbert export-onnx` for "
+        f"`{artifact.onnx_task}` and checked against the PyTorch weights of this upload. With ONNX Runtime alone:",
+        f"""```python
+from huggingface_hub import snapshot_download
+from transformers import AutoTokenizer
+
+from minialbert import OnnxRuntimeModel  # pip install "minialbert[onnx]"
+
+folder = snapshot_download("{repo_id}", revision="{revision}", allow_patterns=["onnx/*"]) + "/onnx"
+model = OnnxRuntimeModel.from_pretrained(folder)  # file_name="model_quantized.onnx" for int8
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+outputs = model(**tokenizer(["ONNX Runtime runs the student."], return_tensors="pt"))
+print(outputs.{output}.shape)
+```""",
+        'With optimum (`pip install "optimum-onnx[onnxruntime]"`, which needs transformers < 4.58):',
+        f"""```python
+from optimum.onnxruntime import {ort_class}
+from transformers import AutoTokenizer
+
+model = {ort_class}.from_pretrained("{repo_id}", subfolder="onnx", revision="{revision}", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision="{revision}", trust_remote_code=True)
+outputs = model(**tokenizer(["ONNX Runtime runs the student."], return_tensors="pt"))
+```""",
+    ]
+    if artifact.sentence_modules is not None and artifact.onnx_task == "feature-extraction":
+        sections += [
+            "sentence-transformers' ONNX backend (through optimum) finds the file itself:",
+            f"""```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("{repo_id}", backend="onnx", revision="{revision}", trust_remote_code=True)
+embeddings = model.encode(["The first sentence.", "Another one."])
+```""",
+        ]
+    return sections
+
+
 def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revision: str = "main") -> ModelCard:
     """The README.md of a shared student or adapter: Hub metadata, the recipe, measured results, usage, citation."""
     path = Path(folder)
@@ -329,7 +405,8 @@ def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revi
         pipeline_tag=head_of(artifact.head).pipeline_tag,
         tags=["minialbert", "distillation", "recursive-transformer", "parameter-efficient", "custom_code"]
         + (["adapter"] if artifact.kind != "model" else [])
-        + (["sentence-transformers", "sentence-similarity"] if artifact.sentence_modules else []),
+        + (["sentence-transformers", "sentence-similarity"] if artifact.sentence_modules else [])
+        + (["onnx"] if artifact.onnx_task else []),
         base_model=artifact.base_model,
         datasets=sorted({result.dataset_type for result in results}) or None,
         model_name=repo_id.split("/")[-1],
@@ -381,6 +458,7 @@ def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revi
         "`trust_remote_code=True` runs the Python code stored in the repository on your machine. Read "
         "`modeling_minialbert.py` and pin `revision` to the commit you read, so later pushes cannot change the code "
         "you run. The code supports transformers 4.57 and 5.x.",
+        *(_onnx_usage(artifact, repo_id, revision) if artifact.onnx_task else []),
         "## Citation",
         f"```bibtex\n{CITATION}\n```",
     ]
@@ -396,6 +474,7 @@ def push_to_hub(
     commit_message: str | None = None,
     create_pr: bool = False,
     base_model: str | None = None,
+    with_onnx: bool = False,
     token: str | None = None,
 ) -> CommitInfo:
     """Upload a student or adapter folder with its model card; returns the commit that carries the card.
@@ -411,9 +490,11 @@ def push_to_hub(
         commit_message: message of the upload commit.
         create_pr: open a pull request instead of committing to the branch.
         base_model: Hub id of the base student, for adapters whose folder names a local path.
+        with_onnx: also upload the student's ONNX export (`minialbert export-onnx`, in `folder/onnx`), once it is
+            checked against the weights being uploaded; the card shows how to run it.
         token: a Hub token; by default huggingface_hub's own (`hf auth login`, `HF_TOKEN`).
     """
-    artifact = check_shareable(folder, base_model)
+    artifact = check_shareable(folder, base_model, with_onnx)
     api = HfApi(token=token)
     card = model_card(folder, repo_id, artifact, revision or "main")
     api.create_repo(repo_id, private=private, exist_ok=True)

@@ -2,8 +2,10 @@
 (optimum's ORTModels, transformers pipelines and sentence-transformers' ONNX backend, under transformers 4.57)
 and bad input."""
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +269,12 @@ def test_exports_load_in_optimum_pipelines_and_sentence_transformers(tokenizer, 
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "sentence-transformers onnx" in result.stdout
+
+
+def test_the_runner_docstring_example_runs(tokenizer, tmp_path, capsys):
+    save_random(tmp_path / "student", MiniAlbertModel, tokenizer)
+    exported = export_onnx(tmp_path / "student")
+    example = re.search(r"```python\n(.*?)```", inspect.cleandoc(OnnxRuntimeModel.__doc__), re.S).group(1)
+    assert '"outputs/student/onnx"' in example
+    exec(example.replace('"outputs/student/onnx"', repr(str(exported))), {})
+    assert re.search(r"torch\.Size\(\[1, \d+, 32\]\)", capsys.readouterr().out)

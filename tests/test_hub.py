@@ -8,6 +8,7 @@ where `import minialbert` fails, so the models come from the uploaded code alone
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -503,3 +504,76 @@ def test_sentence_transformers_loads_students_under_transformers_4(hub, sentence
     python = os.environ["MINIALBERT_TRANSFORMERS4_PYTHON"]
     output = run_client(python, SENTENCE_SCRIPT, work / "card.md", client_env(hub, work / "st-4"), work)
     assert "encoded with transformers 4.57." in output
+
+
+ONNX_CARD_SCRIPT = textwrap.dedent(
+    """
+    import os, re, sys
+
+    card, client = open(sys.argv[1]).read(), os.environ["CARD_CLIENT"]
+    if client == "optimum":
+        sys.modules["minialbert"] = None  # optimum and sentence-transformers users have only the Hub files
+    snippets = re.findall(r"```python\\n(.*?)```", card[card.index("## ONNX") :], re.S)
+    needs_optimum = ("optimum" in snippet or "sentence_transformers" in snippet for snippet in snippets)
+    selected = [snippet for snippet, optimum in zip(snippets, needs_optimum) if optimum == (client == "optimum")]
+    for snippet in selected:
+        exec(snippet, {})  # as a user would paste it
+    print("ran", len(selected))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def onnx_student(hub, sentence_student):
+    """The sentence student exported to ONNX (fp32 and int8) and pushed with --with_onnx; its card."""
+    from minialbert import ExportArguments, export_onnx
+
+    work, _ = sentence_student
+    export_onnx(work / "student", arguments=ExportArguments(quantize="int8"))
+    run_client(
+        sys.executable,
+        PUSH_SCRIPT,
+        _plan(work, [[str(work / "student"), "me/sentences-onnx", ["--with_onnx"]]]),
+        client_env(hub, work),
+        work,
+    )
+    card = work / "onnx-card.md"
+    card.write_text(hub.state.uploaded("me/sentences-onnx")["README.md"][0].decode())
+    return work, card
+
+
+def test_push_with_onnx_uploads_the_checked_export_and_its_card_snippet_runs(hub, onnx_student):
+    work, card = onnx_student
+    files = hub.state.uploaded("me/sentences-onnx")
+    expected = {"model.onnx", "model_quantized.onnx", "config.json", "tokenizer.json", "modeling_minialbert.py"}
+    assert {f"onnx/{name}" for name in expected} <= set(files)
+    assert files["onnx/model.onnx"][0] == (work / "student" / "onnx" / "model.onnx").read_bytes()
+    assert "onnx" in ModelCard(card.read_text()).data.tags
+    env = client_env(hub, work / "onnx-5") | {"CARD_CLIENT": "minialbert"}
+    output = run_client(sys.executable, ONNX_CARD_SCRIPT, card, env, work)
+    assert re.search(r"torch\.Size\(\[1, \d+, 32\]\)", output) and "ran 1" in output
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
+    reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 and optimum-onnx (.ci/run does)",
+)
+def test_onnx_card_snippets_run_in_optimum_and_sentence_transformers(hub, onnx_student):
+    work, card = onnx_student
+    python = os.environ["MINIALBERT_TRANSFORMERS4_PYTHON"]
+    output = run_client(
+        python, ONNX_CARD_SCRIPT, card, client_env(hub, work / "onnx-4") | {"CARD_CLIENT": "optimum"}, work
+    )
+    assert "ran 2" in output
+
+
+def test_push_with_onnx_refuses_a_missing_or_stale_export(tmp_path, onnx_student):
+    work, _ = onnx_student
+    folder = tmp_path / "student"
+    shutil.copytree(work / "student", folder)
+    perturbed(minialbert.MiniAlbertModel.from_pretrained(folder), seed=9).save_pretrained(folder)  # trained on
+    with pytest.raises(ValueError, match="it was exported from other weights"):
+        check_shareable(folder, with_onnx=True)
+    shutil.rmtree(folder / "onnx")
+    with pytest.raises(ValueError, match="export it first with `minialbert export-onnx"):
+        check_shareable(folder, with_onnx=True)
