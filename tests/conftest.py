@@ -22,6 +22,14 @@ import torch  # noqa: E402
 
 from minialbert import MiniAlbertConfig  # noqa: E402
 
+# A Python with transformers 4.57, PEFT, sentence-transformers and optimum-onnx (`.ci/run` builds it): tests of what
+# users of transformers 4 run (the uploaded code, optimum, sentence-transformers' ONNX backend) use it.
+TRANSFORMERS4_PYTHON = os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON")
+requires_transformers4 = pytest.mark.skipif(
+    not TRANSFORMERS4_PYTHON,
+    reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 (.ci/run builds one)",
+)
+
 
 def tiny_config(**overrides) -> MiniAlbertConfig:
     """A MiniAlbert small enough to run every test in milliseconds, with E != H so factorisation is exercised."""

@@ -28,7 +28,7 @@ from minialbert.convert import convert_and_save
 from minialbert.hub import RESULTS_NAME, check_shareable, model_card, push_to_hub, save_results
 from minialbert.tuning import enable_tuning, save_tuned
 
-from .conftest import booby_trap, tiny_config
+from .conftest import TRANSFORMERS4_PYTHON, booby_trap, requires_transformers4, tiny_config
 from .hub_server import LocalHub
 
 HEADS = {
@@ -286,13 +286,10 @@ def test_every_push_loads_back_with_trust_remote_code_identically(hub, shared):
         torch.testing.assert_close(got_tensor, want_tensor, rtol=0, atol=0)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
-    reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 (.ci/run does)",
-)
+@requires_transformers4
 def test_uploaded_code_gives_identical_outputs_under_transformers_4(hub, shared):
     env = client_env(hub, shared["work"] / "loader-4")
-    python = os.environ["MINIALBERT_TRANSFORMERS4_PYTHON"]
+    python = TRANSFORMERS4_PYTHON
     output = run_client(python, LOAD_SCRIPT, shared["work"] / "checks.json", env, shared["work"])
     assert output.count("loaded") == len(shared["checks"])
     assert " 4.57." in output
@@ -495,13 +492,10 @@ def test_sentence_students_push_their_modules_and_the_card_snippet_encodes(hub, 
     assert "encoded with transformers 5." in output
 
 
-@pytest.mark.skipif(
-    not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
-    reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 (.ci/run does)",
-)
+@requires_transformers4
 def test_sentence_transformers_loads_students_under_transformers_4(hub, sentence_student):
     work, _ = sentence_student
-    python = os.environ["MINIALBERT_TRANSFORMERS4_PYTHON"]
+    python = TRANSFORMERS4_PYTHON
     output = run_client(python, SENTENCE_SCRIPT, work / "card.md", client_env(hub, work / "st-4"), work)
     assert "encoded with transformers 4.57." in output
 
@@ -554,13 +548,10 @@ def test_push_with_onnx_uploads_the_checked_export_and_its_card_snippet_runs(hub
     assert re.search(r"torch\.Size\(\[1, \d+, 32\]\)", output) and "ran 1" in output
 
 
-@pytest.mark.skipif(
-    not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
-    reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 and optimum-onnx (.ci/run does)",
-)
+@requires_transformers4
 def test_onnx_card_snippets_run_in_optimum_and_sentence_transformers(hub, onnx_student):
     work, card = onnx_student
-    python = os.environ["MINIALBERT_TRANSFORMERS4_PYTHON"]
+    python = TRANSFORMERS4_PYTHON
     output = run_client(
         python, ONNX_CARD_SCRIPT, card, client_env(hub, work / "onnx-4") | {"CARD_CLIENT": "optimum"}, work
     )

@@ -2,7 +2,6 @@
 torch.export, under this environment's transformers 5 and, with `MINIALBERT_TRANSFORMERS4_PYTHON` set (as `.ci/run`
 does), under transformers 4.57. Every check runs in a process where `import minialbert` fails."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from minialbert import (
     MiniAlbertModel,
 )
 
-from .conftest import tiny_config
+from .conftest import TRANSFORMERS4_PYTHON, requires_transformers4, tiny_config
 from .test_modeling_minialbert import randomise
 
 CLIENTS = Path(__file__).with_name("remote_code_clients.py")
@@ -31,14 +30,7 @@ HEADS = {
 }
 PYTHONS = [
     pytest.param(sys.executable, id="transformers5"),
-    pytest.param(
-        os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
-        id="transformers4",
-        marks=pytest.mark.skipif(
-            not os.environ.get("MINIALBERT_TRANSFORMERS4_PYTHON"),
-            reason="set MINIALBERT_TRANSFORMERS4_PYTHON to a python with transformers 4.57 (.ci/run does)",
-        ),
-    ),
+    pytest.param(TRANSFORMERS4_PYTHON, id="transformers4", marks=requires_transformers4),
 ]
 
 
