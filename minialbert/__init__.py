@@ -20,6 +20,7 @@ from .modeling_minialbert import (
     MiniAlbertModel,
     MiniAlbertPreTrainedModel,
 )
+from .published import ImportArguments, import_published
 from .tuning import enable_tuning, load_tuned, save_tuned
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "AUTO_CLASSES",
     "ConversionArguments",
     "ExportArguments",
+    "ImportArguments",
     "MiniAlbertConfig",
     "MiniAlbertForMaskedLM",
     "MiniAlbertForMultipleChoice",
@@ -50,6 +52,7 @@ __all__ = [
     "convert_bert_to_minialbert",
     "enable_tuning",
     "export_onnx",
+    "import_published",
     "layer_map",
     "load_tuned",
     "save_tuned",

@@ -19,6 +19,7 @@ from .distillation import DistillationArguments
 from .export import ExportArguments, export_onnx
 from .folders import OutputArguments
 from .hub import push_to_hub
+from .published import PUBLISHED_CHECKPOINTS, ImportArguments, import_published
 
 
 def convert_command(argv: list[str]) -> int:
@@ -44,6 +45,23 @@ def distill_command(argv: list[str]) -> int:
     )
     summary = run_distillation(*parser.parse_args_into_dataclasses(argv))
     print(format_summary(summary))
+    return 0
+
+
+def import_published_command(argv: list[str]) -> int:
+    parser = HfArgumentParser(
+        (ImportArguments, OutputArguments),
+        prog="minialbert import-published",
+        description="Import a MiniALBERT checkpoint published by the paper's authors ("
+        + ", ".join(PUBLISHED_CHECKPOINTS)
+        + ") into a MiniAlbert folder that loads with AutoModel*.from_pretrained(..., trust_remote_code=True). "
+        "Reads its config and weights as data: no code from it runs.",
+    )
+    parser.add_argument("source", help="The published checkpoint: a Hub id (with --revision) or a local folder.")
+    parser.add_argument("--output_dir", "--output-dir", required=True, help="Folder to write (absent or empty).")
+    arguments, output, paths = parser.parse_args_into_dataclasses(argv)
+    folder = import_published(paths.source, paths.output_dir, arguments, overwrite=output.overwrite_output_dir)
+    print(f"Imported {paths.source} into {folder}")
     return 0
 
 
@@ -103,6 +121,7 @@ def push_command(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "convert": ("initialise a student from a BERT checkpoint's embeddings and layers", convert_command),
     "distill": ("distil a BERT teacher into a student with the stock Trainer", distill_command),
+    "import-published": ("open a MiniALBERT checkpoint the paper's authors published", import_published_command),
     "export-onnx": ("export a student to ONNX (and int8) for ONNX Runtime and optimum", export_onnx_command),
     "push": ("share a student or adapter on the Hub with a generated model card", push_command),
 }
@@ -112,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="minialbert",
         description="Turn a BERT teacher into a small recursive MiniAlbert student and share it on the Hub.",
-        epilog="commands:\n" + "\n".join(f"  {name:<12} {summary}" for name, (summary, _) in COMMANDS.items()),
+        epilog="commands:\n" + "\n".join(f"  {name:<16} {summary}" for name, (summary, _) in COMMANDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"minialbert {__version__}")

@@ -37,6 +37,11 @@ AUTO_MAP = {"AutoConfig": "configuration_minialbert.MiniAlbertConfig"} | {
 }
 
 
+EMBEDDING_LAYOUTS = ("bert", "albert")
+ADAPTER_LAYOUTS = ("branch_norm", "post_norm")
+MLM_DECODERS = ("tied", "untied")
+
+
 def head_of(name: str) -> Head:
     """The `HEADS` row of the head class `name`, or a ValueError that names the known heads."""
     if name not in HEADS:
@@ -80,6 +85,18 @@ class MiniAlbertConfig(PretrainedConfig):
             layer's linear weights ("relaxed recursion"); 0 turns relaxation off. Each relaxed recursion also
             gets its own bias and LayerNorm deltas, so a full-rank relaxation (`hidden_size`) can represent
             `num_hidden_layers` distinct layers exactly.
+        embedding_layout (`str`, defaults to `"bert"`): `"bert"`: only the word embeddings are E wide and are
+            projected to H before the H-wide position and token-type embeddings and LayerNorm (a BERT teacher's
+            block carries over). `"albert"`: words, positions and token types at width E, the LayerNorm at E,
+            then the projection to H (ALBERT's and the published MiniALBERT checkpoints' layout).
+        adapter_layout (`str`, defaults to `"branch_norm"`): `"branch_norm"`: the adapter normalises its input
+            on the branch, `x + up(act(down(LayerNorm(x))))`, and starts as an identity. `"post_norm"`:
+            `LayerNorm(x + up(act(down(x))))`, the published MiniALBERT checkpoints' adapters.
+        mlm_decoder (`str`, defaults to `"tied"`): `"tied"`: the masked-LM head projects to E and decodes with the
+            word embeddings. `"untied"`: an H-wide decoder with its own weights (the published checkpoints').
+        source_checkpoint (`str`, *optional*): Provenance, written by `minialbert import-published`: the
+            published checkpoint (Hub id or folder) this model was imported from.
+        source_revision (`str`, *optional*): That checkpoint's Hub revision (commit), when it came from the Hub.
         teacher_name_or_path (`str`, *optional*): Provenance, written by the converter: the BERT checkpoint
             (Hub id or folder) the student was initialised from and is distilled against.
         teacher_revision (`str`, *optional*): The teacher's Hub revision (commit) when it came from the Hub.
@@ -122,6 +139,11 @@ class MiniAlbertConfig(PretrainedConfig):
         teacher_revision: str | None = None,
         teacher_layer_map: list[int] | None = None,
         conversion_init: str | None = None,
+        embedding_layout: str = "bert",
+        adapter_layout: str = "branch_norm",
+        mlm_decoder: str = "tied",
+        source_checkpoint: str | None = None,
+        source_revision: str | None = None,
         **kwargs,
     ):
         for name, value in {
@@ -173,10 +195,16 @@ class MiniAlbertConfig(PretrainedConfig):
             )
         if layer_norm_eps <= 0:
             raise ValueError(f"`layer_norm_eps` must be positive, got {layer_norm_eps!r}.")
-        if not kwargs.get("tie_word_embeddings", True):
+        for name, value, allowed in (
+            ("embedding_layout", embedding_layout, EMBEDDING_LAYOUTS),
+            ("adapter_layout", adapter_layout, ADAPTER_LAYOUTS),
+            ("mlm_decoder", mlm_decoder, MLM_DECODERS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"`{name}` must be one of {', '.join(allowed)}, got {value!r}.")
+        if kwargs.get("tie_word_embeddings", mlm_decoder == "tied") != (mlm_decoder == "tied"):
             raise ValueError(
-                "MiniAlbert always ties its masked-LM decoder to the word embeddings; "
-                "remove `tie_word_embeddings=False` from the config."
+                '`tie_word_embeddings` follows `mlm_decoder`: set `mlm_decoder` to "tied" or "untied" instead.'
             )
         if pad_token_id is not None and not 0 <= pad_token_id < vocab_size:
             raise ValueError(f"`pad_token_id` must be in [0, {vocab_size}), got {pad_token_id!r}.")
@@ -202,7 +230,12 @@ class MiniAlbertConfig(PretrainedConfig):
         self.teacher_revision = teacher_revision
         self.teacher_layer_map = list(teacher_layer_map) if teacher_layer_map is not None else None
         self.conversion_init = conversion_init
-        kwargs["tie_word_embeddings"] = True
+        self.embedding_layout = embedding_layout
+        self.adapter_layout = adapter_layout
+        self.mlm_decoder = mlm_decoder
+        self.source_checkpoint = source_checkpoint
+        self.source_revision = source_revision
+        kwargs["tie_word_embeddings"] = mlm_decoder == "tied"
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 

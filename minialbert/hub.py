@@ -155,7 +155,7 @@ def _check_model(folder: Path, with_onnx: bool = False) -> Artifact:
         files,
         head,
         config,
-        _hub_base_model(config.teacher_name_or_path),
+        _hub_base_model(config.teacher_name_or_path or config.source_checkpoint),
         {"parameters": model.num_parameters()},
         sentence_modules,
         onnx_task,
@@ -281,6 +281,9 @@ def _recipe(config: MiniAlbertConfig, summary: dict | None) -> list[str]:
         ("teacher layer per recursion", config.teacher_layer_map or "-"),
         ("initialised from", config.conversion_init or "-"),
     ]
+    if config.source_checkpoint:
+        revision = f" at revision `{config.source_revision}`" if config.source_revision else ""
+        rows.append(("imported from", f"`{config.source_checkpoint}`{revision} (`minialbert import-published`)"))
     if summary:
         recipe = summary["recipe"]
         rows += [

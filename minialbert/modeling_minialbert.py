@@ -58,23 +58,28 @@ except ImportError:  # transformers 4.x: eager and SDPA, the two implementations
 
 
 class MiniAlbertEmbeddings(nn.Module):
-    """Word embeddings of width E projected to H, plus H-wide position and token-type embeddings.
+    """Word embeddings of width E, position and token-type embeddings and a LayerNorm, projected to width H.
 
-    Positions and token types live at width H (unlike ALBERT) so a BERT teacher's embedding block carries
-    over unchanged and only the word-embedding matrix is factorised.
+    `config.embedding_layout == "bert"` (the default): words are projected to H first (when E != H), and
+    positions, token types and the LayerNorm live at width H, so a BERT teacher's embedding block carries over
+    unchanged and only the word-embedding matrix is factorised. `"albert"`: everything at width E, then the
+    projection after the LayerNorm, also where E == H (the published MiniALBERT checkpoints).
     """
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
+        self.project_last = config.embedding_layout == "albert"
+        width = config.embedding_size if self.project_last else config.hidden_size
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        # The "albert" layout keeps its projection even where E == H, as the published checkpoints do.
         self.projection = (
             nn.Linear(config.embedding_size, config.hidden_size)
-            if config.embedding_size != config.hidden_size
+            if config.embedding_size != config.hidden_size or self.project_last
             else None
         )
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
@@ -92,9 +97,14 @@ class MiniAlbertEmbeddings(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
 
-        embeddings = self.projection(inputs_embeds) if self.projection is not None else inputs_embeds
+        embeddings = inputs_embeds
+        if self.projection is not None and not self.project_last:
+            embeddings = self.projection(embeddings)
         embeddings = embeddings + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
-        return self.dropout(self.LayerNorm(embeddings))
+        embeddings = self.dropout(self.LayerNorm(embeddings))
+        if self.projection is not None and self.project_last:
+            embeddings = self.projection(embeddings)
+        return embeddings
 
 
 class LowRankDelta(nn.Module):
@@ -166,21 +176,26 @@ class ZeroInitLinear(nn.Linear):
 
 
 class BottleneckAdapter(nn.Module):
-    """The paper's per-recursion adapter: LayerNorm, down-projection, activation, up-projection, residual.
+    """The paper's per-recursion adapter: down-projection, activation, up-projection, residual, and a LayerNorm.
 
-    The LayerNorm sits on the branch rather than after the residual, and `up` starts at zero, so a new
-    adapter is an exact identity: adding adapters to a converted or trained model does not move its outputs.
+    `config.adapter_layout == "branch_norm"` (the default): the LayerNorm sits on the branch rather than after
+    the residual, and `up` starts at zero, so a new adapter is an exact identity: adding adapters to a converted
+    or trained model does not move its outputs. `"post_norm"`: `LayerNorm(x + up(act(down(x))))`, as in the
+    published MiniALBERT checkpoints.
     """
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
         bottleneck = config.hidden_size // config.adapter_reduction_factor
+        self.post_norm = config.adapter_layout == "post_norm"
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.down = nn.Linear(config.hidden_size, bottleneck)
         self.activation = ACT2FN[config.hidden_act]
         self.up = ZeroInitLinear(bottleneck, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.post_norm:
+            return self.LayerNorm(hidden_states + self.up(self.activation(self.down(hidden_states))))
         return hidden_states + self.up(self.activation(self.down(self.LayerNorm(hidden_states))))
 
 
@@ -512,20 +527,22 @@ class MiniAlbertModel(MiniAlbertPreTrainedModel):
 
 
 class MiniAlbertMLMHead(nn.Module):
-    """BERT's prediction transform at width H, a projection down to E, and a decoder tied to the E-wide
-    word embeddings (ALBERT style): no H-by-vocabulary matrix is stored."""
+    """BERT's prediction transform at width H, then the decoder. `config.mlm_decoder == "tied"` (the default):
+    a projection down to E and a decoder tied to the E-wide word embeddings (ALBERT style), so no H-by-vocabulary
+    matrix is stored. `"untied"`: an H-wide decoder of its own (the published MiniALBERT checkpoints)."""
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = ACT2FN[config.hidden_act]
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        tied = config.mlm_decoder == "tied"
         self.projection = (
             nn.Linear(config.hidden_size, config.embedding_size, bias=False)
-            if config.embedding_size != config.hidden_size
+            if tied and config.embedding_size != config.hidden_size
             else None
         )
-        self.decoder = nn.Linear(config.embedding_size, config.vocab_size)
+        self.decoder = nn.Linear(config.embedding_size if tied else config.hidden_size, config.vocab_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = self.LayerNorm(self.activation(self.dense(hidden_states)))

@@ -386,9 +386,15 @@ def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path):
 # --- saving, Auto classes and remote code -------------------------------------------------------
 
 
+# The published MiniALBERT checkpoints' layout (minialbert import-published), beside the default one.
+PUBLISHED_LAYOUT = {"embedding_layout": "albert", "adapter_layout": "post_norm", "mlm_decoder": "untied"}
+LAYOUTS = pytest.mark.parametrize("layout", [{}, PUBLISHED_LAYOUT], ids=["default", "published"])
+
+
+@LAYOUTS
 @pytest.mark.parametrize("model_class", ALL_HEADS)
-def test_save_and_auto_load_are_exact(model_class, inputs, tmp_path):
-    model = randomise(model_class(tiny_config(recursion_lora_rank=2))).eval()
+def test_save_and_auto_load_are_exact(model_class, layout, inputs, tmp_path):
+    model = randomise(model_class(tiny_config(recursion_lora_rank=2, **layout))).eval()
     batch = head_inputs(model_class, inputs)
     model.save_pretrained(tmp_path)
 
@@ -404,6 +410,23 @@ def test_save_and_auto_load_are_exact(model_class, inputs, tmp_path):
     assert type(loaded) is model_class
     for left, right in zip(model(**batch).to_tuple(), loaded(**batch).to_tuple(), strict=True):
         torch.testing.assert_close(left, right, rtol=0, atol=0)
+
+
+def test_published_layout_modules_compute_what_their_description_says(inputs):
+    model = randomise(MiniAlbertForMaskedLM(tiny_config(**PUBLISHED_LAYOUT))).eval()
+    embeddings, adapter = model.minialbert.embeddings, model.minialbert.encoder.adapters[0].before_attention
+    assert embeddings.position_embeddings.weight.shape == (64, 16) and embeddings.LayerNorm.weight.shape == (16,)
+    words = embeddings.word_embeddings(inputs["input_ids"])
+    positions = embeddings.position_embeddings(torch.arange(9))
+    types = embeddings.token_type_embeddings(inputs["token_type_ids"])
+    expected = embeddings.projection(embeddings.LayerNorm(words + positions + types))
+    torch.testing.assert_close(embeddings(inputs["input_ids"], inputs["token_type_ids"]), expected)
+    x = torch.randn(2, 9, 32)
+    torch.testing.assert_close(adapter(x), adapter.LayerNorm(x + adapter.up(F.gelu(adapter.down(x)))))
+    assert model.predictions.decoder.weight.shape == (99, 32) and model.predictions.projection is None
+    assert model.predictions.decoder.weight is not model.minialbert.embeddings.word_embeddings.weight
+    # E == H keeps the projector, as the published checkpoints do.
+    assert MiniAlbertModel(tiny_config(embedding_size=32, **PUBLISHED_LAYOUT)).embeddings.projection is not None
 
 
 def test_saved_masked_lm_stores_the_tied_matrix_once(tmp_path):
@@ -424,9 +447,10 @@ def test_base_model_loads_from_a_head_checkpoint(tmp_path, inputs):
     torch.testing.assert_close(base(**inputs).last_hidden_state, model.minialbert(**inputs).last_hidden_state)
 
 
+@LAYOUTS
 @pytest.mark.parametrize("model_class", ALL_HEADS)
-def test_remote_code_load_without_the_package_is_exact(model_class, inputs, tmp_path):
-    model = randomise(model_class(tiny_config(recursion_lora_rank=2))).eval()
+def test_remote_code_load_without_the_package_is_exact(model_class, layout, inputs, tmp_path):
+    model = randomise(model_class(tiny_config(recursion_lora_rank=2, **layout))).eval()
     batch = head_inputs(model_class, inputs)
     folder = tmp_path / "student"
     model.save_pretrained(folder)

@@ -18,7 +18,7 @@ from minialbert import (
 )
 
 from .conftest import TRANSFORMERS4_PYTHON, requires_transformers4, tiny_config
-from .test_modeling_minialbert import randomise
+from .test_modeling_minialbert import PUBLISHED_LAYOUT, randomise
 
 CLIENTS = Path(__file__).with_name("remote_code_clients.py")
 HEADS = {
@@ -37,11 +37,15 @@ PYTHONS = [
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory, teacher_path) -> Path:
     """One saved model per pipeline task, with adapters and relaxation, random non-trivial weights and the
-    bundled teacher's tokenizer."""
+    bundled teacher's tokenizer; the encoder and the masked LM in the published checkpoints' layout (as
+    `minialbert import-published` writes it), the others in the default one."""
     tokenizer = AutoTokenizer.from_pretrained(teacher_path)
     root = tmp_path_factory.mktemp("remote-code")
     for seed, (task, model_class) in enumerate(HEADS.items()):
-        config = tiny_config(vocab_size=tokenizer.vocab_size, max_position_embeddings=128, recursion_lora_rank=2)
+        layout = PUBLISHED_LAYOUT if task in ("model", "fill-mask") else {}
+        config = tiny_config(
+            vocab_size=tokenizer.vocab_size, max_position_embeddings=128, recursion_lora_rank=2, **layout
+        )
         model = randomise(model_class(config), seed=seed)
         model.save_pretrained(root / task)
         tokenizer.save_pretrained(root / task)

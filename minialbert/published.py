@@ -1,0 +1,271 @@
+"""Open the published MiniALBERT checkpoints (Nouriborji et al.; Hub org `nlpie`) as MiniAlbert folders.
+
+The authors' checkpoints need their own repository on `sys.path`, whose code does not import on transformers 5.
+`import_published` reads a checkpoint's config and weights as data (no code from it runs; pickles only with
+`torch.load(weights_only=True)`), maps every key onto `MiniAlbertConfig(embedding_layout="albert",
+adapter_layout="post_norm", mlm_decoder="untied")` and writes a Hub-ready folder that loads anywhere with
+`AutoModel*.from_pretrained(..., trust_remote_code=True)`.
+
+The published layout (the authors' MIT-licensed `minialbert_modeling.py`): a transformers `AlbertModel` as
+`albert.albert`, the E->H `albert.projector` after the embedding LayerNorm, per-recursion post-norm adapters
+`albert.att_adapters.{i}` / `albert.mlp_adapters.{i}` (`block.0` down, `block.2` up, `norm`), and heads
+`vocab_transform` / `vocab_layer_norm` / `vocab_projector` (masked LM) or `classifier`.
+"""
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from huggingface_hub import snapshot_download
+from safetensors.torch import load_file
+
+from .configuration_minialbert import MiniAlbertConfig
+from .folders import write_folder
+from .modeling_minialbert import (
+    MiniAlbertForMaskedLM,
+    MiniAlbertForSequenceClassification,
+    MiniAlbertForTokenClassification,
+    MiniAlbertModel,
+)
+
+logger = logging.getLogger(__name__)
+
+PUBLISHED_CHECKPOINTS = (
+    "nlpie/miniALBERT-128",
+    "nlpie/bio-miniALBERT-128",
+    "nlpie/clinical-miniALBERT-312",
+    "nlpie/new-miniAlbert-128",
+)
+# The published heads by the class name their configs record, and the keys that give a head away.
+HEAD_CLASSES = {
+    "MaskedLM": MiniAlbertForMaskedLM,
+    "SequenceClassification": MiniAlbertForSequenceClassification,
+    "TokenClassification": MiniAlbertForTokenClassification,
+}
+LAYER = "encoder.albert_layer_groups.0.albert_layers.0."
+# Published name (below the body prefix) -> MiniAlbertModel name.
+BODY_KEYS = {
+    "embeddings.word_embeddings": "embeddings.word_embeddings",
+    "embeddings.position_embeddings": "embeddings.position_embeddings",
+    "embeddings.token_type_embeddings": "embeddings.token_type_embeddings",
+    "embeddings.LayerNorm": "embeddings.LayerNorm",
+    **{f"{LAYER}attention.{name}": f"encoder.layer.attention.{name}" for name in ("query", "key", "value", "dense")},
+    f"{LAYER}attention.LayerNorm": "encoder.layer.attention_layer_norm",
+    f"{LAYER}ffn": "encoder.layer.ffn",
+    f"{LAYER}ffn_output": "encoder.layer.ffn_output",
+    f"{LAYER}full_layer_layer_norm": "encoder.layer.ffn_layer_norm",
+}
+ADAPTER_PARTS = {"block.0": "down", "block.2": "up", "norm": "LayerNorm"}
+MLM_KEYS = {"vocab_transform": "predictions.dense", "vocab_layer_norm": "predictions.LayerNorm",
+            "vocab_projector": "predictions.decoder"}  # fmt: skip
+# Stored but unused by the published models: ALBERT's pooler (the heads read the CLS state) and a buffer.
+UNUSED = ("albert.pooler.", "embeddings.position_ids")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+@dataclass
+class ImportArguments:
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of SOURCE."})
+    tokenizer: str | None = field(
+        default=None,
+        metadata={"help": "Folder or Hub id of the tokenizer, when SOURCE has none (the teacher's, e.g. "
+                          "google-bert/bert-base-uncased)."},
+    )  # fmt: skip
+
+
+def read_checkpoint(source: str | os.PathLike, revision: str | None = None) -> tuple[Path, str | None]:
+    """A local folder as is, or a Hub id downloaded (config, weights and tokenizer files only): the folder and the
+    commit it holds (None for local folders)."""
+    if Path(source).is_dir():
+        return Path(source), None
+    folder = Path(
+        snapshot_download(
+            str(source),
+            revision=revision,
+            allow_patterns=["config.json", *WEIGHT_FILES, *TOKENIZER_FILES],
+        )
+    )
+    return folder, folder.name  # snapshot folders are named after their commit
+
+
+def load_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors: safetensors, or a pickle read with `weights_only=True` (no code runs)."""
+    if (folder / "model.safetensors").is_file():
+        return load_file(folder / "model.safetensors")
+    if (folder / "pytorch_model.bin").is_file():
+        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise ValueError(f"{folder} has no model.safetensors or pytorch_model.bin; nothing to import.")
+
+
+def describe_other_kinds(config: dict, keys: set[str], folder: Path) -> None:
+    """Raise a ValueError naming what `folder` holds and which command fits, unless it is a published
+    MiniALBERT checkpoint."""
+    if config.get("model_type") == MiniAlbertConfig.model_type:
+        raise ValueError(f"{folder} already holds a MiniAlbert model of this package: use it directly.")
+    if any(key.endswith("albert.projector.weight") or key == "projector.weight" for key in keys):
+        return
+    if any(".albert_layer_groups." in key for key in keys):
+        raise ValueError(
+            f"{folder} holds an ALBERT model (no MiniALBERT projector or adapters): it loads with "
+            "transformers' AlbertModel; `minialbert import-published` reads only the MiniALBERT checkpoints."
+        )
+    if any(re.search(r"(^|\.)encoder\.layer\.\d+\.", key) for key in keys):
+        raise ValueError(
+            f"{folder} holds a BERT model ({config.get('model_type')!r}): make a student of it with "
+            "`minialbert convert`."
+        )
+    raise ValueError(f"{folder} is not a published MiniALBERT checkpoint (model_type {config.get('model_type')!r}).")
+
+
+def student_config(published: dict, head: type, folder: Path) -> MiniAlbertConfig:
+    """The MiniAlbertConfig of a published config (ALBERT- or BERT-typed, with the MiniALBERT fields)."""
+    if published.get("num_hidden_groups", 1) != 1 or published.get("inner_group_num", 1) != 1:
+        raise ValueError(f"{folder}/config.json shares more than one layer group; MiniALBERT shares one layer.")
+    missing = [name for name in ("embedding_size", "hidden_size", "num_hidden_layers", "vocab_size")
+               if name not in published]  # fmt: skip
+    if missing:
+        raise ValueError(f"{folder}/config.json lacks {', '.join(missing)}: it is not a MiniALBERT config.")
+    copied = (
+        "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        "intermediate_size", "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
+        "max_position_embeddings", "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id",
+    )  # fmt: skip
+    values = {name: published[name] for name in copied if name in published}
+    if head in (MiniAlbertForSequenceClassification, MiniAlbertForTokenClassification):  # the labels it predicts
+        values |= {name: published[name] for name in ("id2label", "label2id") if name in published}
+    return MiniAlbertConfig(
+        **values,
+        classifier_dropout=published.get("classifier_dropout_prob", published.get("classifier_dropout")),
+        use_adapters=bool(published.get("use_adapter", False)),
+        adapter_reduction_factor=published.get("reduction_factor", 16),
+        embedding_layout="albert",
+        adapter_layout="post_norm",
+        mlm_decoder="untied",
+        architectures=[head.__name__],
+    )
+
+
+def head_class(published: dict, keys: set[str], folder: Path) -> type:
+    """The head to import into: the class the config names, else the one the keys give away."""
+    for name in published.get("architectures") or []:
+        for suffix, model_class in HEAD_CLASSES.items():
+            if name.endswith(suffix):
+                return model_class
+    if "vocab_projector.weight" in keys:
+        return MiniAlbertForMaskedLM
+    if "classifier.weight" in keys:
+        raise ValueError(
+            f"{folder}/config.json names no head class ({published.get('architectures')}) and a classifier "
+            'can be per sequence or per token: add "architectures": ["MiniAlbertForSequenceClassification"] '
+            "(or ...ForTokenClassification) to a copy of it."
+        )
+    return MiniAlbertModel
+
+
+def map_keys(
+    weights: dict[str, torch.Tensor], head: type, num_recursions: int
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Rename every published key (a key that has no place is a ValueError naming it); also return, for each
+    MiniAlbert key, the published key it comes from, for errors about keys the checkpoint lacks."""
+    wrapped = "albert.albert.embeddings.word_embeddings.weight" in weights  # a head around the body
+    root = "albert." if wrapped else ""
+    body_prefix = "" if head is MiniAlbertModel else "minialbert."
+    names = {}
+    for published, ours in BODY_KEYS.items():
+        names[f"{root}albert.{published}"] = f"{body_prefix}{ours}"
+    names[f"{root}projector"] = f"{body_prefix}embeddings.projection"
+    for recursion in range(num_recursions):
+        for kind, position in (("att_adapters", "before_attention"), ("mlp_adapters", "before_ffn")):
+            for part, module in ADAPTER_PARTS.items():
+                names[f"{root}{kind}.{recursion}.{part}"] = (
+                    f"{body_prefix}encoder.adapters.{recursion}.{position}.{module}"
+                )
+    if head is MiniAlbertForMaskedLM:
+        names |= MLM_KEYS
+    elif head is not MiniAlbertModel:
+        names["classifier"] = "classifier"
+
+    mapped, unexpected = {}, []
+    for key, tensor in weights.items():
+        module, _, parameter = key.rpartition(".")
+        if module in names and parameter in ("weight", "bias"):
+            mapped[f"{names[module]}.{parameter}"] = tensor
+        elif not any(marker in key for marker in UNUSED):
+            unexpected.append(key)
+    if unexpected:
+        raise ValueError(f"Keys with no place in a MiniAlbert model: {', '.join(sorted(unexpected)[:8])}.")
+    sources = {
+        f"{ours}.{name}": f"{published}.{name}" for published, ours in names.items() for name in ("weight", "bias")
+    }
+    return mapped, sources
+
+
+def load_tokenizer(folder: Path, tokenizer: str | None):
+    """The checkpoint's tokenizer, its class read from tokenizer_config.json as data (AutoTokenizer would load
+    the checkpoint's config, and with it any code its auto_map names)."""
+    if tokenizer:
+        return transformers.AutoTokenizer.from_pretrained(tokenizer)
+    settings = folder / "tokenizer_config.json"
+    name = json.loads(settings.read_text()).get("tokenizer_class") if settings.is_file() else None
+    if name and re.fullmatch(r"\w+Tokenizer(Fast)?", name) and hasattr(transformers, name):
+        return getattr(transformers, name).from_pretrained(folder)
+    if (folder / "vocab.txt").is_file() or (folder / "tokenizer.json").is_file():
+        return transformers.BertTokenizerFast.from_pretrained(folder)
+    raise ValueError(f"{folder} has no tokenizer files; pass --tokenizer with the teacher's tokenizer.")
+
+
+def import_published(
+    source: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    arguments: ImportArguments | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Import a published MiniALBERT checkpoint (folder or Hub id) into a MiniAlbert folder at `output_dir`.
+
+    Every key must find its place and every place its key, with the shape the config gives it; any other
+    checkpoint is refused with what it is and which command fits. Nothing is written on failure.
+    """
+    arguments = arguments or ImportArguments()
+    folder, commit = read_checkpoint(source, arguments.revision)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{source} has no config.json; it is not a model checkpoint.")
+    published = json.loads((folder / "config.json").read_text())
+    weights = load_weights(folder)
+    describe_other_kinds(published, set(weights), folder)
+    head = head_class(published, set(weights), folder)
+    config = student_config(published, head, folder)
+    config.source_checkpoint = str(source)
+    config.source_revision = commit or arguments.revision
+    tokenizer = load_tokenizer(folder, arguments.tokenizer)
+
+    model = head(config)
+    state, sources = map_keys(weights, head, config.num_hidden_layers)
+    expected = model.state_dict()
+    missing, unplaced = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing:
+        names = ", ".join(sources.get(key, key) for key in missing[:8])
+        raise ValueError(f"{source} lacks weights its config calls for: {names}.")
+    if unplaced:
+        raise ValueError(f"{source} has weights its config has no place for: {', '.join(unplaced[:8])}.")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ValueError(
+                f"{source}: {key} has shape {tuple(tensor.shape)}, the config calls for {tuple(expected[key].shape)}."
+            )
+    model.load_state_dict(state, strict=True)
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(f"{source}'s tokenizer has {len(tokenizer)} tokens for {config.vocab_size} embeddings.")
+
+    def write(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    path = write_folder(output_dir, write, overwrite)
+    logger.info("Imported %s (%s) into %s.", source, head.__name__, path)
+    return path
