@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AlbertConfig, AlbertModel, AutoTokenizer
 
+from minialbert import OnnxRuntimeModel, export_onnx
 from minialbert.convert import ConversionArguments, convert_and_save
 from minialbert.published import import_published
 
@@ -224,7 +225,7 @@ def test_the_cli_never_runs_the_checkpoints_code(tokenizer, tmp_path):
 
 def test_imported_folders_work_with_the_rest_of_the_project(tokenizer, tmp_path, monkeypatch):
     """Remote-code loading without the package, adapter tuning and LoRA, the classification example, the push
-    card, and the benchmark's inference measurements, on an imported published masked-LM checkpoint."""
+    card, ONNX export and the benchmark's inference measurements, on an imported published masked-LM checkpoint."""
     import peft
 
     from minialbert.hub import check_shareable, model_card
@@ -252,6 +253,11 @@ def test_imported_folders_work_with_the_rest_of_the_project(tokenizer, tmp_path,
 
     card = str(model_card(folder, "me/imported", check_shareable(folder)))
     assert f"imported from | `{tmp_path / 'published'}`" in card
+
+    runner = OnnxRuntimeModel.from_pretrained(export_onnx(folder))
+    batch, real = batch_of(tokenizer), batch_of(tokenizer)["attention_mask"].bool()
+    with torch.no_grad():
+        torch.testing.assert_close(runner(**batch).logits[real], model(**batch).logits[real], rtol=1e-4, atol=1e-4)
 
     benchmark = runpy.run_path(str(Path(__file__).parent.parent / "benchmarks" / "run.py"))
     measured = benchmark["inference"](folder, 1, 0, False)
