@@ -20,7 +20,15 @@ from transformers import AutoTokenizer, PretrainedConfig
 
 from . import modeling_minialbert
 from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig, head_of
-from .export import ONNX_FILE, ONNX_TASKS, PARITY_TOLERANCE, QUANTIZED_ONNX_FILE, OnnxRuntimeModel, max_difference
+from .export import (
+    ONNX_FILE,
+    ONNX_TASKS,
+    PARITY_TOLERANCE,
+    QUANTIZED_ONNX_FILE,
+    OnnxRuntimeModel,
+    max_difference,
+    task_of,
+)
 from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
@@ -94,6 +102,7 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
     if not (export / ONNX_FILE).is_file():
         raise ValueError(f"{folder} has no onnx/{ONNX_FILE}: export it first with `minialbert export-onnx {folder}`.")
     runner = OnnxRuntimeModel.from_pretrained(export)
+    task_of(model.config, runner.task)  # an export of another head: a ValueError naming what this one exports to
     reference = model.base_model if runner.task == "feature-extraction" else model
     difference = max_difference(reference.eval(), runner, runner.task)
     if difference > PARITY_TOLERANCE:
