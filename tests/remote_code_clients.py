@@ -1,9 +1,9 @@
 """Run saved MiniAlbert folders through the clients users reach them with, from the uploaded code alone.
 
-`python remote_code_clients.py FOLDERS CHECK`: FOLDERS holds one saved model per head (`model`, `fill-mask`,
+`python remote_code_clients.py FOLDERS [CHECK ...]`: FOLDERS holds one saved model per head (`model`, `fill-mask`,
 `text-classification`, `token-classification`, `question-answering`), each with a tokenizer. CHECK is one of
-`pipelines`, `gradient-checkpointing`, `compile`, `export`. `tests/test_remote_code.py` runs it under each
-transformers version it tests, in a process where `import minialbert` fails.
+`pipelines`, `gradient-checkpointing`, `compile`, `export`; all of them by default. `tests/test_remote_code.py`
+runs it under each transformers version it tests, in a process where `import minialbert` fails.
 """
 
 import copy
@@ -141,5 +141,6 @@ CHECKS = {
 }
 
 if __name__ == "__main__":
-    folders, check = sys.argv[1:]
-    CHECKS[check](folders)
+    folders, *names = sys.argv[1:]
+    for name in names or CHECKS:  # one process for all of them by default: each start costs seconds
+        CHECKS[name](folders)

@@ -52,11 +52,12 @@ def folders(tmp_path_factory, teacher_path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("check", ["pipelines", "gradient-checkpointing", "compile", "export"])
 @pytest.mark.parametrize("python", PYTHONS)
-def test_uploaded_code_in_real_clients(python, check, folders, tmp_path):
+def test_uploaded_code_in_real_clients(python, folders, tmp_path):
+    """Pipelines, gradient checkpointing, torch.compile and torch.export, in one process per transformers."""
     result = subprocess.run(
-        [python, str(CLIENTS), str(folders), check], capture_output=True, text=True, cwd=tmp_path, timeout=600
+        [python, str(CLIENTS), str(folders)], capture_output=True, text=True, cwd=tmp_path, timeout=900
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    assert f"{check} ok" in result.stdout
+    for check in ("pipelines", "gradient-checkpointing", "compile", "export"):
+        assert f"{check} ok" in result.stdout
