@@ -131,6 +131,11 @@ def student_config(published: dict, head: type, folder: Path) -> MiniAlbertConfi
                if name not in published]  # fmt: skip
     if missing:
         raise ValueError(f"{folder}/config.json lacks {', '.join(missing)}: it is not a MiniALBERT config.")
+    if published.get("hidden_act", "gelu") != "gelu":
+        raise ValueError(
+            f"{folder}/config.json has hidden_act {published['hidden_act']!r}: the published adapters and masked-LM "
+            "transform apply exact GELU, which MiniAlbert ties to hidden_act, so only 'gelu' imports exactly."
+        )
     copied = (
         "vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
         "intermediate_size", "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",

@@ -201,6 +201,10 @@ def test_other_checkpoints_and_broken_ones_are_refused_and_nothing_is_written(to
         published_checkpoint(tmp_path / name, "sequence", True, 16, tokenizer)
         corrupt(tmp_path / name, edit)
         cases[name] = (tmp_path / name, message)
+    published_checkpoint(tmp_path / "gelu-new", "sequence", True, 16, tokenizer)
+    config = json.loads((tmp_path / "gelu-new" / "config.json").read_text())
+    (tmp_path / "gelu-new" / "config.json").write_text(json.dumps(config | {"hidden_act": "gelu_new"}))
+    cases["gelu-new"] = (tmp_path / "gelu-new", "has hidden_act 'gelu_new'")
     for name, (source, message) in cases.items():
         with pytest.raises(ValueError, match=re.escape(message)):
             import_published(source, tmp_path / "out")
