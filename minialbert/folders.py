@@ -37,7 +37,7 @@ def prepare_output_dir(
 
     `resumable`: the command trains with the Trainer and can resume (with `overwrite`, its main process deletes the
     old folder first, as training writes into it step by step); otherwise the command writes its output at once and
-    replaces an overwritten folder itself, atomically (`minialbert.convert.save_student`).
+    replaces an overwritten folder itself, atomically (`write_folder`).
     """
     path = Path(output_dir)
     if path.exists() and not path.is_dir():

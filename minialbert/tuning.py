@@ -58,6 +58,8 @@ def _add_missing_modules(model: MiniAlbertPreTrainedModel, mode: str, rank: int)
     modeling = sys.modules[type(model.base_model).__module__]
     if mode == "adapters" and encoder.adapters is None:
         config.use_adapters = True
+        # Only branch-normalised adapters start as identities (a post-norm one normalises even a zero branch).
+        config.adapter_layout = "branch_norm"
         encoder.adapters = nn.ModuleList(
             modeling.MiniAlbertRecursionAdapters(config) for _ in range(config.num_hidden_layers)
         )
@@ -147,12 +149,14 @@ def save_tuned(model: MiniAlbertPreTrainedModel, output_dir: str | os.PathLike, 
             key: getattr(config, key)
             for key in (
                 "use_adapters",
+                "adapter_layout",
                 "adapter_reduction_factor",
                 "recursion_lora_rank",
                 "id2label",
                 "label2id",
                 "problem_type",
             )
+            if hasattr(config, key)  # configs of remote code older than a field lack it
         },
         "parameters": sorted(state),
     }

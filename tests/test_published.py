@@ -268,6 +268,27 @@ def test_imported_folders_work_with_the_rest_of_the_project(tokenizer, tmp_path,
     assert measured["tokens_per_second"]["student"] > 0
 
 
+def test_adapters_added_to_an_imported_model_without_them_start_as_identities(tokenizer, tmp_path):
+    """Tuning adds adapters to a published checkpoint that has none in the branch-normalised layout: they leave its
+    outputs exactly as they were, and the saved tuning loads back with that layout."""
+    from minialbert.tuning import enable_tuning, load_tuned, save_tuned
+
+    published_checkpoint(tmp_path / "published", "sequence", False, 16, tokenizer)
+    folder = import_published(tmp_path / "published", tmp_path / "imported")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    batch = batch_of(tokenizer)
+    with torch.no_grad():
+        before = model(**batch).logits
+        enable_tuning(model, "adapters")
+        torch.testing.assert_close(model.eval()(**batch).logits, before, rtol=0, atol=0)
+        for adapters in model.minialbert.encoder.adapters:
+            adapters.before_ffn.up.weight.normal_()
+        tuned = model(**batch).logits
+    save_tuned(model, tmp_path / "tuned", base_model=str(folder))
+    with torch.no_grad():
+        torch.testing.assert_close(load_tuned(tmp_path / "tuned").eval()(**batch).logits, tuned, rtol=0, atol=0)
+
+
 HUB_IMPORT = """
 import json, sys
 from huggingface_hub import HfApi
