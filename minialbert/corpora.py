@@ -176,6 +176,8 @@ def read_linux_docs(folder: Path = Path("/usr/share/doc/linux-doc-6.1/html/_sour
     directives, titles, tables and field lists skipped."""
     documents = []
     for path in sorted(_installed(folder, "linux-doc-6.1").rglob("*.rst.txt")):
+        if "translations" in path.parts:  # the other languages
+            continue
         for paragraph in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")):
             lines = paragraph.split("\n")
             if (

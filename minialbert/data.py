@@ -364,6 +364,34 @@ def masked_lm_collator(
     return DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
 
 
+def broad_held_out_sentences(
+    arguments: DataArguments | None = None, per_source: int = 64, seed: int = 42
+) -> dict[str, list[str]]:
+    """Held-out sentences of every installed corpus source but BBC News (whose held-out set is its validation
+    windows): `per_source` sentences of 6-40 words each, drawn with `seed` from the part of the source that
+    `arguments` (its `split_seed` and `validation_split_percentage`) never trains on. Sources with too few such
+    sentences, or not installed, are left out with a warning."""
+    arguments = arguments or DataArguments()
+    found = {}
+    for name in installed_sources([name for name in SOURCES if name != "bbc"]):
+        _, held_out = source_splits(name, arguments)
+        candidates = sorted(
+            {
+                sentence
+                for text in held_out
+                for sentence in split_sentences(text)
+                if 6 <= len(sentence.split()) <= 40 and sentence[0].isalpha()
+            }
+        )
+        if len(candidates) < per_source:
+            logger.warning(
+                "Corpus source %r has %d held-out sentences, fewer than %d.", name, len(candidates), per_source
+            )
+            continue
+        found[name] = random.Random(seed).sample(candidates, per_source)
+    return found
+
+
 def python_docs_sentences(count: int = 256, seed: int = 42) -> list[str]:
     """Short English prose sentences from the Python language reference (`pydoc_data.topics`, part of every
     Python installation): an out-of-domain held-out set for sentence agreement, never used for training.

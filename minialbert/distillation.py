@@ -5,6 +5,7 @@ Per batch, on real (non-padding) tokens only and in fp32, with the weights and o
 
     loss = mlm_weight * MLM(student) + attention_weight * attention_KL + hidden_weight * hidden_loss
          + logit_weight * logit_KL + embedding_weight * embedding_cosine + sentence_weight * sentence_loss
+         + relational_weight * relational_loss
 
 where recursion i of the student is matched with teacher layer `layer_map[i]` (1-based); the paper's recipe
 (Nouriborji et al., 2023) uses the first four terms. `DistillationTrainer` overrides `compute_loss` (and `log`, to
@@ -46,7 +47,7 @@ from .sentence_embeddings import SentenceModules, pool, read_sentence_modules
 
 logger = logging.getLogger(__name__)
 
-LOSS_NAMES = ("mlm", "attention", "hidden", "logit", "embedding", "sentence")
+LOSS_NAMES = ("mlm", "attention", "hidden", "logit", "embedding", "sentence", "relational")
 
 # Recipes as data: what each recipe field left unset defaults to. `recipe="auto"` picks "paper" for teachers with a
 # masked-LM head and "sentence" for the rest; benchmarks/recipe_study.py measured the "sentence" choices.
@@ -59,9 +60,11 @@ RECIPES = {
         "logit_weight": 5.0,
         "embedding_weight": 0.0,
         "sentence_weight": 0.0,
+        "relational_weight": 0.0,
         "hidden_loss": "cosine",
         "hidden_layers": "all",
         "sentence_loss": "cosine",
+        "relational_loss": "mse",
         "distill_inputs": "masked",
     },
     # For teachers without a masked-LM head (sentence encoders): no masked-LM term to compete with distillation,
@@ -73,9 +76,11 @@ RECIPES = {
         "logit_weight": 0.0,
         "embedding_weight": 0.0,
         "sentence_weight": 1.0,
+        "relational_weight": 0.0,
         "hidden_loss": "cosine",
         "hidden_layers": "all",
         "sentence_loss": "cosine",
+        "relational_loss": "mse",
         "distill_inputs": "unmasked",
     },
 }
@@ -83,6 +88,7 @@ RECIPE_CHOICES = {
     "hidden_loss": ("cosine", "mse"),
     "hidden_layers": ("all", "last"),
     "sentence_loss": ("cosine", "mse"),
+    "relational_loss": ("mse", "kl"),
     "distill_inputs": ("masked", "unmasked"),
 }
 
@@ -116,17 +122,29 @@ class DistillationArguments(TrainingArguments):
     sentence_weight: float | None = _recipe_field(
         "Weight of the loss between pooled student and teacher sentence embeddings (the teacher's pooling)"
     )
+    relational_weight: float | None = _recipe_field(
+        "Weight of the in-batch relational loss: the student's matrix of cosine similarities between the batch's "
+        "pooled sentence embeddings against the teacher's"
+    )
     hidden_loss: str | None = _recipe_field("Hidden-state loss: 'cosine' or 'mse'", RECIPE_CHOICES["hidden_loss"])
     hidden_layers: str | None = _recipe_field(
         "Hidden-state loss on 'all' mapped layers or the 'last' only", RECIPE_CHOICES["hidden_layers"]
     )
     sentence_loss: str | None = _recipe_field("Sentence loss: 'cosine' or 'mse'", RECIPE_CHOICES["sentence_loss"])
+    relational_loss: str | None = _recipe_field(
+        "Relational loss: 'mse' between the similarity matrices (pairs of distinct sentences), or 'kl' between "
+        "their row-wise softmaxes at --relational_temperature",
+        RECIPE_CHOICES["relational_loss"],
+    )
     distill_inputs: str | None = _recipe_field(
         "Input of the hidden, attention, embedding and sentence terms: 'masked' (the masked-LM batch) or 'unmasked' "
         "(the text as inference sees it; masked-LM and logit terms then take a second, masked pass)",
         RECIPE_CHOICES["distill_inputs"],
     )
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the logit KL."})
+    relational_temperature: float = field(
+        default=0.05, metadata={"help": "Softmax temperature of the 'kl' relational loss, over cosine similarities."}
+    )
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of real tokens masked for masked-LM."})
     layer_map: list[int] | None = field(
         default=None,
@@ -179,8 +197,9 @@ class DistillationArguments(TrainingArguments):
         for name, choices in RECIPE_CHOICES.items():
             if getattr(self, name) not in (None, *choices):
                 raise ValueError(f"--{name} must be one of {list(choices)}, got {getattr(self, name)!r}.")
-        if self.temperature <= 0:
-            raise ValueError(f"--temperature must be positive, got {self.temperature}.")
+        for name in ("temperature", "relational_temperature"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}.")
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}.")
 
@@ -194,6 +213,7 @@ class Recipe:
     hidden_loss: str
     hidden_layers: str
     sentence_loss: str
+    relational_loss: str
     distill_inputs: str
     sentence_pooling: str
     reason: str
@@ -240,7 +260,7 @@ def resolve_recipe(args: DistillationArguments, teacher: Teacher, sentence_modul
         names = ", ".join(f"--{loss}_weight" for loss in LOSS_NAMES)
         raise ValueError(f"Every loss weight is 0: give a positive value to at least one of {names}.")
     pooling = sentence_modules.pooling if sentence_modules else "mean"
-    if weights["sentence"] > 0 and sentence_modules is None:
+    if (weights["sentence"] > 0 or weights["relational"] > 0) and sentence_modules is None:
         logger.warning(
             "The teacher %s has no sentence-transformers Pooling module: the sentence loss pools by mean over real "
             "tokens.",
@@ -252,6 +272,7 @@ def resolve_recipe(args: DistillationArguments, teacher: Teacher, sentence_modul
         hidden_loss=values["hidden_loss"],
         hidden_layers=values["hidden_layers"],
         sentence_loss=values["sentence_loss"],
+        relational_loss=values["relational_loss"],
         distill_inputs=values["distill_inputs"],
         sentence_pooling=pooling,
         reason=reason,
@@ -312,6 +333,26 @@ def logit_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -
     student = F.log_softmax(student.float() / temperature, dim=-1)
     teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
     return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature**2
+
+
+def relational_loss(student: torch.Tensor, teacher: torch.Tensor, form: str, temperature: float) -> torch.Tensor:
+    """In-batch relational distillation of sentence embeddings (`student`, `teacher`: batch x width): how the
+    student's cosine similarities between the batch's sentences differ from the teacher's, over pairs of distinct
+    sentences. `mse`: mean squared difference of the two similarity matrices off the diagonal; `kl`:
+    KL(teacher || student) between each row's softmax over the other sentences at `temperature`, averaged over rows
+    (as in relational and contrastive distillation). A batch of one sentence has no pairs and gives 0."""
+    student, teacher = F.normalize(student.float(), dim=-1), F.normalize(teacher.float(), dim=-1)
+    count = len(student)
+    if count < 2:
+        return student.sum() * 0
+    others = ~torch.eye(count, dtype=torch.bool, device=student.device)
+    student_similarities = (student @ student.T)[others].view(count, count - 1)
+    teacher_similarities = (teacher @ teacher.T)[others].view(count, count - 1)
+    if form == "mse":
+        return (student_similarities - teacher_similarities).square().mean()
+    student_log = F.log_softmax(student_similarities / temperature, dim=-1)
+    teacher_log = F.log_softmax(teacher_similarities / temperature, dim=-1)
+    return F.kl_div(student_log, teacher_log, log_target=True, reduction="batchmean")
 
 
 def bert_attention_probabilities(layer: nn.Module, hidden_states: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -443,11 +484,8 @@ class DistillationTrainer(Trainer):
             return masked_mean((student.float() - teacher.float()).square().mean(-1), real)
         return cosine_loss(student, teacher, real)
 
-    def sentence_embedding_loss(
-        self, student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        student = pool(student.float(), attention_mask, self.recipe.sentence_pooling)
-        teacher = pool(teacher.float(), attention_mask, self.recipe.sentence_pooling)
+    def sentence_embedding_loss(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Between pooled sentence embeddings, sentence by sentence."""
         if self.recipe.sentence_loss == "mse":
             return F.mse_loss(student, teacher)
         return 1 - F.cosine_similarity(student, teacher, dim=-1).mean()
@@ -456,7 +494,7 @@ class DistillationTrainer(Trainer):
         """Each loss term (unweighted) for one batch."""
         weights = self.weights()
         predicts = weights["mlm"] > 0 or weights["logit"] > 0
-        distills = any(weights[name] > 0 for name in ("attention", "hidden", "embedding", "sentence"))
+        distills = any(weights[name] > 0 for name in ("attention", "hidden", "embedding", "sentence", "relational"))
         on_masked = self.recipe.distill_inputs == "masked"
         losses = {}
         if predicts or on_masked:
@@ -519,10 +557,20 @@ class DistillationTrainer(Trainer):
             losses["attention"] = mapped_attention_kl(outputs.attentions, targets.attentions, self.layer_map, real)
         if weights["embedding"] > 0:
             losses["embedding"] = cosine_loss(outputs.hidden_states[0], targets.hidden_states[0], real)
-        if weights["sentence"] > 0:
-            losses["sentence"] = self.sentence_embedding_loss(
-                outputs.hidden_states[-1], targets.hidden_states[-1], inputs["attention_mask"]
+        if weights["sentence"] > 0 or weights["relational"] > 0:
+            student_embeddings, teacher_embeddings = (
+                pool(states[-1].float(), inputs["attention_mask"], self.recipe.sentence_pooling)
+                for states in (outputs.hidden_states, targets.hidden_states)
             )
+            if weights["sentence"] > 0:
+                losses["sentence"] = self.sentence_embedding_loss(student_embeddings, teacher_embeddings)
+            if weights["relational"] > 0:
+                losses["relational"] = relational_loss(
+                    student_embeddings,
+                    teacher_embeddings,
+                    self.recipe.relational_loss,
+                    self.args.relational_temperature,
+                )
         return losses
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
