@@ -190,7 +190,9 @@ def run_variant(name: str, seconds: float, teacher, tokenizer, evaluation, outpu
     trainer.train()
     wall = time.perf_counter() - start
     held_out, sentences, broad = evaluation
-    report = agreement_report(student, trainer.teacher, held_out, student.config.teacher_layer_map, sentences)
+    report = agreement_report(
+        student, trainer.teacher, held_out, student.config.teacher_layer_map, {"ood_sentence_spearman": sentences}
+    )
     student.eval()
     by_source = {
         source: round(

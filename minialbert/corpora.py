@@ -102,19 +102,23 @@ def _dictd_paragraphs(path: Path, package: str) -> list[str]:
 
 def read_gcide(path: Path = Path("/usr/share/dictd/gcide.dict.dz")) -> list[str]:
     """GCIDE (1913 Webster and later) definitions and quotations: headwords, pronunciations, etymologies,
-    `[1913 Webster]` marks and `--Author` citations stripped."""
-    documents = []
+    `[1913 Webster]` marks and `--Author` citations stripped; the database header and licence text skipped."""
+    documents, in_entries = [], False
     for paragraph in _dictd_paragraphs(path, "dict-gcide"):
-        paragraph = re.sub(r"\[[^\]]*\]", " ", paragraph)  # etymologies and source marks, across lines
-        lines = paragraph.split("\n")
-        if lines and lines[0] and not lines[0][0].isspace():  # the headword line
+        # Etymologies and source marks, which may span lines, go first.
+        lines = re.sub(r"\[[^\]]*\]", " ", paragraph).split("\n")
+        if paragraph[:1].strip():
+            # Unindented: an entry's headword line (with its pronunciation in backslashes), or boilerplate.
+            in_entries = "\\" in lines[0]
             lines = lines[1:]
-        text = " ".join(lines)
+        if not in_entries or "* * *" in paragraph or paragraph.lstrip().startswith("Begin file"):
+            continue
+        text = "\n".join(lines)
         text = re.sub(r"\\[^\\]*\\", " ", text)  # pronunciations
         text = re.sub(r"--\s*[A-Z][\w.' ]*\.?", " ", text)  # citations
         text = re.sub(r"^\s*\d+\.\s*|\([A-Z][a-z]+\.(?: [A-Z][a-z]+\.)*\)", " ", text)  # sense numbers, labels
         text = re.sub(r"[{}]", "", text)
-        if re.search(r"[a-z]", text) and not text.lstrip().startswith(("00-database", "Note:", "Syn.")):
+        if re.search(r"[a-z]", text) and not text.lstrip().startswith(("Note:", "Syn.")):
             documents.append(text)
     return _distinct(documents)
 

@@ -81,8 +81,9 @@ class DataArguments:
     corpus_samples: int | None = field(
         default=DEFAULT_CORPUS_SAMPLES,
         metadata={
-            "help": "Training samples (windows and sentences) per epoch drawn from a --corpus mix by weight; a source "
-            "with fewer samples than its share repeats. 0: every sample of every source, weights ignored."
+            "help": "Training samples (windows and sentences) per epoch drawn from a --corpus mix of several "
+            "installed sources by weight (at most --max_train_samples); a source with fewer samples than its share "
+            "repeats. 0: every sample of every source, weights ignored. A single source always gives all its samples."
         },
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the text."})
@@ -251,12 +252,13 @@ def load_corpus_mix(arguments: DataArguments) -> DatasetDict:
         installs = "; ".join(SOURCES[name].install for name in weights)
         raise ValueError(f"No source of --corpus {','.join(weights)} is installed here; install one ({installs}).")
     shares = {name: weights[name] / sum(weights[name] for name in names) for name in names}
+    total = mix_size(arguments, len(names))
     train, validation, generator = [], [], random.Random(arguments.split_seed)
     for name in names:
         documents, held_out = source_splits(name, arguments)
-        if arguments.corpus_samples:
+        if total:
             # Each document gives at least one sample: more than a source's share of documents is never needed.
-            needed = round(arguments.corpus_samples * shares[name])
+            needed = round(total * shares[name])
             documents = generator.sample(documents, needed) if needed < len(documents) else documents
         train += [(text, name) for text in documents]
         if "bbc" not in names or name == "bbc":
@@ -266,6 +268,14 @@ def load_corpus_mix(arguments: DataArguments) -> DatasetDict:
         return Dataset.from_dict({"text": [text for text, _ in rows], "source": [name for _, name in rows]})
 
     return DatasetDict(train=dataset(train), validation=dataset(validation))
+
+
+def mix_size(arguments: DataArguments, sources: int) -> int:
+    """How many training samples to draw from a mix of `sources` installed sources (0: all of them): a single
+    source gives all its samples; `max_train_samples` caps the draw, so a small run reads little."""
+    if sources < 2 or not arguments.corpus_samples:
+        return arguments.max_train_samples or 0
+    return min(arguments.corpus_samples, arguments.max_train_samples or arguments.corpus_samples)
 
 
 def draw_mix(samples: Dataset, weights: dict[str, float], total: int, seed: int) -> Dataset:
@@ -339,10 +349,10 @@ def tokenize_windows(corpus: DatasetDict, tokenizer: PreTrainedTokenizerBase, ar
     if arguments.sentence_samples:
         split = corpus["train"].map(sentences, batched=True, remove_columns=["text"], desc="Splitting into sentences")
         train = concatenate_datasets([train, windows(split)])
-    weights = arguments.corpus_weights()
-    if weights and arguments.corpus_samples and "source" in train.column_names:
-        train = draw_mix(train, weights, arguments.corpus_samples, arguments.split_seed)
-    elif arguments.sentence_samples or weights:
+    sources = set(train["source"]) if "source" in train.column_names else set()
+    if len(sources) > 1 and arguments.corpus_samples:
+        train = draw_mix(train, arguments.corpus_weights(), mix_size(arguments, len(sources)), arguments.split_seed)
+    elif arguments.sentence_samples or sources:
         train = train.shuffle(seed=arguments.split_seed)
     tokenized["train"] = train
     limits = {"train": arguments.max_train_samples, "validation": arguments.max_eval_samples}

@@ -12,7 +12,14 @@ from transformers import AutoTokenizer, PretrainedConfig
 
 from .configuration_minialbert import MiniAlbertConfig
 from .convert import ConversionArguments, convert_bert_to_minialbert, load_teacher
-from .data import DataArguments, bundled_teacher_path, load_text_corpus, python_docs_sentences, tokenize_windows
+from .data import (
+    DataArguments,
+    broad_held_out_sentences,
+    bundled_teacher_path,
+    load_text_corpus,
+    python_docs_sentences,
+    tokenize_windows,
+)
 from .distillation import (
     DistillationArguments,
     DistillationTrainer,
@@ -99,18 +106,25 @@ def run_distillation(
         data_arguments.split_seed,
         training_arguments.per_device_eval_batch_size,
     )
-    sentences = python_docs_sentences()
-    out_of_domain = sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
+    # Sentences of other sources: the Python reference (never trained on) and the held-out parts of the broad
+    # corpus sources (in domain for the sources of --corpus, out of domain for the others).
+    broad = broad_held_out_sentences(data_arguments)
+    sentence_sets = {
+        name: sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
+        for name, sentences in {
+            "ood_sentence_spearman": python_docs_sentences(),
+            "broad_sentence_spearman": [sentence for sentences in broad.values() for sentence in sentences],
+        }.items()
+        if sentences
+    }
     layers = trainer.layer_map
-    before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, out_of_domain)
+    before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, sentence_sets)
     unmasked = [trainer.unmasked(batch) for batch in batches]
-    trainer.add_callback(
-        SentenceAgreementCallback(trainer, {"sentence_spearman": unmasked, "ood_sentence_spearman": out_of_domain})
-    )
+    trainer.add_callback(SentenceAgreementCallback(trainer, {"sentence_spearman": unmasked} | sentence_sets))
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model()
     distilled = trainer.accelerator.unwrap_model(trainer.model)
-    after = agreement_report(distilled, trainer.teacher, batches, layers, out_of_domain)
+    after = agreement_report(distilled, trainer.teacher, batches, layers, sentence_sets)
 
     real_tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
     summary = {
@@ -122,14 +136,17 @@ def run_distillation(
         "bf16_autocast": training_arguments.bf16,
         "train_samples": len(windows["train"]),
         "held_out_windows": len(windows["validation"]),
-        "out_of_domain_sentences": sum(len(batch["input_ids"]) for batch in out_of_domain),
+        "out_of_domain_sentences": sum(len(batch["input_ids"]) for batch in sentence_sets["ood_sentence_spearman"]),
+        # broad_sentence_spearman: these sources' held-out sentences, pooled; which of them the corpus trained on.
+        "broad_held_out_sentences": {source: len(sentences) for source, sentences in broad.items()},
+        "trained_on_sources": sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),
         "global_step": trainer.state.global_step,
         "processes": training_arguments.world_size,
         "train_runtime_seconds": round(result.metrics["train_runtime"], 1),
         "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * real_tokens_per_window),
         "at_initialisation": before,
         "after_distillation": after,
-        "agreement_by_epoch": [
+        "agreement_curve": [
             {key.removeprefix("agreement_"): value for key, value in entry.items()}
             for entry in trainer.state.log_history
             if "agreement_sentence_spearman" in entry
@@ -154,10 +171,14 @@ def format_summary(summary: dict) -> str:
         f"student: {summary['student_parameters'] / 1e6:.2f}M; layer map {summary['layer_map']}",
         f"recipe {recipe['name']!r} ({recipe['reason']}): {terms}; hidden {recipe['hidden_loss']} on "
         f"{recipe['hidden_layers']} mapped layers, sentence {recipe['sentence_loss']} of {recipe['sentence_pooling']} "
-        f"pooling, on {recipe['distill_inputs']} input; bf16 autocast {'on' if summary['bf16_autocast'] else 'off'}",
+        f"pooling, relational {recipe['relational_loss']}, on {recipe['distill_inputs']} input; bf16 autocast "
+        f"{'on' if summary['bf16_autocast'] else 'off'}",
         f"{summary['global_step']} steps on {summary['train_samples']} training samples in "
         f"{summary['train_runtime_seconds']} s ({summary['train_tokens_per_second']} tokens/s); held-out: "
-        f"{summary['held_out_windows']} windows, {summary['out_of_domain_sentences']} out-of-domain sentences",
+        f"{summary['held_out_windows']} windows, {summary['out_of_domain_sentences']} out-of-domain sentences, "
+        f"{sum(summary['broad_held_out_sentences'].values())} sentences of the broad sources "
+        f"({', '.join(summary['broad_held_out_sentences']) or 'none installed'}; trained on: "
+        f"{', '.join(summary['trained_on_sources']) or 'none'})",
         f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",
     ]
     teacher = {f"teacher_{name}": value for name, value in summary["teacher_figures"].items()}

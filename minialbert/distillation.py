@@ -14,6 +14,7 @@ report each term); optimiser, schedule, checkpointing, logging and distributed l
 
 import functools
 import logging
+import math
 import os
 import re
 import time
@@ -153,6 +154,14 @@ class DistillationArguments(TrainingArguments):
             "teacher_layer_map, else minialbert.layer_map)."
         },
     )
+    agreement_steps: float = field(
+        default=0.25,
+        metadata={
+            "help": "Log sentence agreement with the teacher on the held-out sets every this many steps, or this "
+            "share of all steps when below 1, and at each epoch's end (0: at epoch ends only). `minialbert distill`"
+            "'s summary keeps the curve."
+        },
+    )
     auto_bf16: bool = field(
         default=True,
         metadata={
@@ -200,6 +209,8 @@ class DistillationArguments(TrainingArguments):
         for name in ("temperature", "relational_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}.")
+        if self.agreement_steps < 0:
+            raise ValueError(f"--agreement_steps must be 0 or positive, got {self.agreement_steps}.")
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}.")
 
@@ -643,7 +654,7 @@ def agreement_report(
     teacher: Teacher,
     batches: list[dict[str, torch.Tensor]],
     layers: list[int],
-    out_of_domain: list[dict[str, torch.Tensor]] | None = None,
+    sentence_sets: dict[str, list[dict[str, torch.Tensor]]] | None = None,
 ) -> dict[str, float]:
     """How closely the student follows the teacher on held-out masked batches.
 
@@ -651,7 +662,8 @@ def agreement_report(
     - `attention_kl`: attention KL(teacher || student) over the mapped layers;
     - `student_mlm_accuracy` / `teacher_mlm_accuracy`: top-1 accuracy at the masked tokens (teacher: with a head);
     - `sentence_spearman`: `similarity_spearman` of mean-pooled embeddings of the unmasked windows;
-    - `ood_sentence_spearman`: the same on `out_of_domain` batches (unmasked text from another source), if given.
+    - and for each `name: batches` of `sentence_sets` (unmasked sentences from other sources, e.g.
+      `ood_sentence_spearman`), the same on those batches.
     """
     was_training = student.training
     student.eval()
@@ -685,23 +697,37 @@ def agreement_report(
     report["sentence_spearman"] = similarity_spearman(
         encode(student.minialbert, unmasked_batches), encode(teacher.bert, unmasked_batches)
     )
-    if out_of_domain is not None:
-        report["ood_sentence_spearman"] = similarity_spearman(
-            encode(student.minialbert, out_of_domain), encode(teacher.bert, out_of_domain)
-        )
+    for name, sentences in (sentence_sets or {}).items():
+        report[name] = similarity_spearman(encode(student.minialbert, sentences), encode(teacher.bert, sentences))
     student.train(was_training)
     return {name: round(value, 4) for name, value in report.items()}
 
 
 class SentenceAgreementCallback(TrainerCallback):
-    """Log the student's sentence agreement with the teacher at the end of every epoch (`sentence_spearman` on
-    held-out windows, `ood_sentence_spearman` on out-of-domain sentences), into the Trainer's logs and log
-    history, so checkpoints keep the curve and `report_to` integrations plot it."""
+    """Log the student's sentence agreement with the teacher on held-out sets (e.g. `sentence_spearman` on
+    held-out windows, `ood_sentence_spearman` on out-of-domain sentences) every `args.agreement_steps` and at the
+    end of every epoch, with the seconds of training so far, into the Trainer's logs and log history, so
+    checkpoints keep the curve and `report_to` integrations plot it."""
 
     def __init__(self, trainer: DistillationTrainer, held_out: dict[str, list[dict[str, torch.Tensor]]]):
         self.trainer, self.held_out = trainer, held_out
+        self.seconds, self.started = 0.0, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        share = args.agreement_steps
+        every = share if share >= 1 else math.ceil(state.max_steps * share)
+        if every and state.global_step % every == 0 and state.global_step < state.max_steps:
+            self.log_agreement()
 
     def on_epoch_end(self, args, state, control, **kwargs):
+        self.log_agreement()
+
+    def log_agreement(self):
+        # Scoring time is not training time: the clock pauses while the held-out sets are encoded.
+        self.seconds += time.perf_counter() - self.started
         student = self.trainer.accelerator.unwrap_model(self.trainer.model)
         was_training = student.training
         student.eval()
@@ -710,7 +736,8 @@ class SentenceAgreementCallback(TrainerCallback):
             embeddings = encode(student.minialbert, batches), encode(self.trainer.teacher.bert, batches)
             scores[f"agreement_{name}"] = round(similarity_spearman(*embeddings), 4)
         student.train(was_training)
-        self.trainer.log(scores)
+        self.trainer.log(scores | {"agreement_train_seconds": round(self.seconds, 1)})
+        self.started = time.perf_counter()
 
 
 def held_out_batches(

@@ -5,10 +5,14 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer
 
+from minialbert import data
+from minialbert.corpora import SourceNotInstalled
 from minialbert.data import (
     BBC_NEWS_TOPICS,
     DataArguments,
     bbc_news_splits,
+    broad_held_out_sentences,
+    draw_mix,
     load_bbc_news,
     load_text_corpus,
     python_docs_sentences,
@@ -69,8 +73,9 @@ def test_sentence_samples_join_the_training_windows_only(tokenizer):
     mixed = tokenize_windows(corpus, tokenizer, DataArguments(sentence_samples=True))
     decoded = sorted(tokenizer.decode(ids, skip_special_tokens=True) for ids in mixed["train"]["input_ids"])
     expected = [tokenizer.decode(ids, skip_special_tokens=True) for ids in plain["train"]["input_ids"]]
-    expected += ["shares rose by 5 % on monday.", "mr smith said so!", "one two three four five six."]
-    assert decoded == sorted(expected)  # sentences of fewer than 4 words are left out
+    expected += ["shares rose by 5 % on monday.", "mr smith said so!"]
+    # Sentences of fewer than 4 words are left out, and a one-sentence document is not repeated as a sentence.
+    assert decoded == sorted(expected)
     assert mixed["validation"]["input_ids"] == plain["validation"]["input_ids"]
     assert (
         len(tokenize_windows(corpus, tokenizer, DataArguments(sentence_samples=True, max_train_samples=3))["train"])
@@ -142,9 +147,92 @@ def test_datasets_by_name_need_a_text_column(tmp_path):
         ({"max_seq_length": 4}, "--max_seq_length must be at least 8"),
         ({"max_seq_length": 32, "stride": 17}, "--stride (17) must be in [0, max_seq_length / 2] = [0, 16]"),
         ({"validation_split_percentage": 0}, "--validation_split_percentage must be in (0, 100)"),
+        ({"corpus": "bbc,wikipedia"}, "--corpus names 'wikipedia', not a corpus source; known: bbc, wordnet"),
+        ({"corpus": "bbc,wordnet:0"}, "--corpus weight of 'wordnet' is 0; weights must be positive"),
+        ({"corpus": "fortunes:-1"}, "--corpus weight of 'fortunes' is -1; weights must be positive"),
+        ({"corpus": "gcide:lots"}, "--corpus weight 'lots' of 'gcide' is not a number; write gcide:2"),
+        ({"corpus": "bbc,foldoc,bbc:2"}, "--corpus names 'bbc' twice"),
+        ({"corpus": "bbc", "train_files": ["notes.txt"]}, "Pass one of --corpus, --dataset_name and --train_files"),
+        ({"corpus_samples": -5}, "--corpus_samples must be 0 (every sample) or positive, got -5"),
     ],
 )
 def test_bad_data_options_are_refused(options, message):
     with pytest.raises(ValueError) as error:
         DataArguments(**options)
     assert message in str(error.value)
+
+
+def fake_sources(monkeypatch, missing=("gcide",)):
+    """wordnet and fortunes as small in-memory sources (200 one-sentence and 100 two-sentence documents), the
+    `missing` ones not installed."""
+    documents = {
+        "wordnet": tuple(f"Definition number {index} of a word." for index in range(200)),
+        "fortunes": tuple(
+            f"Fortune number {index} says so today. This fortune number {index} is wise to hear."
+            for index in range(100)
+        ),
+    }
+
+    def read_source(name):
+        if name in missing or name not in documents:
+            raise SourceNotInstalled(f"{name} is missing: install it with `apt-get install -y {name}-package`.")
+        return documents[name]
+
+    monkeypatch.setattr(data, "read_source", read_source)
+    return documents
+
+
+def test_draw_mix_takes_each_source_in_the_ratio_of_its_weight():
+    rows = {"input_ids": list(range(130)), "source": ["a"] * 100 + ["b"] * 30}
+    drawn = draw_mix(Dataset.from_dict(rows), {"a": 1.0, "b": 3.0}, total=200, seed=0)
+    assert Counter(drawn["source"]) == {"a": 50, "b": 150}
+    counts = Counter(drawn["input_ids"])
+    assert len({i for i in counts if i < 100}) == 50 and max(counts[i] for i in range(100)) == 1
+    # b has 30 samples for a share of 150: every one five times.
+    assert all(counts[i] == 5 for i in range(100, 130))
+    assert drawn["input_ids"] != sorted(drawn["input_ids"]), "shuffled"
+    again = draw_mix(Dataset.from_dict(rows), {"a": 1.0, "b": 3.0}, total=200, seed=0)
+    assert drawn["input_ids"] == again["input_ids"]
+
+
+def test_a_corpus_mix_skips_missing_sources_by_name_and_keeps_held_out_parts_apart(monkeypatch, tokenizer, caplog):
+    documents = fake_sources(monkeypatch)
+    arguments = DataArguments(corpus="wordnet:3,fortunes,gcide", corpus_samples=80, sentence_samples=True)
+    with caplog.at_level("WARNING"):
+        corpus = load_text_corpus(arguments)
+    assert "Corpus source 'gcide' is not installed" in caplog.text
+    assert "apt-get install -y gcide-package" in caplog.text
+    train, held_out = set(corpus["train"]["text"]), set(corpus["validation"]["text"])
+    assert not train & held_out
+    for name, texts in documents.items():
+        assert len(held_out & set(texts)) == round(0.05 * len(texts)), name  # no BBC: each source's held-out part
+    # At most each source's share of the draw is read: 60 wordnet and 20 fortunes documents.
+    assert Counter(corpus["train"]["source"]) == {"wordnet": 60, "fortunes": 20}
+
+    samples = tokenize_windows(corpus, tokenizer, arguments)
+    assert len(samples["train"]) == 80 and samples["train"].column_names == samples["validation"].column_names
+    decoded = Counter(
+        "fortune" if "fortune" in text else "definition"
+        for text in (tokenizer.decode(ids, skip_special_tokens=True) for ids in samples["train"]["input_ids"])
+    )
+    assert decoded == {"definition": 60, "fortune": 20}  # fortunes' documents and sentences share its 20 samples
+
+
+def test_a_corpus_mix_with_no_source_installed_is_refused_before_any_work(monkeypatch):
+    fake_sources(monkeypatch, missing=("wordnet", "fortunes", "gcide"))
+    with pytest.raises(ValueError) as error:
+        load_text_corpus(DataArguments(corpus="wordnet,gcide"))
+    message = str(error.value)
+    assert "No source of --corpus wordnet,gcide is installed" in message
+    assert "apt-get install -y wordnet-base" in message and "apt-get install -y dict-gcide" in message
+
+
+def test_broad_held_out_sentences_come_from_the_parts_training_never_sees(monkeypatch):
+    documents = fake_sources(monkeypatch)
+    held_out = broad_held_out_sentences(DataArguments(validation_split_percentage=30), per_source=12)
+    assert set(held_out) == {"wordnet", "fortunes"}, "gcide is not installed; bbc is scored on its windows"
+    corpus = load_text_corpus(DataArguments(corpus="wordnet,fortunes", validation_split_percentage=30))
+    train = " ".join(corpus["train"]["text"])
+    for name, sentences in held_out.items():
+        assert len(sentences) == len(set(sentences)) == 12
+        assert all(sentence in " ".join(documents[name]) and sentence not in train for sentence in sentences)

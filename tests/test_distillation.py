@@ -28,6 +28,7 @@ from minialbert.distillation import (
     cosine_loss,
     logit_kl,
     masked_mean,
+    relational_loss,
     resolve_recipe,
     teacher_targets,
 )
@@ -63,6 +64,30 @@ def test_loss_terms_match_reference_computations():
     p = (teacher_logits / 2).softmax(-1)
     expected_kl = (p * (p.log() - (student_logits / 2).log_softmax(-1))).sum(-1).mean() * 4
     torch.testing.assert_close(logit_kl(student_logits, teacher_logits, temperature=2.0), expected_kl)
+
+
+def test_relational_loss_matches_a_hand_computation():
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
+
+    def similarity(embeddings, i, j):
+        return F.cosine_similarity(embeddings[i], embeddings[j], dim=0)
+
+    pairs = [(i, j) for i in range(5) for j in range(5) if i != j]
+    expected_mse = torch.stack([(similarity(student, i, j) - similarity(teacher, i, j)) ** 2 for i, j in pairs])
+    torch.testing.assert_close(relational_loss(student, teacher, "mse", 0.05), expected_mse.mean())
+    rows = []
+    for i in range(5):
+        others = [j for j in range(5) if j != i]
+        student_row = torch.stack([similarity(student, i, j) for j in others]) / 0.1
+        teacher_row = (torch.stack([similarity(teacher, i, j) for j in others]) / 0.1).softmax(0)
+        rows.append((teacher_row * (teacher_row.log() - student_row.log_softmax(0))).sum())
+    torch.testing.assert_close(relational_loss(student, teacher, "kl", 0.1), torch.stack(rows).mean())
+    # Only the similarity structure counts: a scaled rotation of the teacher's embeddings scores 0.
+    rotation = torch.linalg.qr(torch.randn(8, 8, generator=generator))[0]
+    for form in ("mse", "kl"):
+        assert relational_loss(3 * teacher @ rotation, teacher, form, 0.05) < 1e-6
+        assert relational_loss(student[:1], teacher[:1], form, 0.05) == 0  # one sentence: no pairs
 
 
 def test_teacher_attention_maps_are_recomputed_exactly(teacher_path):
@@ -157,13 +182,21 @@ def test_recipes_per_kind_of_teacher_and_options_that_cannot_apply(teacher_path,
     assert (
         caplog.text.count("has no masked-LM head: the paper recipe's logit KL term (logit_weight=5.0) drops out") == 1
     )
-    assert paper.weights() == {"mlm": 1, "attention": 3, "hidden": 3, "logit": 0, "embedding": 0, "sentence": 0}
+    assert paper.weights() == {
+        "mlm": 1, "attention": 3, "hidden": 3, "logit": 0, "embedding": 0, "sentence": 0, "relational": 0
+    }  # fmt: skip
     with pytest.raises(ValueError, match="--logit_weight 2.0 needs a teacher with a masked-LM head"):
         trainer(logit_weight=2.0)
     with pytest.raises(ValueError, match="Every loss weight is 0"):
         trainer(hidden_weight=0.0, sentence_weight=0.0)
     with pytest.raises(ValueError, match="--hidden_loss must be one of \\['cosine', 'mse'\\], got 'l1'"):
         DistillationArguments(output_dir=str(tmp_path), hidden_loss="l1")
+    with pytest.raises(ValueError, match="--relational_loss must be one of \\['mse', 'kl'\\], got 'cosine'"):
+        DistillationArguments(output_dir=str(tmp_path), relational_loss="cosine")
+    with pytest.raises(ValueError, match="--relational_weight must be non-negative, got -1.0"):
+        DistillationArguments(output_dir=str(tmp_path), relational_weight=-1.0)
+    with pytest.raises(ValueError, match="--relational_temperature must be positive, got 0"):
+        DistillationArguments(output_dir=str(tmp_path), relational_temperature=0)
 
     small = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=2)
     caplog.clear()
@@ -208,6 +241,13 @@ def test_each_recipe_switch_changes_what_the_loss_computes(tiny_bert_path, tmp_p
     torch.testing.assert_close(squared["sentence"], F.mse_loss(*pooled))
     last = losses(recipe="sentence", hidden_layers="last")
     torch.testing.assert_close(last["hidden"], cosine[-1])
+    relational = losses(recipe="sentence", relational_weight=1.0)
+    assert set(relational) == {"hidden", "sentence", "relational"}
+    torch.testing.assert_close(relational["sentence"], unmasked["sentence"])
+    torch.testing.assert_close(relational["relational"], relational_loss(*pooled, "mse", 0.05))
+    softmaxed = losses(recipe="sentence", relational_weight=1.0, relational_loss="kl", relational_temperature=0.2)
+    torch.testing.assert_close(softmaxed["relational"], relational_loss(*pooled, "kl", 0.2))
+    assert set(losses(recipe="sentence", sentence_weight=0.0, relational_weight=1.0)) == {"hidden", "relational"}
     every = losses(recipe="sentence", embedding_weight=1.0)
     torch.testing.assert_close(every["hidden"], unmasked["hidden"])
     torch.testing.assert_close(every["embedding"], cosine_loss(student_states[0], teacher_states[0], real))
