@@ -454,8 +454,14 @@ def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revi
         sections += [
             "## Distillation",
             f"Agreement with the teacher on {summary['held_out_windows']} held-out windows (`ood_`: "
-            f"{summary['out_of_domain_sentences']} sentences from another source), before and after "
-            f"{summary['global_step']} distillation steps:",
+            f"{summary['out_of_domain_sentences']} sentences from another source"
+            + (
+                f"; `broad_`: {sum(summary['broad_held_out_sentences'].values())} held-out sentences of "
+                f"{', '.join(summary['broad_held_out_sentences'])}"
+                if summary.get("broad_held_out_sentences")
+                else ""
+            )
+            + f"), before and after {summary['global_step']} distillation steps:",
             "\n".join(["| metric | at initialisation | distilled |", "|---|---|---|", *rows]),
         ]
     if results:

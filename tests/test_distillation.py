@@ -341,11 +341,18 @@ def default_run(tmp_path_factory):
 def test_short_default_run_raises_sentence_agreement_in_and_out_of_domain(default_run):
     output_dir, summary = default_run
     before, after = summary["at_initialisation"], summary["after_distillation"]
+    broad = ["broad_sentence_spearman"] if summary["broad_held_out_sentences"] else []  # .ci/run installs them
     assert set(before) == {
-        "hidden_cosine", "attention_kl", "student_mlm_accuracy", "sentence_spearman", "ood_sentence_spearman"
+        "hidden_cosine", "attention_kl", "student_mlm_accuracy", "sentence_spearman", "ood_sentence_spearman", *broad
     }  # fmt: skip
-    assert after["sentence_spearman"] > before["sentence_spearman"], (before, after)
-    assert after["ood_sentence_spearman"] > before["ood_sentence_spearman"], (before, after)
+    for name in ("sentence_spearman", "ood_sentence_spearman", *broad):
+        assert after[name] > before[name], (name, before, after)
+    assert summary["trained_on_sources"] == sorted(set(summary["broad_held_out_sentences"]) - {"bbc"})
+    # The curve: every quarter of the run and at the end of training, with the training seconds so far.
+    curve = summary["agreement_curve"]
+    assert [point["step"] for point in curve] == [15, 30, 45, 60]
+    assert [point["sentence_spearman"] for point in curve][-1] == pytest.approx(after["sentence_spearman"], abs=2e-3)
+    assert all(0 < earlier["train_seconds"] < later["train_seconds"] for earlier, later in zip(curve, curve[1:]))
     assert json.loads((output_dir / "distillation_summary.json").read_text()) == summary
     assert summary["global_step"] == 60 and summary["layer_map"] == [2, 4, 6]
     assert summary["recipe"]["name"] == "sentence" and "no masked-LM head" in summary["recipe"]["reason"]
