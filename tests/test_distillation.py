@@ -352,7 +352,8 @@ def test_short_default_run_raises_sentence_agreement_in_and_out_of_domain(defaul
     curve = summary["agreement_curve"]
     assert [point["step"] for point in curve] == [15, 30, 45, 60]
     assert [point["sentence_spearman"] for point in curve][-1] == pytest.approx(after["sentence_spearman"], abs=2e-3)
-    assert all(0 < earlier["train_seconds"] < later["train_seconds"] for earlier, later in zip(curve, curve[1:]))
+    seconds = [point["train_seconds"] for point in curve]
+    assert 0 < seconds[0] and seconds == sorted(set(seconds))
     assert json.loads((output_dir / "distillation_summary.json").read_text()) == summary
     assert summary["global_step"] == 60 and summary["layer_map"] == [2, 4, 6]
     assert summary["recipe"]["name"] == "sentence" and "no masked-LM head" in summary["recipe"]["reason"]
