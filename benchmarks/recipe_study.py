@@ -116,6 +116,12 @@ VARIANTS = {
     "mix, relational mse 10, batch 32": MIX | {"relational_weight": 10.0, "per_device_train_batch_size": 32},
     "mix, relational mse 10, no hidden term": MIX | {"relational_weight": 10.0, "hidden_weight": 0.0},
     "mix, relational mse 10, relaxed rank 96": MIX | {"relational_weight": 10.0, "convert.recursion_lora_rank": 96},
+    "mix, relational mse 1, BBC weight 3": MIX
+    | {"relational_weight": 1.0, "data.corpus": MIX["data.corpus"].replace("bbc", "bbc:3")},
+    "mix, relational mse 1, relaxed rank 96": MIX | {"relational_weight": 1.0, "convert.recursion_lora_rank": 96},
+    "mix, relational mse 1, E=384 (the teacher's embeddings)": MIX
+    | {"relational_weight": 1.0, "convert.embedding_size": 384},
+    "mix, relational mse 1, hidden last layer only": MIX | {"relational_weight": 1.0, "hidden_layers": "last"},
 }
 
 

