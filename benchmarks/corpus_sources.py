@@ -18,9 +18,7 @@ def main() -> None:
         try:
             documents = read_source(name)
         except SourceNotInstalled as missing:
-            print(
-                f"| `{name}` | {source.domain} | {source.licence} | `{source.install}` | not installed: {missing} | | |"
-            )
+            print(f"| `{name}` | {source.domain} | {source.licence} | `{source.install}` | missing: {missing} | | |")
             continue
         words = sum(len(re.findall(r"[A-Za-z]+", text)) for text in documents)
         train, held_out = source_splits(name, arguments)
