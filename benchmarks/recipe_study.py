@@ -122,6 +122,14 @@ VARIANTS = {
     "mix, relational mse 1, E=384 (the teacher's embeddings)": MIX
     | {"relational_weight": 1.0, "convert.embedding_size": 384},
     "mix, relational mse 1, hidden last layer only": MIX | {"relational_weight": 1.0, "hidden_layers": "last"},
+    "mix, BBC weight 3, relaxed rank 96": MIX
+    | {"data.corpus": MIX["data.corpus"].replace("bbc", "bbc:3"), "convert.recursion_lora_rank": 96},
+    "mix, BBC weight 3, relaxed rank 96, relational mse 1": MIX
+    | {
+        "data.corpus": MIX["data.corpus"].replace("bbc", "bbc:3"),
+        "convert.recursion_lora_rank": 96,
+        "relational_weight": 1.0,
+    },
 }
 
 

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 # The main job's training text: BBC News beside broad English from several domains (`minialbert.corpora.SOURCES`);
 # benchmarks/recipe_study.py measured the mixes.
-DEFAULT_CORPUS = "bbc,wordnet,gcide,foldoc,fortunes,shakespeare,linux_docs"
+DEFAULT_CORPUS = "bbc:3,wordnet,gcide,foldoc,fortunes,shakespeare,linux_docs"
 DEFAULT_CORPUS_SAMPLES = 40_000
 
 
