@@ -241,7 +241,13 @@ def load_results() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
 
-def table(results: dict) -> str:
+def in_round(name: str, round_name: str | None) -> bool:
+    """Rounds 1-3 studied the loss terms and capacity on BBC News alone; round 4 (variants named `mix...`) the
+    corpus mixes, the relational loss and batch shapes, scored on all three held-out sets."""
+    return round_name is None or (round_name == "4") == name.startswith("mix")
+
+
+def table(results: dict, round_name: str | None = None) -> str:
     def cell(value) -> str:
         return "" if value is None else f"{value:.4f}" if isinstance(value, float) else f"{value}"
 
@@ -252,7 +258,7 @@ def table(results: dict) -> str:
     ]
     for stage in STAGES:
         ranked = sorted(
-            results.get(stage, {}).items(),
+            ((name, row) for name, row in results.get(stage, {}).items() if in_round(name, round_name)),
             key=lambda item: -(item[1]["sentence_spearman"] + item[1]["ood_sentence_spearman"]),
         )
         for name, row in ranked:
@@ -271,11 +277,12 @@ def main() -> None:
     parser.add_argument("--variant", action="append", help="A variant to run; repeat for several (default: all).")
     parser.add_argument("--rerun", action="store_true", help="Run variants that already have a result again.")
     parser.add_argument("--table", action="store_true", help="Only print the table of stored results.")
+    parser.add_argument("--round", choices=("1-3", "4"), help="With --table: only the variants of these rounds.")
     parser.add_argument("--output_dir", default="outputs/recipe_study", help="Scratch folder for the runs.")
     arguments = parser.parse_args()
     results = load_results()
     if arguments.table:
-        print(table(results))
+        print(table(results, arguments.round))
         return
     names = arguments.variant or list(VARIANTS)
     unknown = sorted(set(names) - set(VARIANTS))

@@ -70,6 +70,9 @@ def run_distillation(
 ) -> dict:
     """`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer`, save it Hub-ready
     and write `distillation_summary.json` beside it. Returns the summary."""
+    # Read first: a corpus that cannot be read fails before the output folder is touched.
+    with training_arguments.main_process_first(desc="Reading the corpus"):
+        corpus = load_text_corpus(data_arguments)
     resume_from = training_arguments.resume_from_checkpoint or prepare_output_dir(
         training_arguments.output_dir,
         (output_arguments or OutputArguments()).overwrite_output_dir,
@@ -90,7 +93,7 @@ def run_distillation(
         # Sentence-embedding users encode single sentences: train on them too when the student follows embeddings.
         data_arguments.sentence_samples = recipe_name(training_arguments, teacher) == "sentence"
     with training_arguments.main_process_first(desc="Tokenising the corpus"):
-        windows = tokenize_windows(load_text_corpus(data_arguments), tokenizer, data_arguments)
+        windows = tokenize_windows(corpus, tokenizer, data_arguments)
     trainer = DistillationTrainer(
         teacher,
         student,

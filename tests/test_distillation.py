@@ -16,8 +16,9 @@ from safetensors import safe_open
 from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, Trainer, TrainingArguments
 
-from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert
+from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert, data
 from minialbert.convert import ConversionArguments
+from minialbert.corpora import SourceNotInstalled
 from minialbert.data import DataArguments, load_text_corpus, masked_lm_collator, tokenize_windows
 from minialbert.distill_job import StudentArguments, format_summary, load_student, run_distillation
 from minialbert.distillation import (
@@ -32,6 +33,7 @@ from minialbert.distillation import (
     resolve_recipe,
     teacher_targets,
 )
+from minialbert.folders import OutputArguments
 from minialbert.sentence_embeddings import SentenceModules, pool, read_sentence_modules, save_sentence_modules
 
 from .conftest import assert_remote_code_load_matches, booby_trap
@@ -529,6 +531,25 @@ def test_two_processes_with_torchrun(tiny_bert_path, tmp_path):
     assert summary["global_step"] == 4 and summary["processes"] == 2
     student = MiniAlbertForMaskedLM.from_pretrained(output_dir)
     assert student.config.num_hidden_layers == 2
+
+
+def test_an_unreadable_corpus_fails_before_the_output_folder_is_touched(tmp_path, monkeypatch):
+    def not_installed(name):
+        raise SourceNotInstalled(f"{name} is missing here")
+
+    monkeypatch.setattr(data, "read_source", not_installed)
+    output_dir = tmp_path / "student"
+    output_dir.mkdir()
+    (output_dir / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="No source of --corpus wordnet,fortunes is installed here"):
+        run_distillation(
+            StudentArguments(),
+            ConversionArguments(),
+            DataArguments(corpus="wordnet,fortunes"),
+            DistillationArguments(output_dir=str(output_dir), report_to="none"),
+            OutputArguments(overwrite_output_dir=True),
+        )
+    assert [path.name for path in output_dir.iterdir()] == ["config.json"]
 
 
 def test_a_student_folder_is_read_as_data_and_its_code_never_runs(tiny_bert_path, tmp_path):
