@@ -38,9 +38,10 @@ from minialbert.sentence_embeddings import SentenceModules, pool, read_sentence_
 
 from .conftest import assert_remote_code_load_matches, booby_trap
 
-# A few fast steps on the tiny BERT teacher: the shape of every CLI run in this file.
+# A few fast steps on the tiny BERT teacher, on BBC News alone (one source to read): the shape of every CLI run
+# in this file.
 TINY_RUN = [
-    "--embedding_size", "16", "--num_recursions", "2",
+    "--embedding_size", "16", "--num_recursions", "2", "--corpus", "bbc",
     "--max_seq_length", "32", "--stride", "8", "--max_train_samples", "64", "--max_eval_samples", "16",
     "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
     "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_pin_memory", "false",
@@ -108,7 +109,7 @@ def test_teacher_attention_maps_are_recomputed_exactly(teacher_path):
 
 def tiny_trainer(tiny_bert_path, tmp_path, teacher=None, **overrides):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_path)
-    data = DataArguments(max_seq_length=32, stride=8, max_train_samples=32, max_eval_samples=8)
+    data = DataArguments(corpus="bbc", max_seq_length=32, stride=8, max_train_samples=32, max_eval_samples=8)
     windows = tokenize_windows(load_text_corpus(data), tokenizer, data)
     student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=2)
     options = dict(
