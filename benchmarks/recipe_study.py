@@ -253,8 +253,8 @@ def table(results: dict, round_name: str | None = None) -> str:
 
     rows = [
         "| stage | variant | BBC sentence_spearman | Python-reference sentence_spearman | broad, seen | broad, unseen "
-        "| hidden_cosine | steps | steps/s | tokens/s | train s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| hidden_cosine | attention_kl | MLM accuracy | steps | steps/s | tokens/s | train s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for stage in STAGES:
         ranked = sorted(
@@ -265,6 +265,7 @@ def table(results: dict, round_name: str | None = None) -> str:
             rows.append(
                 f"| {stage} | {name} | {row['sentence_spearman']:.4f} | {row['ood_sentence_spearman']:.4f} | "
                 f"{cell(row.get('broad_seen'))} | {cell(row.get('broad_unseen'))} | {row['hidden_cosine']:.4f} | "
+                f"{row['attention_kl']:.4f} | {row['student_mlm_accuracy']:.4f} | "
                 f"{row['steps']} | {cell(row.get('steps_per_second'))} | {cell(row.get('tokens_per_second'))} | "
                 f"{row['train_seconds']:.0f} |"
             )
