@@ -41,7 +41,8 @@ def distill_command(argv: list[str]) -> int:
         (StudentArguments, ConversionArguments, DataArguments, DistillationArguments, OutputArguments),
         prog="minialbert distill",
         description="Distil a BERT teacher into a MiniAlbert student with the Trainer. With only --output_dir: "
-        "the bundled all-MiniLM-L6-v2 teacher and BBC News corpus. Accepts every TrainingArguments flag.",
+        "the bundled all-MiniLM-L6-v2 teacher and the installed corpus sources (BBC News and broad English text; "
+        "--corpus). Accepts every TrainingArguments flag.",
     )
     summary = run_distillation(*parser.parse_args_into_dataclasses(argv))
     print(format_summary(summary))
