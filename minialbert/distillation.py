@@ -720,12 +720,12 @@ class SentenceAgreementCallback(TrainerCallback):
         share = args.agreement_steps
         every = share if share >= 1 else math.ceil(state.max_steps * share)
         if every and state.global_step % every == 0 and state.global_step < state.max_steps:
-            self.log_agreement()
+            self.log_agreement(control)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self.log_agreement()
+        self.log_agreement(control)
 
-    def log_agreement(self):
+    def log_agreement(self, control):
         # Scoring time is not training time: the clock pauses while the held-out sets are encoded.
         self.seconds += time.perf_counter() - self.started
         student = self.trainer.accelerator.unwrap_model(self.trainer.model)
@@ -736,7 +736,10 @@ class SentenceAgreementCallback(TrainerCallback):
             embeddings = encode(student.minialbert, batches), encode(self.trainer.teacher.bert, batches)
             scores[f"agreement_{name}"] = round(similarity_spearman(*embeddings), 4)
         student.train(was_training)
+        # Logging clears `control.should_log`; keep it, or the Trainer would skip its own loss log of this step.
+        should_log = control.should_log
         self.trainer.log(scores | {"agreement_train_seconds": round(self.seconds, 1)})
+        control.should_log = should_log
         self.started = time.perf_counter()
 
 
