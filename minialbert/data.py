@@ -100,6 +100,13 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many training windows."})
     max_eval_samples: int | None = field(default=256, metadata={"help": "Keep at most this many held-out windows."})
+    broad_eval_sentences: int = field(
+        default=64,
+        metadata={
+            "help": "Held-out sentences of each installed broad corpus source that `minialbert distill` scores "
+            "agreement on (`broad_sentence_spearman`), whatever the training text; 0: none."
+        },
+    )
     sentence_samples: bool | None = field(
         default=None,
         metadata={
@@ -118,6 +125,8 @@ class DataArguments:
             raise ValueError("Pass either --dataset_name or --train_files, not both.")
         if self.corpus and (self.dataset_name or self.train_files):
             raise ValueError("Pass one of --corpus, --dataset_name and --train_files, not two.")
+        if self.broad_eval_sentences < 0:
+            raise ValueError(f"--broad_eval_sentences must be 0 (none) or positive, got {self.broad_eval_sentences}.")
         if self.corpus_samples is not None and self.corpus_samples < 0:
             raise ValueError(f"--corpus_samples must be 0 (every sample) or positive, got {self.corpus_samples}.")
         self.corpus_weights()  # an unknown source or a bad weight fails here, before any work
@@ -375,14 +384,17 @@ def masked_lm_collator(
 
 
 def broad_held_out_sentences(
-    arguments: DataArguments | None = None, per_source: int = 64, seed: int = 42
+    arguments: DataArguments | None = None, per_source: int | None = None, seed: int = 42
 ) -> dict[str, list[str]]:
     """Held-out sentences of every installed corpus source but BBC News (whose held-out set is its validation
-    windows): `per_source` sentences of 6-40 words each, drawn with `seed` from the part of the source that
-    `arguments` (its `split_seed` and `validation_split_percentage`) never trains on. Sources with too few such
-    sentences, or not installed, are left out with a warning."""
+    windows): `per_source` (default: `arguments.broad_eval_sentences`) sentences of 6-40 words each, drawn with
+    `seed` from the part of the source that `arguments` (its `split_seed` and `validation_split_percentage`) never
+    trains on. Sources with too few such sentences, or not installed, are left out with a warning."""
     arguments = arguments or DataArguments()
+    per_source = arguments.broad_eval_sentences if per_source is None else per_source
     found = {}
+    if not per_source:
+        return found
     for name in installed_sources([name for name in SOURCES if name != "bbc"]):
         _, held_out = source_splits(name, arguments)
         candidates = sorted(

@@ -180,7 +180,7 @@ def format_summary(summary: dict) -> str:
         f"{summary['train_runtime_seconds']} s ({summary['train_tokens_per_second']} tokens/s); held-out: "
         f"{summary['held_out_windows']} windows, {summary['out_of_domain_sentences']} out-of-domain sentences, "
         f"{sum(summary['broad_held_out_sentences'].values())} sentences of the broad sources "
-        f"({', '.join(summary['broad_held_out_sentences']) or 'none installed'}; trained on: "
+        f"({', '.join(summary['broad_held_out_sentences']) or 'none'}; trained on: "
         f"{', '.join(summary['trained_on_sources']) or 'none'})",
         f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",
     ]

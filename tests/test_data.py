@@ -154,6 +154,7 @@ def test_datasets_by_name_need_a_text_column(tmp_path):
         ({"corpus": "bbc,foldoc,bbc:2"}, "--corpus names 'bbc' twice"),
         ({"corpus": "bbc", "train_files": ["notes.txt"]}, "Pass one of --corpus, --dataset_name and --train_files"),
         ({"corpus_samples": -5}, "--corpus_samples must be 0 (every sample) or positive, got -5"),
+        ({"broad_eval_sentences": -1}, "--broad_eval_sentences must be 0 (none) or positive, got -1"),
     ],
 )
 def test_bad_data_options_are_refused(options, message):
@@ -236,3 +237,4 @@ def test_broad_held_out_sentences_come_from_the_parts_training_never_sees(monkey
     for name, sentences in held_out.items():
         assert len(sentences) == len(set(sentences)) == 12
         assert all(sentence in " ".join(documents[name]) and sentence not in train for sentence in sentences)
+    assert broad_held_out_sentences(DataArguments(broad_eval_sentences=0)) == {}
