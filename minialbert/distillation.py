@@ -711,7 +711,7 @@ class SentenceAgreementCallback(TrainerCallback):
 
     def __init__(self, trainer: DistillationTrainer, held_out: dict[str, list[dict[str, torch.Tensor]]]):
         self.trainer, self.held_out = trainer, held_out
-        self.seconds, self.started = 0.0, None
+        self.seconds, self.started, self.scored_step = 0.0, None, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
@@ -720,12 +720,15 @@ class SentenceAgreementCallback(TrainerCallback):
         share = args.agreement_steps
         every = share if share >= 1 else math.ceil(state.max_steps * share)
         if every and state.global_step % every == 0 and state.global_step < state.max_steps:
-            self.log_agreement(control)
+            self.log_agreement(state, control)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self.log_agreement(control)
+        self.log_agreement(state, control)
 
-    def log_agreement(self, control):
+    def log_agreement(self, state, control):
+        if state.global_step == self.scored_step:  # an epoch that ends on a scoring step
+            return
+        self.scored_step = state.global_step
         # Scoring time is not training time: the clock pauses while the held-out sets are encoded.
         self.seconds += time.perf_counter() - self.started
         student = self.trainer.accelerator.unwrap_model(self.trainer.model)
