@@ -43,10 +43,8 @@ from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
     agreement_report,
-    encode,
     held_out_batches,
     sentence_batches,
-    similarity_spearman,
 )
 
 RESULTS = Path(__file__).with_name("recipe_study.json")
@@ -204,16 +202,10 @@ def run_variant(name: str, seconds: float, teacher, tokenizer, evaluation, outpu
     trainer.train()
     wall = time.perf_counter() - start
     held_out, sentences, broad = evaluation
-    report = agreement_report(
-        student, trainer.teacher, held_out, student.config.teacher_layer_map, {"ood_sentence_spearman": sentences}
-    )
-    student.eval()
-    by_source = {
-        source: round(
-            similarity_spearman(encode(student.minialbert, batches), encode(trainer.teacher.bert, batches)), 4
-        )
-        for source, batches in broad.items()
-    }
+    # agreement_report scores each named sentence set: the Python reference and each broad source's sentences.
+    sets = {"ood_sentence_spearman": sentences} | {f"broad:{source}": batches for source, batches in broad.items()}
+    report = agreement_report(student, trainer.teacher, held_out, student.config.teacher_layer_map, sets)
+    by_source = {name.removeprefix("broad:"): report.pop(name) for name in list(report) if name.startswith("broad:")}
     seen = set(data_arguments.corpus_weights() or ())
     return {
         "overrides": VARIANTS[name],
