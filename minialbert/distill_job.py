@@ -8,7 +8,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import AutoTokenizer, PretrainedConfig
+from transformers import AutoTokenizer, PretrainedConfig, enable_full_determinism, set_seed
 
 from .configuration_minialbert import MiniAlbertConfig
 from .convert import ConversionArguments, convert_bert_to_minialbert, load_teacher
@@ -78,6 +78,9 @@ def run_distillation(
         (output_arguments or OutputArguments()).overwrite_output_dir,
         training_arguments.process_index == 0,
     )
+    # Seeded before the student is built: its new adapters are drawn at random, and `--seed` must reproduce them.
+    seed_everything = enable_full_determinism if training_arguments.full_determinism else set_seed
+    seed_everything(training_arguments.seed)
     teacher_name = student_arguments.teacher or bundled_teacher_path()
     teacher = load_teacher(teacher_name, conversion_arguments.revision)
     if student_arguments.student:

@@ -63,7 +63,8 @@ class MiniAlbertEmbeddings(nn.Module):
     `config.embedding_layout == "bert"` (the default): words are projected to H first (when E != H), and
     positions, token types and the LayerNorm live at width H, so a BERT teacher's embedding block carries over
     unchanged and only the word-embedding matrix is factorised. `"albert"`: everything at width E, then the
-    projection after the LayerNorm, also where E == H (the published MiniALBERT checkpoints).
+    projection after the LayerNorm (the published MiniALBERT checkpoints). Either way there is no projection
+    where E == H, as in the authors' code.
     """
 
     def __init__(self, config: MiniAlbertConfig):
@@ -71,10 +72,9 @@ class MiniAlbertEmbeddings(nn.Module):
         self.project_last = config.embedding_layout == "albert"
         width = config.embedding_size if self.project_last else config.hidden_size
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        # The "albert" layout keeps its projection even where E == H, as the published checkpoints do.
         self.projection = (
             nn.Linear(config.embedding_size, config.hidden_size)
-            if config.embedding_size != config.hidden_size or self.project_last
+            if config.embedding_size != config.hidden_size
             else None
         )
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)

@@ -7,7 +7,8 @@ adapter_layout="post_norm", mlm_decoder="untied")` and writes a Hub-ready folder
 `AutoModel*.from_pretrained(..., trust_remote_code=True)`.
 
 The published layout (the authors' MIT-licensed `minialbert_modeling.py`): a transformers `AlbertModel` as
-`albert.albert`, the E->H `albert.projector` after the embedding LayerNorm, per-recursion post-norm adapters
+`albert.albert` without its own `embedding_hidden_mapping_in`, the E->H `albert.projector` after the embedding
+LayerNorm (none where E == H), per-recursion post-norm adapters
 `albert.att_adapters.{i}` / `albert.mlp_adapters.{i}` (`block.0` down, `block.2` up, `norm`), and heads
 `vocab_transform` / `vocab_layer_norm` / `vocab_projector` (masked LM) or `classifier`.
 """
@@ -103,17 +104,29 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     raise ValueError(f"{folder} has no model.safetensors or pytorch_model.bin; nothing to import.")
 
 
+def is_published_layout(keys: set[str]) -> bool:
+    """Whether `keys` are the published MiniALBERT layout, by what it has: the E->H projector (only where E != H),
+    per-recursion adapters, the masked-LM head's `vocab_projector`, or an ALBERT body whose own E->H mapping the
+    authors' code removed (the one sign every published checkpoint carries, E == H and adapter-free included)."""
+    markers = (r"(^|\.)projector\.weight$", r"(^|\.)(att|mlp)_adapters\.\d+\.", r"^vocab_projector\.weight$")
+    if any(re.search(marker, key) for marker in markers for key in keys):
+        return True
+    has_albert_body = any(".albert_layer_groups." in key for key in keys)
+    return has_albert_body and not any(".embedding_hidden_mapping_in." in key for key in keys)
+
+
 def describe_other_kinds(config: dict, keys: set[str], folder: Path) -> None:
     """Raise a ValueError naming what `folder` holds and which command fits, unless it is a published
     MiniALBERT checkpoint."""
     if config.get("model_type") == MiniAlbertConfig.model_type:
         raise ValueError(f"{folder} already holds a MiniAlbert model of this package: use it directly.")
-    if any(key.endswith("albert.projector.weight") or key == "projector.weight" for key in keys):
+    if is_published_layout(keys):
         return
     if any(".albert_layer_groups." in key for key in keys):
         raise ValueError(
-            f"{folder} holds an ALBERT model (no MiniALBERT projector or adapters): it loads with "
-            "transformers' AlbertModel; `minialbert import-published` reads only the MiniALBERT checkpoints."
+            f"{folder} holds an ALBERT model (its own embedding_hidden_mapping_in, no MiniALBERT projector, adapters "
+            "or heads): it loads with transformers' AlbertModel; `minialbert import-published` reads only the "
+            "MiniALBERT checkpoints."
         )
     if any(re.search(r"(^|\.)encoder\.layer\.\d+\.", key) for key in keys):
         raise ValueError(

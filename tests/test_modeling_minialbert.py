@@ -425,8 +425,8 @@ def test_published_layout_modules_compute_what_their_description_says(inputs):
     torch.testing.assert_close(adapter(x), adapter.LayerNorm(x + adapter.up(F.gelu(adapter.down(x)))))
     assert model.predictions.decoder.weight.shape == (99, 32) and model.predictions.projection is None
     assert model.predictions.decoder.weight is not model.minialbert.embeddings.word_embeddings.weight
-    # E == H keeps the projector, as the published checkpoints do.
-    assert MiniAlbertModel(tiny_config(embedding_size=32, **PUBLISHED_LAYOUT)).embeddings.projection is not None
+    # E == H: no projector, as the authors' code builds none.
+    assert MiniAlbertModel(tiny_config(embedding_size=32, **PUBLISHED_LAYOUT)).embeddings.projection is None
 
 
 def test_saved_masked_lm_stores_the_tied_matrix_once(tmp_path):

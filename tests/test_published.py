@@ -46,7 +46,8 @@ class PublishedBody(nn.Module):
         self.config = config
         self.albert = AlbertModel(config, add_pooling_layer=True)
         del self.albert.encoder.embedding_hidden_mapping_in
-        self.projector = nn.Linear(config.embedding_size, config.hidden_size)
+        if config.embedding_size != config.hidden_size:  # as the authors' code: no projector where E == H
+            self.projector = nn.Linear(config.embedding_size, config.hidden_size)
         if config.use_adapter:
             self.att_adapters = nn.ModuleList(
                 PublishedAdapter(config.hidden_size, config.reduction_factor) for _ in range(config.num_hidden_layers)
@@ -57,7 +58,8 @@ class PublishedBody(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         layer = self.albert.encoder.albert_layer_groups[0].albert_layers[0]
-        h = self.projector(self.albert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids))
+        h = self.albert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        h = self.projector(h) if hasattr(self, "projector") else h
         additive = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         states, maps = [h], []
         for i in range(self.config.num_hidden_layers):
@@ -145,7 +147,7 @@ def batch_of(tokenizer):
 
 
 @pytest.mark.parametrize("head", list(ARCHITECTURES))
-@pytest.mark.parametrize("use_adapter, embedding_size", [(True, 16), (False, 16), (True, 32)])
+@pytest.mark.parametrize("use_adapter, embedding_size", [(True, 16), (False, 16), (True, 32), (False, 32)])
 def test_imported_models_reproduce_the_published_layout(head, use_adapter, embedding_size, tokenizer, tmp_path):
     reference = published_checkpoint(tmp_path / "published", head, use_adapter, embedding_size, tokenizer)
     folder = import_published(tmp_path / "published", tmp_path / "imported")
