@@ -8,9 +8,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import AutoTokenizer, PretrainedConfig, enable_full_determinism, set_seed
+from transformers import AutoTokenizer, enable_full_determinism, set_seed
 
-from .configuration_minialbert import MiniAlbertConfig
 from .convert import ConversionArguments, convert_bert_to_minialbert, load_teacher
 from .data import (
     DataArguments,
@@ -29,7 +28,7 @@ from .distillation import (
     recipe_name,
     sentence_batches,
 )
-from .folders import OutputArguments, prepare_output_dir
+from .folders import OutputArguments, prepare_output_dir, read_minialbert_config
 from .modeling_minialbert import MiniAlbertForMaskedLM
 from .sentence_embeddings import save_sentence_modules
 
@@ -52,12 +51,12 @@ class StudentArguments:
 
 def load_student(name_or_path: str) -> MiniAlbertForMaskedLM:
     # config.json read as data, then the installed package's classes: no code stored with the student runs.
-    model_type = PretrainedConfig.get_config_dict(name_or_path)[0].get("model_type")
-    if model_type != MiniAlbertConfig.model_type:
-        raise ValueError(
-            f"--student {name_or_path!r} is a {model_type!r} model; pass a MiniAlbert folder (from minialbert "
-            "convert or distill), or pass the BERT checkpoint as --teacher to convert it."
-        )
+    read_minialbert_config(
+        name_or_path,
+        f"--student {name_or_path!r}",
+        "pass a MiniAlbert folder (from minialbert convert or distill), or pass the BERT checkpoint as --teacher to "
+        "convert it.",
+    )
     return MiniAlbertForMaskedLM.from_pretrained(name_or_path)
 
 

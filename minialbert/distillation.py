@@ -424,55 +424,33 @@ def teacher_targets(
     return TeacherTargets(hidden_states, attentions, logits)
 
 
-class DistillationTrainer(Trainer):
-    """A `Trainer` whose loss is the MiniAlbert distillation loss against a frozen BERT teacher.
+class DistillationLoss:
+    """The MiniAlbert distillation loss of a student against a frozen BERT teacher, apart from any training loop:
+    `terms(student, batch)` gives each term of the recipe, unweighted; `weights()` gives what each term weighs.
 
-    The teacher is frozen, kept in eval mode (no dropout) whatever mode the Trainer puts the student in, moved to
-    the student's device, run without autograd, and never part of what the Trainer saves.
-
-    Batches are masked inside `compute_loss`, with `DataCollatorForLanguageModeling`'s masking and the global RNG,
-    rather than in the data loader: the Trainer restores the RNG state of a checkpoint only after it has fetched
-    the first batch of a resumed run, so loader-side masks would make a resumed run diverge from an uninterrupted
-    one. Batches that already carry `labels` (a masking collator of your own) are used as they are.
+    Batches are masked here (`mask`), with `DataCollatorForLanguageModeling`'s masking and the global RNG, rather
+    than in the data loader: the Trainer restores the RNG state of a checkpoint only after it has fetched the first
+    batch of a resumed run, so loader-side masks would make a resumed run diverge from an uninterrupted one. Batches
+    that already carry `labels` (a masking collator of your own) are used as they are.
 
     Args:
-        teacher: a BERT model, checkpoint folder or Hub id (see `minialbert.convert.load_teacher`).
-        model: the `MiniAlbertForMaskedLM` student.
-        args: `DistillationArguments`; other arguments are `Trainer`'s, and `processing_class` (the tokenizer)
-            is required. The default `data_collator` pads windows (`DataCollatorWithPadding`).
+        teacher: the loaded teacher (`minialbert.convert.load_teacher`), frozen and on the training device.
+        layer_map: the teacher layer (1-based) each recursion follows.
+        recipe: which terms, with which weights and forms (`resolve_recipe`).
+        tokenizer: masks the batches.
+        args: the `DistillationArguments` the terms read (temperatures, masking probability, bf16, device).
     """
 
-    def __init__(self, teacher, model: MiniAlbertForMaskedLM, args: DistillationArguments, *trainer_args, **kwargs):
-        if not isinstance(args, DistillationArguments):
-            raise ValueError(f"DistillationTrainer needs DistillationArguments, got {type(args).__name__}.")
-        self.teacher = load_teacher(teacher)
-        student, bert = model.config, self.teacher.bert.config
-        if (student.vocab_size, student.hidden_size) != (bert.vocab_size, bert.hidden_size):
-            raise ValueError(
-                f"Student and teacher must share the vocabulary and hidden size: the student has vocab_size "
-                f"{student.vocab_size} and hidden_size {student.hidden_size}, the teacher {bert.vocab_size} and "
-                f"{bert.hidden_size}. Convert the student from this teacher (minialbert convert)."
-            )
-        self.layer_map = list(
-            args.layer_map or student.teacher_layer_map or layer_map(bert.num_hidden_layers, student.num_hidden_layers)
-        )
-        check_layer_map(self.layer_map, bert.num_hidden_layers, student.num_hidden_layers)
-        self.sentence_modules = read_sentence_modules(self.teacher.name_or_path, self.teacher.revision)
-        self.recipe = resolve_recipe(args, self.teacher, self.sentence_modules)
-        logger.info("Distillation recipe %r: %s.", self.recipe.name, self.recipe.reason)
-        tokenizer = kwargs.get("processing_class")
-        if not isinstance(tokenizer, PreTrainedTokenizerBase):
-            raise ValueError("DistillationTrainer needs the tokenizer as `processing_class` to mask batches.")
-        kwargs.setdefault("data_collator", DataCollatorWithPadding(tokenizer))
+    def __init__(
+        self,
+        teacher: Teacher,
+        layer_map: list[int],
+        recipe: Recipe,
+        tokenizer: PreTrainedTokenizerBase,
+        args: DistillationArguments,
+    ):
+        self.teacher, self.layer_map, self.recipe, self.args = teacher, layer_map, recipe, args
         self.masking = masked_lm_collator(tokenizer, args.mlm_probability)
-        super().__init__(model, args, *trainer_args, **kwargs)
-        # compute_loss returns a per-batch mean: let the Trainer divide it over gradient-accumulation steps.
-        self.loss_is_scaled_for_ga = False
-        self.teacher.bert.requires_grad_(False).eval().to(self.args.device)
-        if self.teacher.mlm_head is not None:
-            self.teacher.mlm_head.requires_grad_(False).eval().to(self.args.device)
-        self._loss_sums = {"train": defaultdict(int), "eval": defaultdict(int)}
-        self._loss_counts = {"train": 0, "eval": 0}
 
     def weights(self) -> dict[str, float]:
         return dict(self.recipe.weights)
@@ -501,7 +479,7 @@ class DistillationTrainer(Trainer):
             return F.mse_loss(student, teacher)
         return 1 - F.cosine_similarity(student, teacher, dim=-1).mean()
 
-    def distillation_losses(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def terms(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each loss term (unweighted) for one batch."""
         weights = self.weights()
         predicts = weights["mlm"] > 0 or weights["logit"] > 0
@@ -584,9 +562,69 @@ class DistillationTrainer(Trainer):
                 )
         return losses
 
+
+class DistillationTrainer(Trainer):
+    """A `Trainer` whose loss is `DistillationLoss` against a frozen BERT teacher; the rest is the Trainer's
+    plumbing: the teacher is frozen, kept in eval mode (no dropout) whatever mode the Trainer puts the student in,
+    moved to the student's device and never part of what the Trainer saves, and the mean of each loss term since
+    the last log joins the Trainer's logs.
+
+    A subclass changes the recipe through `weights` and `distillation_losses` (examples/run_distillation.py).
+
+    Args:
+        teacher: a BERT model, checkpoint folder or Hub id (see `minialbert.convert.load_teacher`).
+        model: the `MiniAlbertForMaskedLM` student.
+        args: `DistillationArguments`; other arguments are `Trainer`'s, and `processing_class` (the tokenizer)
+            is required. The default `data_collator` pads windows (`DataCollatorWithPadding`).
+    """
+
+    def __init__(self, teacher, model: MiniAlbertForMaskedLM, args: DistillationArguments, *trainer_args, **kwargs):
+        if not isinstance(args, DistillationArguments):
+            raise ValueError(f"DistillationTrainer needs DistillationArguments, got {type(args).__name__}.")
+        self.teacher = load_teacher(teacher)
+        student, bert = model.config, self.teacher.bert.config
+        if (student.vocab_size, student.hidden_size) != (bert.vocab_size, bert.hidden_size):
+            raise ValueError(
+                f"Student and teacher must share the vocabulary and hidden size: the student has vocab_size "
+                f"{student.vocab_size} and hidden_size {student.hidden_size}, the teacher {bert.vocab_size} and "
+                f"{bert.hidden_size}. Convert the student from this teacher (minialbert convert)."
+            )
+        self.layer_map = list(
+            args.layer_map or student.teacher_layer_map or layer_map(bert.num_hidden_layers, student.num_hidden_layers)
+        )
+        check_layer_map(self.layer_map, bert.num_hidden_layers, student.num_hidden_layers)
+        self.sentence_modules = read_sentence_modules(self.teacher.name_or_path, self.teacher.revision)
+        self.recipe = resolve_recipe(args, self.teacher, self.sentence_modules)
+        logger.info("Distillation recipe %r: %s.", self.recipe.name, self.recipe.reason)
+        tokenizer = kwargs.get("processing_class")
+        if not isinstance(tokenizer, PreTrainedTokenizerBase):
+            raise ValueError("DistillationTrainer needs the tokenizer as `processing_class` to mask batches.")
+        kwargs.setdefault("data_collator", DataCollatorWithPadding(tokenizer))
+        super().__init__(model, args, *trainer_args, **kwargs)
+        # compute_loss returns a per-batch mean: let the Trainer divide it over gradient-accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        self.teacher.bert.requires_grad_(False).eval().to(self.args.device)
+        if self.teacher.mlm_head is not None:
+            self.teacher.mlm_head.requires_grad_(False).eval().to(self.args.device)
+        self.distillation = DistillationLoss(self.teacher, self.layer_map, self.recipe, tokenizer, self.args)
+        self._loss_sums = {"train": defaultdict(int), "eval": defaultdict(int)}
+        self._loss_counts = {"train": 0, "eval": 0}
+
+    def weights(self) -> dict[str, float]:
+        return self.distillation.weights()
+
+    def distillation_losses(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each loss term (unweighted) for one batch: `DistillationLoss.terms`."""
+        return self.distillation.terms(model, inputs)
+
+    def mask(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.distillation.mask(inputs)
+
+    unmasked = staticmethod(DistillationLoss.unmasked)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         losses = self.distillation_losses(model, inputs)
-        weights = self.weights()
+        weights = self.weights()  # a subclass's own terms included
         loss = sum(weights[name] * value for name, value in losses.items())
         phase = "train" if model.training else "eval"
         # Kept as tensors: `.item()` here would synchronise an accelerator every step.

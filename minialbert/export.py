@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from transformers import AutoTokenizer, PretrainedConfig
+from transformers import AutoTokenizer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -29,7 +29,7 @@ from transformers.utils import ModelOutput
 
 from . import modeling_minialbert
 from .configuration_minialbert import HEADS, MiniAlbertConfig
-from .folders import write_folder
+from .folders import read_minialbert_config, write_folder
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
     MiniAlbertForQuestionAnswering,
@@ -108,20 +108,12 @@ class ExportArguments:
     )
 
 
-def read_minialbert_config(folder: str | os.PathLike) -> MiniAlbertConfig:
-    """The folder's config, read as data (no code in the folder runs), or a ValueError saying what it is."""
-    try:
-        values, _ = PretrainedConfig.get_config_dict(str(folder))
-    except OSError as error:
-        raise ValueError(f"{str(folder)!r} is not a model folder with a config.json: {error}") from error
-    if not values:
-        raise ValueError(f"{str(folder)!r} has no config.json; pass a folder written by minialbert.")
-    if values.get("model_type") != MiniAlbertConfig.model_type:
-        raise ValueError(
-            f"{str(folder)!r} holds a {values.get('model_type')!r} model, not a MiniAlbert one; convert a BERT "
-            "checkpoint first with `minialbert convert`."
-        )
-    return MiniAlbertConfig.from_dict(values)
+def read_student_config(folder: str | os.PathLike) -> MiniAlbertConfig:
+    return read_minialbert_config(
+        folder,
+        repr(str(folder)),
+        "pass a folder written by minialbert (convert a BERT checkpoint first with `minialbert convert`).",
+    )
 
 
 def task_of(config: MiniAlbertConfig, task: str | None) -> str:
@@ -267,7 +259,7 @@ def export_onnx(
     padded batches of several shapes. The folder appears complete or not at all.
     """
     arguments = arguments or ExportArguments()
-    config = read_minialbert_config(folder)
+    config = read_student_config(folder)
     task = task_of(config, arguments.task)
     output_dir = Path(output_dir) if output_dir is not None else Path(folder) / "onnx"
     try:
@@ -348,7 +340,7 @@ class OnnxRuntimeModel:
         session = onnxruntime.InferenceSession(
             str(path), session_options, providers=providers or ["CPUExecutionProvider"]
         )
-        return cls(session, read_minialbert_config(folder))
+        return cls(session, read_student_config(folder))
 
     def __call__(
         self,

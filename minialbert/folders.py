@@ -1,5 +1,5 @@
-"""The one output-folder policy of every minialbert command: `convert`, `distill`, `export-onnx` and the fine-tuning
-examples.
+"""The one output-folder policy of every minialbert command (`convert`, `distill`, `export-onnx`, `import-published`
+and the fine-tuning examples), and the one way a command reads a student folder it is given.
 
 Before any work starts, an absent or empty `output_dir` is used as is; one holding a Trainer checkpoint is resumed
 by the commands that train; any other non-empty folder is refused unless `--overwrite_output_dir`. A refused
@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transformers import PretrainedConfig
 from transformers.trainer_utils import get_last_checkpoint
+
+from .configuration_minialbert import MiniAlbertConfig
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +85,22 @@ def write_folder(output_dir: str | os.PathLike, write: Callable[[Path], None], o
     if previous is not None:
         shutil.rmtree(previous)
     return path
+
+
+def read_minialbert_config(
+    name_or_path: str | os.PathLike, subject: str, fix: str, revision: str | None = None
+) -> MiniAlbertConfig:
+    """The MiniAlbert config of a folder or Hub id, its config.json read as data (no code stored with it runs).
+
+    Anything else is a ValueError "`subject` holds a 'bert' model, not a MiniAlbert one; `fix`" (or says that it has
+    no readable config.json), `subject` and `fix` written by the caller for its own option and command.
+    """
+    try:
+        values, _ = PretrainedConfig.get_config_dict(str(name_or_path), revision=revision)
+    except OSError as error:
+        raise ValueError(f"{subject} has no readable config.json ({error}); {fix}") from error
+    if not values:
+        raise ValueError(f"{subject} has no config.json; {fix}")
+    if values.get("model_type") != MiniAlbertConfig.model_type:
+        raise ValueError(f"{subject} holds a {values.get('model_type')!r} model, not a MiniAlbert one; {fix}")
+    return MiniAlbertConfig.from_dict(values)

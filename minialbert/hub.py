@@ -16,7 +16,7 @@ from pathlib import Path
 from huggingface_hub import CommitInfo, CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from transformers import AutoTokenizer, PretrainedConfig
+from transformers import AutoTokenizer
 
 from . import modeling_minialbert
 from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig, head_of
@@ -29,6 +29,7 @@ from .export import (
     max_difference,
     task_of,
 )
+from .folders import read_minialbert_config
 from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
@@ -214,15 +215,10 @@ def _check_peft(folder: Path, base_model: str | None) -> Artifact:
         raise ValueError(f"{folder} lacks adapter_model.safetensors: save the adapter with PeftModel.save_pretrained.")
     # The base's config.json is read as data and the base loads through the installed package's own classes, so
     # no code stored in the base repository runs.
-    try:
-        config_dict, _ = PretrainedConfig.get_config_dict(base)
-    except OSError as error:
-        raise ValueError(f"Cannot load the base model {base!r} of {folder}: {error}") from error
-    if config_dict.get("model_type") != MiniAlbertConfig.model_type:
-        raise ValueError(
-            f"The adapter's base model {base!r} is a {config_dict.get('model_type')!r} model, not a MiniAlbert one."
-        )
-    head = (config_dict.get("architectures") or ["MiniAlbertModel"])[0]
+    base_config = read_minialbert_config(
+        base, f"The adapter's base model {base!r}", "pass the Hub id of the MiniAlbert student it was trained on."
+    )
+    head = (base_config.architectures or ["MiniAlbertModel"])[0]
     head_of(head)  # an unknown head: a ValueError that names the known ones
     base_instance = getattr(modeling_minialbert, head).from_pretrained(base)
     config = base_instance.config
@@ -253,12 +249,7 @@ def check_shareable(folder: str | os.PathLike, base_model: str | None = None, wi
     if (path / TUNED_CONFIG_NAME).is_file():
         return _check_tuned(path, base_model)
     if (path / "config.json").is_file():
-        model_type = json.loads((path / "config.json").read_text()).get("model_type")
-        if model_type != MiniAlbertConfig.model_type:
-            raise ValueError(
-                f"{folder} holds a {model_type!r} model, not a MiniAlbert one: convert it first with "
-                "`minialbert convert`."
-            )
+        read_minialbert_config(path, str(folder), "convert it first with `minialbert convert`.")
         return _check_model(path, with_onnx)
     raise ValueError(
         f"{folder} is not a MiniAlbert folder: expected config.json (a student), {TUNED_CONFIG_NAME} (save_tuned) "

@@ -23,6 +23,7 @@ from minialbert.data import DataArguments, load_text_corpus, masked_lm_collator,
 from minialbert.distill_job import StudentArguments, format_summary, load_student, run_distillation
 from minialbert.distillation import (
     DistillationArguments,
+    DistillationLoss,
     DistillationTrainer,
     attention_kl,
     bert_attention_probabilities,
@@ -221,8 +222,11 @@ def test_each_recipe_switch_changes_what_the_loss_computes(tiny_bert_path, tmp_p
     real = plain["attention_mask"].bool()
 
     def losses(**options):
-        trainer.args = DistillationArguments(output_dir=str(tmp_path), report_to="none", auto_bf16=False, **options)
-        trainer.recipe = resolve_recipe(trainer.args, trainer.teacher, None)
+        args = DistillationArguments(output_dir=str(tmp_path), report_to="none", auto_bf16=False, **options)
+        recipe = resolve_recipe(args, trainer.teacher, None)
+        trainer.distillation = DistillationLoss(
+            trainer.teacher, trainer.layer_map, recipe, trainer.processing_class, args
+        )
         torch.manual_seed(0)  # the same masks for every call
         with torch.no_grad():
             return trainer.distillation_losses(student, batch)
@@ -561,7 +565,7 @@ def test_a_student_folder_is_read_as_data_and_its_code_never_runs(tiny_bert_path
         booby_trap(tmp_path / name, marker, model_type)
     loaded = load_student(str(tmp_path / "ours"))
     assert type(loaded) is MiniAlbertForMaskedLM  # the installed package's class, not the folder's copy
-    with pytest.raises(ValueError, match="is a 'evil' model; pass a MiniAlbert folder"):
+    with pytest.raises(ValueError, match="holds a 'evil' model, not a MiniAlbert one; pass a MiniAlbert folder"):
         load_student(str(tmp_path / "foreign"))
     assert not marker.exists()
 
@@ -577,7 +581,7 @@ def test_distill_starts_from_an_existing_student(tiny_bert_path, tmp_path, capsy
     assert summary["layer_map"] == [1, 2, 3, 4] and summary["global_step"] == 2
 
     assert main(["distill", "--student", str(tiny_bert_path), "--output_dir", str(tmp_path / "x"), *options]) == 2
-    assert "is a 'bert' model; pass a MiniAlbert folder" in capsys.readouterr().err
+    assert "holds a 'bert' model, not a MiniAlbert one; pass a MiniAlbert folder" in capsys.readouterr().err
 
 
 def test_sentence_similarity_example_compares_student_and_teacher(default_run, monkeypatch, capsys):
