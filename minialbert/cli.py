@@ -142,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         return COMMANDS[parsed.command][1](parsed.arguments)
-    except ValueError as error:
+    except ValueError as error:  # bad input, found before any work
         print(f"minialbert {parsed.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a write that failed (full disk, read-only folder): the message says what was left
+        print(f"minialbert {parsed.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from transformers.models.bert.modeling_bert import BertLayer, BertLMPredictionHe
 from transformers.utils import logging as transformers_logging
 
 from .configuration_minialbert import MiniAlbertConfig
-from .folders import prepare_output_dir, write_folder
+from .folders import check_output_dir, write_folder
 from .modeling_minialbert import LowRankDelta, MiniAlbertForMaskedLM, MiniAlbertLayer, MiniAlbertRelaxation
 
 logger = logging.getLogger(__name__)
@@ -378,7 +378,7 @@ def convert_and_save(
     teacher: str | os.PathLike, output_dir: str | os.PathLike, arguments: ConversionArguments, overwrite: bool = False
 ) -> Path:
     """`minialbert convert`: convert `teacher` and write the student with the teacher's tokenizer."""
-    prepare_output_dir(output_dir, overwrite, resumable=False)
+    check_output_dir(output_dir, overwrite)
     loaded = load_teacher(teacher, arguments.revision)
     tokenizer_source = arguments.tokenizer or str(teacher)
     try:

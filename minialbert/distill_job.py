@@ -28,7 +28,7 @@ from .distillation import (
     recipe_name,
     sentence_batches,
 )
-from .folders import OutputArguments, prepare_output_dir, read_minialbert_config
+from .folders import OutputArguments, prepare_training_output, read_minialbert_config
 from .modeling_minialbert import MiniAlbertForMaskedLM
 from .sentence_embeddings import save_sentence_modules
 
@@ -72,7 +72,7 @@ def run_distillation(
     # Read first: a corpus that cannot be read fails before the output folder is touched.
     with training_arguments.main_process_first(desc="Reading the corpus"):
         corpus = load_text_corpus(data_arguments)
-    resume_from = training_arguments.resume_from_checkpoint or prepare_output_dir(
+    output = prepare_training_output(
         training_arguments.output_dir,
         (output_arguments or OutputArguments()).overwrite_output_dir,
         training_arguments.process_index == 0,
@@ -114,10 +114,11 @@ def run_distillation(
     # Sentences of other sources: the Python reference (never trained on) and the held-out parts of the broad
     # corpus sources (in domain for the sources of --corpus, out of domain for the others).
     broad = broad_held_out_sentences(data_arguments)
+    out_of_domain = python_docs_sentences()
     sentence_sets = {
         name: sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
         for name, sentences in {
-            "ood_sentence_spearman": python_docs_sentences(),
+            "ood_sentence_spearman": out_of_domain,
             "broad_sentence_spearman": [sentence for sentences in broad.values() for sentence in sentences],
         }.items()
         if sentences
@@ -126,45 +127,47 @@ def run_distillation(
     before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, sentence_sets)
     unmasked = [trainer.unmasked(batch) for batch in batches]
     trainer.add_callback(SentenceAgreementCallback(trainer, {"sentence_spearman": unmasked} | sentence_sets))
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    trainer.save_model()
-    distilled = trainer.accelerator.unwrap_model(trainer.model)
-    after = agreement_report(distilled, trainer.teacher, batches, layers, sentence_sets)
-
-    real_tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
-    summary = {
-        "teacher": teacher_name,
-        "teacher_parameters": teacher.bert.num_parameters(),
-        "student_parameters": student.num_parameters(),
-        "layer_map": layers,
-        "recipe": asdict(trainer.recipe),
-        "bf16_autocast": training_arguments.bf16,
-        "train_samples": len(windows["train"]),
-        "held_out_windows": len(windows["validation"]),
-        "out_of_domain_sentences": sum(len(batch["input_ids"]) for batch in sentence_sets["ood_sentence_spearman"]),
-        # broad_sentence_spearman: these sources' held-out sentences, pooled; which of them the corpus trained on.
-        "broad_held_out_sentences": {source: len(sentences) for source, sentences in broad.items()},
-        "trained_on_sources": sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),
-        "global_step": trainer.state.global_step,
-        "processes": training_arguments.world_size,
-        "train_runtime_seconds": round(result.metrics["train_runtime"], 1),
-        "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * real_tokens_per_window),
-        "at_initialisation": before,
-        "after_distillation": after,
-        "agreement_curve": [
-            {key.removeprefix("agreement_"): value for key, value in entry.items()}
-            for entry in trainer.state.log_history
-            if "agreement_sentence_spearman" in entry
-        ],
-        # The teacher's own scores, where one exists (masked-LM accuracy, with a head): the report already has them.
-        "teacher_figures": {
-            name.removeprefix("teacher_"): value for name, value in before.items() if name.startswith("teacher_")
-        },
-    }
-    if trainer.is_world_process_zero():
-        if trainer.sentence_modules is not None:
-            save_sentence_modules(trainer.sentence_modules, training_arguments.output_dir, student.config.hidden_size)
-        Path(training_arguments.output_dir, "distillation_summary.json").write_text(json.dumps(summary, indent=2))
+    tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
+    # Training, saving and the summary happen in the output's working folder, put in place once all succeeded.
+    with output.writing(training_arguments):
+        result = trainer.train(resume_from_checkpoint=training_arguments.resume_from_checkpoint or output.resume_from)
+        trainer.save_model()
+        after = agreement_report(trainer.accelerator.unwrap_model(trainer.model), trainer.teacher, batches, layers,
+                                 sentence_sets)  # fmt: skip
+        summary = {
+            "teacher": teacher_name,
+            "teacher_parameters": teacher.bert.num_parameters(),
+            "student_parameters": student.num_parameters(),
+            "layer_map": layers,
+            "recipe": asdict(trainer.recipe),
+            "bf16_autocast": training_arguments.bf16,
+            "train_samples": len(windows["train"]),
+            "held_out_windows": len(windows["validation"]),
+            "out_of_domain_sentences": len(out_of_domain),
+            # broad_sentence_spearman: these sources' held-out sentences, pooled; which of them the corpus trained on.
+            "broad_held_out_sentences": {source: len(sentences) for source, sentences in broad.items()},
+            "trained_on_sources": sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),
+            "global_step": trainer.state.global_step,
+            "processes": training_arguments.world_size,
+            "train_runtime_seconds": round(result.metrics["train_runtime"], 1),
+            "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * tokens_per_window),
+            "at_initialisation": before,
+            "after_distillation": after,
+            "agreement_curve": [
+                {key.removeprefix("agreement_"): value for key, value in entry.items()}
+                for entry in trainer.state.log_history
+                if "agreement_sentence_spearman" in entry
+            ],
+            # The teacher's own scores, where one exists (masked-LM accuracy, with a head): the report has them.
+            "teacher_figures": {
+                name.removeprefix("teacher_"): value for name, value in before.items() if name.startswith("teacher_")
+            },
+        }
+        if trainer.is_world_process_zero():
+            output_dir = training_arguments.output_dir
+            if trainer.sentence_modules is not None:
+                save_sentence_modules(trainer.sentence_modules, output_dir, student.config.hidden_size)
+            Path(output_dir, "distillation_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 

@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult
 from torch import nn
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
-from .folders import OutputArguments, prepare_output_dir
+from .folders import OutputArguments, TrainingOutput, prepare_training_output
 from .hub import push_to_hub, save_results
 from .tuning import TUNING_MODES, enable_tuning, save_tuned, trainable_parameters
 
@@ -133,8 +133,9 @@ def tokenize_splits(
 @dataclass
 class TaskRun:
     """One fine-tuning run of an example. Created before any work: it checks the output folder (resuming from its
-    last checkpoint, or refusing a non-empty folder without one) and takes over --push_to_hub, so the Trainer does
-    not upload checkpoints and the end result is pushed once, checked and with its card."""
+    last complete checkpoint, refusing a non-empty folder without one, or replacing it with --overwrite_output_dir
+    only once the run is complete) and takes over --push_to_hub, so the Trainer does not upload checkpoints and the
+    end result is pushed once, checked and with its card."""
 
     model_args: ModelArguments
     tuning_args: TuningArguments
@@ -144,12 +145,12 @@ class TaskRun:
     dataset_config: str | None = None
     output_args: OutputArguments = field(default_factory=OutputArguments)
     push: bool = field(init=False)
-    resume_from: str | None = field(init=False)
+    output: TrainingOutput = field(init=False)
 
     def __post_init__(self):
         args = self.training_args
         self.push, args.push_to_hub = args.push_to_hub, False
-        self.resume_from = args.resume_from_checkpoint or prepare_output_dir(
+        self.output = prepare_training_output(
             args.output_dir, self.output_args.overwrite_output_dir, args.process_index == 0
         )
 
@@ -157,6 +158,25 @@ class TaskRun:
         """Train (--do_train), save what the task adds to its base model, evaluate the validation (--do_eval) and
         test (--do_predict) splits, record the scores for the model card, and push (--push_to_hub). Returns every
         metric; each phase also lands in `<phase>_results.json`."""
+        args = self.training_args
+        with self.output.writing(args):
+            all_metrics, results = self.train_and_evaluate(trainer, splits)
+            if args.do_train and trainer.is_world_process_zero():
+                save_results(args.output_dir, results)
+        if self.push and args.do_train and trainer.is_world_process_zero():
+            commit = push_to_hub(
+                args.output_dir,
+                args.hub_model_id or Path(args.output_dir).name,
+                private=args.hub_private_repo,
+                base_model=self.model_args.hub_base_model,
+                token=args.hub_token,
+            )
+            logger.info("Pushed to %s", commit.commit_url)
+        return all_metrics
+
+    def train_and_evaluate(
+        self, trainer: Trainer, splits: dict[str, datasets.Dataset]
+    ) -> tuple[dict[str, float], list[EvalResult]]:
         args, model_args = self.training_args, self.model_args
         all_metrics, results = {}, []
         if args.do_train:
@@ -164,7 +184,9 @@ class TaskRun:
                 raise ValueError("--do_train needs a train split (--train_file or a data set with one).")
             counts = trainable_parameters(trainer.model)
             start = time.perf_counter()
-            metrics = trainer.train(resume_from_checkpoint=self.resume_from).metrics
+            metrics = trainer.train(
+                resume_from_checkpoint=args.resume_from_checkpoint or self.output.resume_from
+            ).metrics
             metrics |= {
                 "train_wall_seconds": round(time.perf_counter() - start, 1),
                 "total_parameters": counts["total"],
@@ -197,15 +219,4 @@ class TaskRun:
                 for name, value in metrics.items()
                 if isinstance(value, float) and name.removeprefix(f"{prefix}_") not in RUN_METRICS
             ]
-        if args.do_train and trainer.is_world_process_zero():
-            save_results(args.output_dir, results)
-            if self.push:
-                commit = push_to_hub(
-                    args.output_dir,
-                    args.hub_model_id or Path(args.output_dir).name,
-                    private=args.hub_private_repo,
-                    base_model=model_args.hub_base_model,
-                    token=args.hub_token,
-                )
-                logger.info("Pushed to %s", commit.commit_url)
-        return all_metrics
+        return all_metrics, results

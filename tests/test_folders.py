@@ -1,0 +1,115 @@
+"""The output-folder policy: resume points, replacing a folder only once its replacement is complete, and failed
+writes that leave the previous output as it was."""
+
+import errno
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from transformers import TrainingArguments
+
+from minialbert.folders import last_complete_checkpoint, prepare_training_output, write_folder
+
+
+def checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
+    """A checkpoint folder as the Trainer writes it: weights first, trainer_state.json last."""
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"weights")
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return path
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_checkpoint_cut_off_while_being_written_is_never_resumed_from(tmp_path):
+    output = tmp_path / "student"
+    checkpoint(output, 10)
+    checkpoint(output, 20, complete=False)  # killed before trainer_state.json
+    truncated = checkpoint(output, 30, complete=False)
+    (truncated / "trainer_state.json").write_text('{"global_step": 3')  # killed while writing it
+    checkpoint(output, 9)
+    assert last_complete_checkpoint(output) == (output / "checkpoint-10", [truncated, output / "checkpoint-20"])
+
+    prepared = prepare_training_output(output, overwrite=False)
+    assert prepared.resume_from == str(output / "checkpoint-10")
+    assert prepared.working_dir == output
+    # The cut-off ones are removed, so the resumed run writes its own in their place.
+    assert sorted(path.name for path in output.iterdir()) == ["checkpoint-10", "checkpoint-9"]
+
+
+def test_only_cut_off_checkpoints_start_over_but_a_folder_with_other_files_is_refused_untouched(tmp_path):
+    output = tmp_path / "student"
+    checkpoint(output, 5, complete=False)
+    assert prepare_training_output(output, overwrite=False).resume_from is None
+    assert list(output.iterdir()) == []
+
+    checkpoint(output, 5, complete=False)
+    (output / "notes.txt").write_text("keep me")
+    before = contents(output)
+    with pytest.raises(ValueError, match="is not empty and holds no checkpoint to resume from; choose another folder"):
+        prepare_training_output(output, overwrite=False)
+    assert contents(output) == before
+
+
+def test_an_overwrite_trains_beside_the_old_folder_and_swaps_only_at_the_end(tmp_path):
+    output = tmp_path / "student"
+    output.mkdir()
+    (output / "model.safetensors").write_bytes(b"old")
+    args = TrainingArguments(output_dir=str(output), report_to="none")
+
+    prepared = prepare_training_output(output, overwrite=True)
+    assert prepared.working_dir == tmp_path / ".student.overwrite" and prepared.resume_from is None
+    with pytest.raises(OSError, match=r"Replacing .*student failed \(No space left on device\); the previous .* is "
+                                      "unchanged"):  # fmt: skip
+        with prepared.writing(args):
+            assert args.output_dir == str(tmp_path / ".student.overwrite")
+            checkpoint(Path(args.output_dir), 2)
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert args.output_dir == str(output)
+    assert contents(output) == {"model.safetensors": b"old"}
+    assert [path.name for path in tmp_path.iterdir()] == ["student"], "the sibling folder was left behind"
+
+    # Killed outright, the sibling stays: the same command resumes the replacement from its last complete checkpoint.
+    checkpoint(tmp_path / ".student.overwrite", 2)
+    checkpoint(tmp_path / ".student.overwrite", 4, complete=False)
+    prepared = prepare_training_output(output, overwrite=True)
+    assert prepared.resume_from == str(tmp_path / ".student.overwrite" / "checkpoint-2")
+    with prepared.writing(args):
+        (Path(args.output_dir) / "model.safetensors").write_bytes(b"new")
+    assert contents(output) == {"model.safetensors": b"new", "checkpoint-2/model.safetensors": b"weights",
+                                "checkpoint-2/trainer_state.json": b'{"global_step": 2}'}  # fmt: skip
+    assert [path.name for path in tmp_path.iterdir()] == ["student"]
+
+
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("disk full while writing", "(No space left on device); the previous"),
+        ("read-only folder", "(Read-only file system); the previous"),
+    ],
+)
+def test_a_write_that_fails_leaves_the_previous_folder_and_names_the_cause(fault, message, tmp_path, monkeypatch):
+    output = tmp_path / "onnx"
+    output.mkdir()
+    (output / "model.onnx").write_bytes(b"previous export")
+
+    def write(staging: Path) -> None:
+        (staging / "model.onnx").write_bytes(b"half a new exp")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if fault == "read-only folder":
+
+        def read_only(*args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(OSError) as raised:
+        write_folder(output, write, overwrite=True)
+    assert f"Writing {output} failed {message}" in str(raised.value)
+    assert contents(output) == {"model.onnx": b"previous export"}
+    assert [path.name for path in tmp_path.iterdir()] == ["onnx"]
