@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch.nn import functional as F
-from transformers import AutoTokenizer, HfArgumentParser
+from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from minialbert import ConversionArguments, convert_bert_to_minialbert
 from minialbert.convert import load_teacher
@@ -58,6 +58,7 @@ class ContrastiveDistillationTrainer(DistillationTrainer):
 def main() -> None:
     parser = HfArgumentParser((RecipeArguments, ConversionArguments, DataArguments, DistillationArguments))
     recipe, conversion, data, training = parser.parse_args_into_dataclasses()
+    set_seed(training.seed)  # before the student's adapters are drawn
 
     teacher_name = recipe.teacher or bundled_teacher_path()
     teacher = load_teacher(teacher_name)

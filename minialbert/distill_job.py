@@ -78,8 +78,7 @@ def run_distillation(
         training_arguments.process_index == 0,
     )
     # Seeded before the student is built: its new adapters are drawn at random, and `--seed` must reproduce them.
-    seed_everything = enable_full_determinism if training_arguments.full_determinism else set_seed
-    seed_everything(training_arguments.seed)
+    (enable_full_determinism if training_arguments.full_determinism else set_seed)(training_arguments.seed)
     teacher_name = student_arguments.teacher or bundled_teacher_path()
     teacher = load_teacher(teacher_name, conversion_arguments.revision)
     if student_arguments.student:

@@ -16,7 +16,7 @@ import datasets
 import peft
 from huggingface_hub import EvalResult
 from torch import nn
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainingArguments, enable_full_determinism, set_seed
 
 from .folders import OutputArguments, TrainingOutput, prepare_training_output
 from .hub import push_to_hub, save_results
@@ -149,6 +149,9 @@ class TaskRun:
 
     def __post_init__(self):
         args = self.training_args
+        # Seeded before the example builds its model: a new head, adapters or LoRA are drawn at random, and --seed
+        # must reproduce them (the Trainer seeds only once the model exists).
+        (enable_full_determinism if args.full_determinism else set_seed)(args.seed)
         self.push, args.push_to_hub = args.push_to_hub, False
         self.output = prepare_training_output(
             args.output_dir, self.output_args.overwrite_output_dir, args.process_index == 0

@@ -2,8 +2,10 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -420,76 +422,143 @@ def test_distilled_student_loads_as_remote_code(default_run, tmp_path):
     assert_remote_code_load_matches(student, output_dir, "AutoModelForMaskedLM", batch, tmp_path)
 
 
-KILL_AT_STEP_3 = textwrap.dedent(
+# Runs `minialbert` and SIGKILLs itself where MINIALBERT_TEST_KILL says: "step:N" once step N has ended, or
+# "saving:N" while checkpoint-N is half written (its weights on disk, its optimiser and trainer state not yet).
+KILLING_CLI = textwrap.dedent(
     """
     import os, signal, sys
 
-    from transformers import TrainerCallback
+    from transformers import Trainer, TrainerCallback
 
     from minialbert import cli, distillation
 
+    where, step = os.environ["MINIALBERT_TEST_KILL"].split(":")
 
-    class KillAfterStep3(TrainerCallback):
+
+    class KillAfterStep(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 3:  # checkpoint-2 is on disk, checkpoint-4 is not
+            if where == "step" and state.global_step == int(step):
                 os.kill(os.getpid(), signal.SIGKILL)
 
 
-    original_init = distillation.DistillationTrainer.__init__
+    original_init, original_save = distillation.DistillationTrainer.__init__, Trainer._save_optimizer_and_scheduler
 
 
     def init_with_kill(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
-        self.add_callback(KillAfterStep3())
+        self.add_callback(KillAfterStep())
+
+
+    def save_with_kill(self, output_dir):
+        if where == "saving" and self.state.global_step == int(step):
+            os.kill(os.getpid(), signal.SIGKILL)
+        original_save(self, output_dir)
 
 
     distillation.DistillationTrainer.__init__ = init_with_kill
+    Trainer._save_optimizer_and_scheduler = save_with_kill
     sys.exit(cli.main(sys.argv[1:]))
     """
 )
+KILL_RUN = ["distill", *TINY_RUN, "--max_steps", "8", "--save_steps", "2"]
 
 
 def checksums(folder: Path) -> dict[str, str]:
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
-def test_sigkill_between_checkpoints_then_resume_continues_exactly(tiny_bert_path, tmp_path):
-    command = ["distill", "--teacher", str(tiny_bert_path), *TINY_RUN, "--max_steps", "6", "--save_steps", "2"]
-    killed, uninterrupted = tmp_path / "killed", tmp_path / "uninterrupted"
+def run_cli(arguments: list[str], kill: str | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", KILLING_CLI] if kill else [sys.executable, "-m", "minialbert.cli"]
+    environment = {**os.environ, "MINIALBERT_TEST_KILL": kill or ""}
+    return subprocess.run(command + arguments, capture_output=True, text=True, env=environment)
 
-    result = subprocess.run(
-        [sys.executable, "-c", KILL_AT_STEP_3, *command, "--output_dir", str(killed)], capture_output=True, text=True
-    )
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tiny_bert_path, tmp_path_factory) -> Path:
+    output_dir = tmp_path_factory.mktemp("uninterrupted") / "student"
+    result = run_cli([*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" not in result.stderr
+    return output_dir
+
+
+def test_sigkill_anywhere_then_the_same_command_ends_as_an_uninterrupted_run(tiny_bert_path, uninterrupted_run,
+                                                                             tmp_path):  # fmt: skip
+    command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(tmp_path / "killed")]
+    killed = tmp_path / "killed"
+
+    # Killed while checkpoint-4 is half written: never the resume point.
+    result = run_cli(command, kill="saving:4")
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
-    assert sorted(path.name for path in killed.iterdir()) == ["checkpoint-2"]
+    assert sorted(path.name for path in killed.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert not (killed / "checkpoint-4" / "trainer_state.json").exists()
     saved = checksums(killed / "checkpoint-2")
 
-    runs = {}
-    for output_dir in (killed, uninterrupted):
-        runs[output_dir] = subprocess.run(
-            [sys.executable, "-m", "minialbert.cli", *command, "--output_dir", str(output_dir)],
-            capture_output=True,
-            text=True,
-        )
-        assert runs[output_dir].returncode == 0, runs[output_dir].stderr[-3000:]
-    assert f"Resuming from {killed / 'checkpoint-2'}" in runs[killed].stderr
-    assert "Resuming from" not in runs[uninterrupted].stderr
-    state = json.loads((killed / "checkpoint-6" / "trainer_state.json").read_text())
-    assert state["global_step"] == 6
-    assert checksums(killed / "checkpoint-2") == saved, "resuming rewrote an existing checkpoint"
-    assert {"checkpoint-2", "checkpoint-4", "checkpoint-6", "model.safetensors"} <= {p.name for p in killed.iterdir()}
+    # Killed again, at a random step of the resumed run.
+    step = random.randint(3, 8)
+    result = run_cli(command, kill=f"step:{step}")
+    assert result.returncode == -signal.SIGKILL, f"step {step}: {result.stderr[-3000:]}"
+    assert f"{killed / 'checkpoint-4'} was cut off while being written" in result.stderr
+    assert f"Resuming from {killed / 'checkpoint-2'}" in result.stderr
 
-    # Same batches, masks and dropout as the uninterrupted run: the logged losses agree up to the float noise of
-    # multithreaded CPU kernels (which already differs between two fresh processes at step 1, and which Adam
-    # amplifies in near-zero-gradient weights, so weights are not compared bit for bit). Masks drawn in the data
-    # loader would instead change the step-3 loss by about 1%.
-    reference = json.loads((uninterrupted / "checkpoint-6" / "trainer_state.json").read_text())
+    result = run_cli(command)
+    assert result.returncode == 0, f"killed at step {step}: {result.stderr[-3000:]}"
+    # Killed as step `step` ended, before its own checkpoint was saved.
+    last = f"checkpoint-{(step - 1) // 2 * 2}"
+    assert f"Resuming from {killed / last}" in result.stderr, f"killed at step {step}"
+    assert checksums(killed / "checkpoint-2") == saved, "resuming rewrote an existing checkpoint"
+
+    # Same seed, batches, masks and dropout: the resumed run ends with exactly the uninterrupted run's weights.
+    state = json.loads((killed / "checkpoint-8" / "trainer_state.json").read_text())
+    reference = json.loads((uninterrupted_run / "checkpoint-8" / "trainer_state.json").read_text())
     losses = [(entry["step"], entry["loss"]) for entry in state["log_history"] if "loss" in entry]
-    expected = [(entry["step"], entry["loss"]) for entry in reference["log_history"] if "loss" in entry]
-    assert [step for step, _ in losses] == [1, 2, 3, 4, 5, 6]
-    assert [loss for _, loss in losses] == pytest.approx([loss for _, loss in expected], rel=1e-4)
-    resumed = MiniAlbertForMaskedLM.from_pretrained(killed)
-    assert resumed.config.num_hidden_layers == 2
+    assert losses == [(entry["step"], entry["loss"]) for entry in reference["log_history"] if "loss" in entry]
+    assert [step for step, _ in losses] == list(range(1, 9))
+    ours, theirs = checksums(killed), checksums(uninterrupted_run)
+    for name in ("model.safetensors", "checkpoint-8/model.safetensors", "checkpoint-8/optimizer.pt"):
+        assert ours[name] == theirs[name], f"{name} differs (killed at step {step})"
+
+
+def test_an_overwrite_killed_or_failing_keeps_the_old_student(tiny_bert_path, uninterrupted_run, tmp_path):
+    """The issue's case: `--overwrite_output_dir` over a finished student, killed part way."""
+    output_dir = tmp_path / "student"
+    shutil.copytree(uninterrupted_run, output_dir)
+    old = checksums(output_dir)
+    command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir), "--overwrite_output_dir",
+               "--seed", "7"]  # fmt: skip
+
+    result = run_cli(command, kill="step:3")
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert checksums(output_dir) == old, "the old student was touched"
+    sibling = tmp_path / ".student.overwrite"
+    assert sorted(path.name for path in sibling.iterdir()) == ["checkpoint-2"]
+
+    # A failure that raises (here a full disk while saving checkpoint-4): the old student stays, the sibling goes.
+    from minialbert.cli import main
+
+    def disk_full(self, output_dir):
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "_save_optimizer_and_scheduler", disk_full)
+        assert main(command) == 1
+    assert checksums(output_dir) == old
+    assert [path.name for path in tmp_path.iterdir()] == ["student"]
+
+    result = run_cli(command, kill="step:3")
+    assert result.returncode == -signal.SIGKILL
+    result = run_cli(command)  # the same command resumes the replacement, and swaps it in once complete
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming the interrupted replacement of {output_dir} from {sibling / 'checkpoint-2'}" in result.stderr
+    assert [path.name for path in tmp_path.iterdir()] == ["student"]
+    new = checksums(output_dir)
+    assert new["model.safetensors"] != old["model.safetensors"]  # seed 7's student, not the old one
+    assert json.loads((output_dir / "distillation_summary.json").read_text())["global_step"] == 8
+    assert MiniAlbertForMaskedLM.from_pretrained(output_dir).config.num_hidden_layers == 2
 
 
 def test_refuses_a_non_empty_output_dir_without_checkpoints(tiny_bert_path, tmp_path, capsys):

@@ -3,7 +3,9 @@
 import csv
 import json
 import math
+import os
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ import seqeval.metrics
 import torch
 from datasets import Dataset, DatasetDict
 from sklearn.metrics import accuracy_score
-from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, Trainer
 
 import minialbert
 from minialbert import ConversionArguments
@@ -190,6 +192,61 @@ def test_run_classification_refuses_bad_options(student, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not empty and holds no checkpoint"):
         run_example("run_classification.py", [*base, "--output_dir", str(tmp_path / "c")], monkeypatch)
     assert (tmp_path / "c" / "notes.txt").read_text() == "keep me"
+
+
+# Runs an example and SIGKILLs itself while checkpoint-N (MINIALBERT_TEST_KILL_SAVING) is half written.
+KILLING_EXAMPLE = """
+import os, runpy, signal, sys
+from transformers import Trainer
+
+step, original = int(os.environ["MINIALBERT_TEST_KILL_SAVING"]), Trainer._save_optimizer_and_scheduler
+
+
+def save_with_kill(self, output_dir):
+    if self.state.global_step == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    original(self, output_dir)
+
+
+Trainer._save_optimizer_and_scheduler = save_with_kill
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_run_classification_survives_sigkill_and_an_overwrite_that_fails(student, tmp_path, monkeypatch):
+    arguments = ["--model_name_or_path", str(student), *TINY_RUN, "--do_train", "--max_train_samples", "24"]
+    arguments += ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2"]
+    killed, uninterrupted = tmp_path / "killed", tmp_path / "uninterrupted"
+    command = [sys.executable, "-c", KILLING_EXAMPLE, str(EXAMPLES / "run_classification.py"), *arguments]
+    environment = {**os.environ, "MINIALBERT_TEST_KILL_SAVING": "4"}
+    result = subprocess.run([*command, "--output_dir", str(killed)], capture_output=True, text=True, env=environment)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert not (killed / "checkpoint-4" / "trainer_state.json").exists()
+
+    environment["MINIALBERT_TEST_KILL_SAVING"] = "-1"  # the same command, not killed
+    result = subprocess.run([*command, "--output_dir", str(killed)], capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from {killed / 'checkpoint-2'}" in result.stderr
+    run_example("run_classification.py", [*arguments, "--output_dir", str(uninterrupted)], monkeypatch)
+    for name in ("model.safetensors", "checkpoint-6/optimizer.pt"):
+        assert (killed / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+
+    # --overwrite_output_dir that fails part way (a full disk while saving checkpoint-4): the old result stays whole.
+    before = {path: path.read_bytes() for path in uninterrupted.rglob("*") if path.is_file()}
+
+    def disk_full(self, output_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", disk_full)
+    with pytest.raises(OSError, match=rf"Replacing {uninterrupted} failed \(No space left on device\)"):
+        run_example(
+            "run_classification.py",
+            [*arguments, "--output_dir", str(uninterrupted), "--overwrite_output_dir", "--seed", "1"],
+            monkeypatch,
+        )
+    assert {path: path.read_bytes() for path in uninterrupted.rglob("*") if path.is_file()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["killed", "uninterrupted"]
 
 
 def test_run_classification_pushes_with_a_card_carrying_its_results(student, tmp_path):
