@@ -201,7 +201,11 @@ def parse_init(init: str, num_teacher_layers: int, teacher_layers: list[int]) ->
 def student_config(teacher: Teacher, arguments: ConversionArguments) -> MiniAlbertConfig:
     """The student's config: the teacher's widths, the conversion options and the provenance fields."""
     bert = teacher.bert.config
-    num_recursions = arguments.num_recursions or (bert.num_hidden_layers + 1) // 2
+    num_recursions = arguments.num_recursions
+    if num_recursions is None:
+        num_recursions = (bert.num_hidden_layers + 1) // 2
+    elif num_recursions < 1:
+        raise ValueError(f"num_recursions must be at least 1, got {num_recursions}; the shared layer runs that often.")
     if arguments.embedding_size > bert.hidden_size:
         raise ValueError(
             f"embedding_size ({arguments.embedding_size}) exceeds the teacher's hidden size ({bert.hidden_size}); "

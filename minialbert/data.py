@@ -185,7 +185,13 @@ def _text_files(paths: list[str]) -> list[str]:
                 handle.read(1 << 16)
         except UnicodeDecodeError as error:
             raise ValueError(f"{file!r} is not UTF-8 text ({error}); pass plain-text files.") from error
-    return files
+    # `datasets` cannot build a text data set from an empty file: leave those out, and say so.
+    empty = [file for file in files if Path(file).stat().st_size == 0]
+    if empty and len(empty) == len(files):
+        raise ValueError(f"--train_files {' '.join(paths)}: every file is empty; pass files that hold text.")
+    for file in empty:
+        logger.warning("Training file %r is empty; going on without it.", file)
+    return [file for file in files if file not in empty]
 
 
 def _non_empty(documents: Dataset) -> Dataset:

@@ -69,9 +69,17 @@ def run_distillation(
 ) -> dict:
     """`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer`, save it Hub-ready
     and write `distillation_summary.json` beside it. Returns the summary."""
-    # Read first: a corpus that cannot be read fails before the output folder is touched.
+    # Read first: a corpus or teacher that cannot be read fails before the output folder is touched.
     with training_arguments.main_process_first(desc="Reading the corpus"):
         corpus = load_text_corpus(data_arguments)
+    teacher_name = student_arguments.teacher or bundled_teacher_path()
+    teacher = load_teacher(teacher_name, conversion_arguments.revision)
+    positions = teacher.bert.config.max_position_embeddings
+    if data_arguments.max_seq_length > positions:
+        raise ValueError(
+            f"--max_seq_length {data_arguments.max_seq_length} is longer than the teacher's {positions} positions; "
+            f"pass --max_seq_length {positions} or less."
+        )
     output = prepare_training_output(
         training_arguments.output_dir,
         (output_arguments or OutputArguments()).overwrite_output_dir,
@@ -79,8 +87,6 @@ def run_distillation(
     )
     # Seeded before the student is built: its new adapters are drawn at random, and `--seed` must reproduce them.
     (enable_full_determinism if training_arguments.full_determinism else set_seed)(training_arguments.seed)
-    teacher_name = student_arguments.teacher or bundled_teacher_path()
-    teacher = load_teacher(teacher_name, conversion_arguments.revision)
     if student_arguments.student:
         student = load_student(student_arguments.student)
         tokenizer = AutoTokenizer.from_pretrained(student_arguments.student)

@@ -109,6 +109,8 @@ class ExportArguments:
 
 
 def read_student_config(folder: str | os.PathLike) -> MiniAlbertConfig:
+    if not Path(folder).is_dir():
+        raise ValueError(f"{str(folder)!r} is not a folder; pass the folder of a student (minialbert convert).")
     return read_minialbert_config(
         folder,
         repr(str(folder)),

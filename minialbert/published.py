@@ -97,10 +97,18 @@ def read_checkpoint(source: str | os.PathLike, revision: str | None = None) -> t
 
 def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors: safetensors, or a pickle read with `weights_only=True` (no code runs)."""
-    if (folder / "model.safetensors").is_file():
-        return load_file(folder / "model.safetensors")
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        path = folder / name
+        if path.is_file():
+            try:
+                if name == "model.safetensors":
+                    return load_file(path)
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as error:  # safetensors' and torch's errors for a cut-off or corrupted file
+                raise ValueError(
+                    f"{path} cannot be read ({type(error).__name__}: {error}): the file is cut off or corrupted; "
+                    "download or copy it again."
+                ) from error
     raise ValueError(f"{folder} has no model.safetensors or pytorch_model.bin; nothing to import.")
 
 
@@ -253,7 +261,13 @@ def import_published(
     folder, commit = read_checkpoint(source, arguments.revision)
     if not (folder / "config.json").is_file():
         raise ValueError(f"{source} has no config.json; it is not a model checkpoint.")
-    published = json.loads((folder / "config.json").read_text())
+    try:
+        published = json.loads((folder / "config.json").read_text())
+    except ValueError as error:
+        raise ValueError(
+            f"{folder / 'config.json'} is not JSON ({error}): the file is cut off or corrupted; download or copy "
+            "it again."
+        ) from error
     weights = load_weights(folder)
     describe_other_kinds(published, set(weights), folder)
     head = head_class(published, set(weights), folder)

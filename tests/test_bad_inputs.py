@@ -1,0 +1,177 @@
+"""Every command and the Python API refuse bad input before any work: a message that names the value and the fix,
+and nothing written anywhere."""
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from minialbert import MiniAlbertConfig, convert_bert_to_minialbert
+from minialbert.cli import main
+from minialbert.convert import ConversionArguments, convert_and_save
+from minialbert.data import DataArguments, bundled_teacher_path
+from minialbert.distillation import DistillationArguments, DistillationTrainer
+
+TINY_DISTILL = ["--embedding_size", "16", "--num_recursions", "2", "--broad_eval_sentences", "0", "--max_steps", "1",
+                "--max_train_samples", "8", "--report_to", "none"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, tiny_bert_path, teacher_path) -> Path:
+    """A workspace of bad inputs beside good ones: the tiny BERT teacher and a student converted from it."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    convert_and_save(tiny_bert_path, root / "student", ConversionArguments(embedding_size=16, num_recursions=2))
+
+    def copy(source: Path, name: str, change) -> None:
+        shutil.copytree(source, root / name)
+        change(root / name)
+
+    copy(tiny_bert_path, "teacher-config-not-json", lambda d: (d / "config.json").write_text("{not json"))
+    copy(tiny_bert_path, "teacher-cut-off-weights",
+         lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:5000]))  # fmt: skip
+    tokenizer_files = ("tokenizer", "vocab", "special")
+    copy(tiny_bert_path, "teacher-without-tokenizer",
+         lambda d: [path.unlink() for path in d.iterdir() if path.name.startswith(tokenizer_files)])  # fmt: skip
+    copy(root / "student", "student-config-not-json", lambda d: (d / "config.json").write_text("[1,"))
+    (root / "empty.txt").write_text("")
+    (root / "binary.bin").write_bytes(bytes(range(256)) * 40)
+    (root / "latin-1.txt").write_bytes("Café crème, naïve façade. ".encode("latin-1") * 50)
+    (root / "existing").mkdir()
+    (root / "existing" / "notes.txt").write_text("keep me")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_path)
+    tokenizer.add_tokens([f"newword{index}" for index in range(10)])
+    tokenizer.save_pretrained(root / "tokenizer-with-more-words")
+    return root
+
+
+def cli(*arguments: str) -> str:
+    """Run a command in this process; return its error message (it must fail as bad input, exit status 2)."""
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        assert main(list(arguments)) == 2, errors.getvalue()[-2000:]
+    return errors.getvalue()
+
+
+# (the call, what the message must name: the value, the fix); "{bad}" is the workspace, "{teacher}" the tiny BERT.
+CASES = {
+    "convert: not a BERT checkpoint": (
+        ["convert", "{bad}/student", "{bad}/out"], ["'minialbert' checkpoint", "accepts BERT checkpoints"]),
+    "convert: config.json not JSON": (
+        ["convert", "{bad}/teacher-config-not-json", "{bad}/out"], ["config.json' is not a valid JSON file"]),
+    "convert: cut-off safetensors": (
+        ["convert", "{bad}/teacher-cut-off-weights", "{bad}/out"], ["teacher-cut-off-weights", "needs a readable model.safetensors"]),
+    "convert: no tokenizer": (
+        ["convert", "{bad}/teacher-without-tokenizer", "{bad}/out"], ["no vocabulary", "Pass --tokenizer"]),
+    "convert: vocabularies differ": (
+        ["convert", "{teacher}", "{bad}/out", "--tokenizer", "{bad}/tokenizer-with-more-words"],
+        ["has 30532 tokens but the teacher's vocabulary has 30522", "pass the tokenizer the teacher was trained"]),
+    "convert: layer map out of range": (
+        ["convert", "{teacher}", "{bad}/out", "--embedding_size", "16", "--num_recursions", "2",
+         "--teacher_layer_map", "1", "9"], ["[1, 9]", "in [1, 4]"]),
+    "convert: embedding size 0": (
+        ["convert", "{teacher}", "{bad}/out", "--embedding_size", "0"], ["got 0", "positive integer"]),
+    "convert: embeddings wider than the teacher": (
+        ["convert", "{teacher}", "{bad}/out"], ["embedding_size (128)", "at most 32 wide"]),
+    "convert: existing output": (
+        ["convert", "{teacher}", "{bad}/existing", "--embedding_size", "16"], ["existing' is not empty",
+                                                                              "--overwrite_output_dir"]),
+    "distill: empty corpus file": (
+        ["distill", "--teacher", "{teacher}", "--train_files", "{bad}/empty.txt", "--output_dir", "{bad}/out",
+         *TINY_DISTILL], ["empty.txt: every file is empty", "pass files that hold text"]),
+    "distill: binary corpus file": (
+        ["distill", "--teacher", "{teacher}", "--train_files", "{bad}/binary.bin", "--output_dir", "{bad}/out",
+         *TINY_DISTILL], ["binary.bin' is not UTF-8 text", "pass plain-text files"]),
+    "distill: non-UTF-8 text": (
+        ["distill", "--teacher", "{teacher}", "--train_files", "{bad}/latin-1.txt", "--output_dir", "{bad}/out",
+         *TINY_DISTILL], ["latin-1.txt' is not UTF-8 text", "pass plain-text files"]),
+    "distill: window longer than the teacher's positions": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--max_seq_length", "512", "--output_dir",
+         "{bad}/out", *TINY_DISTILL], ["--max_seq_length 512", "pass --max_seq_length 128 or less"]),
+    "distill: unknown corpus source": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc,klingon", "--output_dir", "{bad}/out", *TINY_DISTILL],
+        ["'klingon', not a corpus source", "known: bbc, wordnet"]),
+    "distill: negative corpus weight": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc:-1", "--output_dir", "{bad}/out", *TINY_DISTILL],
+        ["weight of 'bbc' is -1", "must be positive"]),
+    "distill: layer map out of range": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--layer_map", "1", "9", "--output_dir",
+         "{bad}/out", *TINY_DISTILL], ["[1, 9]", "in [1, 4]"]),
+    "distill: a BERT as --student": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--student", "{teacher}", "--output_dir", "{bad}/out",
+         *TINY_DISTILL], ["holds a 'bert' model", "pass the BERT checkpoint as --teacher"]),
+    "distill: student config.json not JSON": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--student", "{bad}/student-config-not-json",
+         "--output_dir", "{bad}/out", *TINY_DISTILL], ["no readable config.json", "pass a MiniAlbert folder"]),
+    "distill: masking probability": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--mlm_probability", "1.5", "--output_dir",
+         "{bad}/out", *TINY_DISTILL], ["got 1.5", "must be in (0, 1)"]),
+    "distill: existing output": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--output_dir", "{bad}/existing", *TINY_DISTILL],
+        ["existing' is not empty and holds no checkpoint", "--overwrite_output_dir"]),
+    "import-published: a BERT checkpoint": (
+        ["import-published", "{teacher}", "--output_dir", "{bad}/out"], ["holds a BERT model", "minialbert convert"]),
+    "import-published: config.json not JSON": (
+        ["import-published", "{bad}/teacher-config-not-json", "--output_dir", "{bad}/out"],
+        ["config.json is not JSON", "download or copy it again"]),
+    "import-published: cut-off safetensors": (
+        ["import-published", "{bad}/teacher-cut-off-weights", "--output_dir", "{bad}/out"],
+        ["model.safetensors cannot be read", "download or copy it again"]),
+    "export-onnx: a BERT folder": (
+        ["export-onnx", "{teacher}", "--output_dir", "{bad}/out"], ["holds a 'bert' model", "minialbert convert"]),
+    "export-onnx: config.json not JSON": (
+        ["export-onnx", "{bad}/student-config-not-json", "--output_dir", "{bad}/out"],
+        ["no readable config.json", "pass a folder written by minialbert"]),
+    "export-onnx: no such folder": (
+        ["export-onnx", "{bad}/nowhere", "--output_dir", "{bad}/out"], ["nowhere' is not a folder",
+                                                                        "pass the folder of a student"]),
+    "export-onnx: existing output": (
+        ["export-onnx", "{bad}/student", "--output_dir", "{bad}/existing"], ["existing' is not empty",
+                                                                            "--overwrite_output_dir"]),
+    "push: a BERT folder": (["push", "{teacher}", "me/student"], ["holds a 'bert' model", "minialbert convert"]),
+    "push: config.json not JSON": (
+        ["push", "{bad}/student-config-not-json", "me/student"], ["no readable config.json", "minialbert convert"]),
+    "push: not a repo id": (["push", "{bad}/student", "not a repo id!"], ["'not a repo id!'", "Repo id must use"]),
+}  # fmt: skip
+
+
+def python_api_cases(bad: Path, teacher: Path) -> dict:
+    """(the call, the message's parts) for the library's own entry points."""
+    student = convert_bert_to_minialbert(teacher, embedding_size=16, num_recursions=2)
+    arguments = DistillationArguments(output_dir=str(bad / "out"), report_to="none")
+    return {
+        "MiniAlbertConfig: unknown adapter layout": (
+            lambda: MiniAlbertConfig(adapter_layout="sideways"), ["got 'sideways'", "one of branch_norm, post_norm"]),
+        "convert_bert_to_minialbert: no recursions": (
+            lambda: convert_bert_to_minialbert(teacher, embedding_size=16, num_recursions=0),
+            ["num_recursions must be at least 1, got 0", "runs that often"]),
+        "DataArguments: a weight that is not a number": (
+            lambda: DataArguments(corpus="bbc:lots").corpus_weights(), ["'lots' of 'bbc' is not a number", "bbc:2"]),
+        "DistillationTrainer: teacher of another width": (
+            lambda: DistillationTrainer(bundled_teacher_path(), student, arguments),
+            ["hidden_size 32, the teacher 30522 and 384", "Convert the student from this teacher"]),
+    }  # fmt: skip
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("case", [*CASES, "python api"])
+def test_bad_input_is_refused_before_any_work_naming_the_value_and_the_fix(case, bad, tiny_bert_path):
+    before = snapshot(bad)
+    if case == "python api":
+        for name, (call, parts) in python_api_cases(bad, tiny_bert_path).items():
+            with pytest.raises(ValueError) as raised:
+                call()
+            assert all(part in str(raised.value) for part in parts), f"{name}: {raised.value}"
+    else:
+        arguments, parts = CASES[case]
+        message = cli(*(argument.format(bad=bad, teacher=tiny_bert_path) for argument in arguments))
+        assert all(part in message for part in parts), message
+    assert snapshot(bad) == before, "a refused call wrote or changed files"
+    assert not (bad / "out").exists()
+    assert not [path.name for path in bad.iterdir() if path.name.startswith(".")], "a staging folder was left"
