@@ -61,9 +61,11 @@ CASES = {
     "convert: not a BERT checkpoint": (
         ["convert", "{bad}/student", "{bad}/out"], ["'minialbert' checkpoint", "accepts BERT checkpoints"]),
     "convert: config.json not JSON": (
-        ["convert", "{bad}/teacher-config-not-json", "{bad}/out"], ["config.json' is not a valid JSON file"]),
+        ["convert", "{bad}/teacher-config-not-json", "{bad}/out"], ["config.json' is not a valid JSON file",
+                                                                      "Pass a BERT checkpoint"]),
     "convert: cut-off safetensors": (
-        ["convert", "{bad}/teacher-cut-off-weights", "{bad}/out"], ["teacher-cut-off-weights", "needs a readable model.safetensors"]),
+        ["convert", "{bad}/teacher-cut-off-weights", "{bad}/out"],
+        ["teacher-cut-off-weights", "needs a readable model.safetensors"]),
     "convert: no tokenizer": (
         ["convert", "{bad}/teacher-without-tokenizer", "{bad}/out"], ["no vocabulary", "Pass --tokenizer"]),
     "convert: vocabularies differ": (

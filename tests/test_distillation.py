@@ -473,7 +473,9 @@ def checksums(folder: Path) -> dict[str, str]:
 
 def run_cli(arguments: list[str], kill: str | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-c", KILLING_CLI] if kill else [sys.executable, "-m", "minialbert.cli"]
-    environment = {**os.environ, "MINIALBERT_TEST_KILL": kill or ""}
+    # One thread: the deterministic setting under which runs are exactly equal even on a busy machine (MKL and
+    # OpenMP otherwise may pick other thread counts, and with them other summation orders, under load).
+    environment = {**os.environ, "MINIALBERT_TEST_KILL": kill or "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.run(command + arguments, capture_output=True, text=True, env=environment)
 
 
