@@ -24,6 +24,7 @@ from .distillation import (
     DistillationTrainer,
     SentenceAgreementCallback,
     agreement_report,
+    check_fsdp_device,
     held_out_batches,
     recipe_name,
     sentence_batches,
@@ -69,6 +70,7 @@ def run_distillation(
 ) -> dict:
     """`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer`, save it Hub-ready
     and write `distillation_summary.json` beside it. Returns the summary."""
+    check_fsdp_device(training_arguments)
     # Read first: a corpus or teacher that cannot be read fails before the output folder is touched.
     with training_arguments.main_process_first(desc="Reading the corpus"):
         corpus = load_text_corpus(data_arguments)

@@ -424,6 +424,17 @@ def teacher_targets(
     return TeacherTargets(hidden_states, attentions, logits)
 
 
+def check_fsdp_device(args: TrainingArguments) -> None:
+    """Refuse `--fsdp` where accelerate would not apply it: it shards only processes that each have an accelerator
+    (GPU, XPU, NPU, ...); CPU processes would train with plain DDP instead, silently."""
+    if args.fsdp and args.device.type == "cpu":
+        raise ValueError(
+            f"--fsdp on CPU: accelerate applies FSDP only to processes with an accelerator (GPU, XPU, NPU, ...), so "
+            f"these {args.world_size} CPU process(es) would train unsharded (DDP). Drop --fsdp to train with DDP on "
+            "CPU; the student itself shards with torch's FSDP2 on CPU (README, Distillation)."
+        )
+
+
 class DistillationLoss:
     """The MiniAlbert distillation loss of a student against a frozen BERT teacher, apart from any training loop:
     `terms(student, batch)` gives each term of the recipe, unweighted; `weights()` gives what each term weighs.
@@ -581,6 +592,7 @@ class DistillationTrainer(Trainer):
     def __init__(self, teacher, model: MiniAlbertForMaskedLM, args: DistillationArguments, *trainer_args, **kwargs):
         if not isinstance(args, DistillationArguments):
             raise ValueError(f"DistillationTrainer needs DistillationArguments, got {type(args).__name__}.")
+        check_fsdp_device(args)
         self.teacher = load_teacher(teacher)
         student, bert = model.config, self.teacher.bert.config
         if (student.vocab_size, student.hidden_size) != (bert.vocab_size, bert.hidden_size):

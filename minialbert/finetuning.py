@@ -18,6 +18,7 @@ from huggingface_hub import EvalResult
 from torch import nn
 from transformers import HfArgumentParser, Trainer, TrainingArguments, enable_full_determinism, set_seed
 
+from .distillation import check_fsdp_device
 from .folders import OutputArguments, TrainingOutput, prepare_training_output
 from .hub import push_to_hub, save_results
 from .tuning import TUNING_MODES, enable_tuning, save_tuned, trainable_parameters
@@ -149,6 +150,7 @@ class TaskRun:
 
     def __post_init__(self):
         args = self.training_args
+        check_fsdp_device(args)
         # Seeded before the example builds its model: a new head, adapters or LoRA are drawn at random, and --seed
         # must reproduce them (the Trainer seeds only once the model exists).
         (enable_full_determinism if args.full_determinism else set_seed)(args.seed)

@@ -114,6 +114,9 @@ CASES = {
     "distill: existing output": (
         ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--output_dir", "{bad}/existing", *TINY_DISTILL],
         ["existing' is not empty and holds no checkpoint", "--overwrite_output_dir"]),
+    "distill: --fsdp on CPU": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--fsdp", "--output_dir", "{bad}/out", *TINY_DISTILL],
+        ["--fsdp on CPU", "Drop --fsdp to train with DDP"]),
     "import-published: a BERT checkpoint": (
         ["import-published", "{teacher}", "--output_dir", "{bad}/out"], ["holds a BERT model", "minialbert convert"]),
     "import-published: config.json not JSON": (
