@@ -139,8 +139,8 @@ def run_distillation(
     with output.writing(training_arguments):
         result = trainer.train(resume_from_checkpoint=training_arguments.resume_from_checkpoint or output.resume_from)
         trainer.save_model()
-        after = agreement_report(trainer.accelerator.unwrap_model(trainer.model), trainer.teacher, batches, layers,
-                                 sentence_sets)  # fmt: skip
+        distilled = trainer.accelerator.unwrap_model(trainer.model)
+        after = agreement_report(distilled, trainer.teacher, batches, layers, sentence_sets)
         summary = {
             "teacher": teacher_name,
             "teacher_parameters": teacher.bert.num_parameters(),

@@ -490,6 +490,7 @@ def uninterrupted_run(tiny_bert_path, tmp_path_factory) -> Path:
     return output_dir
 
 
+@pytest.mark.slow
 def test_sigkill_anywhere_then_the_same_command_ends_as_an_uninterrupted_run(tiny_bert_path, uninterrupted_run,
                                                                              tmp_path):  # fmt: skip
     command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(tmp_path / "killed")]
@@ -527,6 +528,7 @@ def test_sigkill_anywhere_then_the_same_command_ends_as_an_uninterrupted_run(tin
         assert ours[name] == theirs[name], f"{name} differs (killed at step {step})"
 
 
+@pytest.mark.slow
 def test_an_overwrite_killed_or_failing_keeps_the_old_student(tiny_bert_path, uninterrupted_run, tmp_path):
     """The issue's case: `--overwrite_output_dir` over a finished student, killed part way."""
     output_dir = tmp_path / "student"
@@ -563,6 +565,7 @@ def test_an_overwrite_killed_or_failing_keeps_the_old_student(tiny_bert_path, un
     assert [path.name for path in tmp_path.iterdir()] == ["student"]
 
 
+@pytest.mark.slow
 def test_torch_compile_in_training(tiny_bert_path, uninterrupted_run, tmp_path):
     """`--torch_compile` trains on CPU (inductor, with the machine's C++ compiler) and saves a plain student. Compiled
     kernels draw dropout from inductor's own RNG and fuse sums in another order, so the first loss agrees with the
@@ -589,6 +592,7 @@ def test_refuses_a_non_empty_output_dir_without_checkpoints(tiny_bert_path, tmp_
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_two_processes_with_torchrun(tiny_bert_path, tmp_path):
     output_dir = tmp_path / "ddp"
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -626,6 +630,7 @@ def test_two_processes_with_torchrun(tiny_bert_path, tmp_path):
     assert student.config.num_hidden_layers == 2
 
 
+@pytest.mark.slow
 def test_fsdp2_sharded_student_distils_as_one_process_on_the_same_global_batch(tiny_bert_path, tmp_path):
     """torch's FSDP2 on 2 CPU processes (gloo): the shared layer, used at every recursion, is one sharded unit.
     (Through the Trainer `--fsdp` needs accelerators: accelerate does not shard CPU processes, see test_bad_inputs.)"""

@@ -214,6 +214,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_run_classification_survives_sigkill_and_an_overwrite_that_fails(student, tmp_path, monkeypatch):
     arguments = ["--model_name_or_path", str(student), *TINY_RUN, "--do_train", "--max_train_samples", "24"]
     arguments += ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2"]

@@ -113,3 +113,33 @@ def test_a_write_that_fails_leaves_the_previous_folder_and_names_the_cause(fault
     assert f"Writing {output} failed {message}" in str(raised.value)
     assert contents(output) == {"model.onnx": b"previous export"}
     assert [path.name for path in tmp_path.iterdir()] == ["onnx"]
+
+
+def test_a_full_disk_while_writing_a_student_or_an_export_keeps_the_previous_one(
+    tiny_bert_path, tmp_path, monkeypatch
+):
+    """The real writers, cut off part way: `convert` after the weights (its tokenizer hits the full disk) and
+    `export-onnx` after model.onnx (its int8 copy does)."""
+    from transformers import PreTrainedTokenizerBase
+
+    import minialbert.export
+    from minialbert import ExportArguments, export_onnx
+    from minialbert.convert import ConversionArguments, convert_and_save
+
+    student = convert_and_save(tiny_bert_path, tmp_path / "student", ConversionArguments(embedding_size=16))
+    export_onnx(student, tmp_path / "onnx")
+    before = {name: contents(tmp_path / name) for name in ("student", "onnx")}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PreTrainedTokenizerBase, "save_pretrained", disk_full)
+        with pytest.raises(OSError, match=r"Writing .*student failed \(No space left on device\); the previous"):
+            convert_and_save(tiny_bert_path, tmp_path / "student", ConversionArguments(embedding_size=8), True)
+    with monkeypatch.context() as patch:
+        patch.setattr(minialbert.export, "quantize_int8", disk_full)
+        with pytest.raises(OSError, match=r"Writing .*onnx failed \(No space left on device\); the previous"):
+            export_onnx(student, tmp_path / "onnx", ExportArguments(quantize="int8"), overwrite=True)
+    assert {name: contents(tmp_path / name) for name in ("student", "onnx")} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["onnx", "student"], "a staging folder was left"
