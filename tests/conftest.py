@@ -13,6 +13,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (`-n 2`, as README and .ci/run run the tests), one thread per worker and for what it starts:
+# two workers each spinning two OpenMP threads on two cores spend much of their time waiting for each other.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 # Remote code gets copied into the modules cache: keep it out of the user's.
 os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="minialbert-hf-modules-")
 atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], ignore_errors=True)
