@@ -97,7 +97,7 @@ def read_checkpoint(source: str | os.PathLike, revision: str | None = None) -> t
 
 def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors: safetensors, or a pickle read with `weights_only=True` (no code runs)."""
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in WEIGHT_FILES:
         path = folder / name
         if path.is_file():
             try:

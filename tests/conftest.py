@@ -36,6 +36,15 @@ requires_transformers4 = pytest.mark.skipif(
 )
 
 
+def run_training(command: list[str], kill: str = "") -> subprocess.CompletedProcess:
+    """Run `minialbert ...` or an example script (`command`) in a process of its own, SIGKILLed where `kill` says
+    (`kill_on_cue.py`). On one thread: the deterministic setting under which runs are exactly equal even on a busy
+    machine (MKL and OpenMP otherwise may pick other thread counts, and with them other summation orders)."""
+    environment = {**os.environ, "MINIALBERT_TEST_KILL": kill, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    runner = Path(__file__).parent / "kill_on_cue.py"
+    return subprocess.run([sys.executable, str(runner), *command], capture_output=True, text=True, env=environment)
+
+
 def tiny_config(**overrides) -> MiniAlbertConfig:
     """A MiniAlbert small enough to run every test in milliseconds, with E != H so factorisation is exercised."""
     values = dict(

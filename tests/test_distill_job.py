@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,47 +17,10 @@ from transformers import Trainer
 
 from minialbert import MiniAlbertForMaskedLM
 
+from .conftest import run_training
 from .test_distillation import TINY_RUN
 
-# Runs `minialbert` and SIGKILLs itself where MINIALBERT_TEST_KILL says: "step:N" once step N has ended, or
-# "saving:N" while checkpoint-N is half written (its weights on disk, its optimiser and trainer state not yet).
-KILLING_CLI = textwrap.dedent(
-    """
-    import os, signal, sys
-
-    from transformers import Trainer, TrainerCallback
-
-    from minialbert import cli, distillation
-
-    where, step = os.environ["MINIALBERT_TEST_KILL"].split(":")
-
-
-    class KillAfterStep(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if where == "step" and state.global_step == int(step):
-                os.kill(os.getpid(), signal.SIGKILL)
-
-
-    original_init, original_save = distillation.DistillationTrainer.__init__, Trainer._save_optimizer_and_scheduler
-
-
-    def init_with_kill(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self.add_callback(KillAfterStep())
-
-
-    def save_with_kill(self, output_dir):
-        if where == "saving" and self.state.global_step == int(step):
-            os.kill(os.getpid(), signal.SIGKILL)
-        original_save(self, output_dir)
-
-
-    distillation.DistillationTrainer.__init__ = init_with_kill
-    Trainer._save_optimizer_and_scheduler = save_with_kill
-    sys.exit(cli.main(sys.argv[1:]))
-    """
-)
-KILL_RUN = ["distill", *TINY_RUN, "--max_steps", "8", "--save_steps", "2"]
+KILL_RUN = ["minialbert", "distill", *TINY_RUN, "--max_steps", "8", "--save_steps", "2"]
 
 
 def checksums(folder: Path) -> dict[str, str]:
@@ -69,18 +31,10 @@ def checksums(folder: Path) -> dict[str, str]:
     }
 
 
-def run_cli(arguments: list[str], kill: str | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", KILLING_CLI] if kill else [sys.executable, "-m", "minialbert.cli"]
-    # One thread: the deterministic setting under which runs are exactly equal even on a busy machine (MKL and
-    # OpenMP otherwise may pick other thread counts, and with them other summation orders, under load).
-    environment = {**os.environ, "MINIALBERT_TEST_KILL": kill or "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run(command + arguments, capture_output=True, text=True, env=environment)
-
-
 @pytest.fixture(scope="module")
 def uninterrupted_run(tiny_bert_path, tmp_path_factory) -> Path:
     output_dir = tmp_path_factory.mktemp("uninterrupted") / "student"
-    result = run_cli([*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir)])
+    result = run_training([*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming from" not in result.stderr
     return output_dir
@@ -93,7 +47,7 @@ def test_sigkill_anywhere_then_the_same_command_ends_as_an_uninterrupted_run(tin
     killed = tmp_path / "killed"
 
     # Killed while checkpoint-4 is half written: never the resume point.
-    result = run_cli(command, kill="saving:4")
+    result = run_training(command, kill="saving:4")
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
     assert sorted(path.name for path in killed.iterdir()) == ["checkpoint-2", "checkpoint-4"]
     assert not (killed / "checkpoint-4" / "trainer_state.json").exists()
@@ -101,12 +55,12 @@ def test_sigkill_anywhere_then_the_same_command_ends_as_an_uninterrupted_run(tin
 
     # Killed again, at a random step of the resumed run.
     step = random.randint(3, 8)
-    result = run_cli(command, kill=f"step:{step}")
+    result = run_training(command, kill=f"step:{step}")
     assert result.returncode == -signal.SIGKILL, f"step {step}: {result.stderr[-3000:]}"
     assert f"{killed / 'checkpoint-4'} was cut off while being written" in result.stderr
     assert f"Resuming from {killed / 'checkpoint-2'}" in result.stderr
 
-    result = run_cli(command)
+    result = run_training(command)
     assert result.returncode == 0, f"killed at step {step}: {result.stderr[-3000:]}"
     # Killed as step `step` ended, before its own checkpoint was saved.
     last = f"checkpoint-{(step - 1) // 2 * 2}"
@@ -133,13 +87,13 @@ def test_an_overwrite_killed_or_failing_keeps_the_old_student(tiny_bert_path, un
     command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir), "--overwrite_output_dir",
                "--seed", "7"]  # fmt: skip
 
-    result = run_cli(command, kill="step:3")
+    result = run_training(command, kill="step:3")
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
     assert checksums(output_dir) == old, "the old student was touched"
     sibling = tmp_path / ".student.overwrite"
     assert sorted(path.name for path in sibling.iterdir()) == ["checkpoint-2"]
 
-    result = run_cli(command)  # the same command resumes the replacement, and swaps it in once complete
+    result = run_training(command)  # the same command resumes the replacement, and swaps it in once complete
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming the interrupted replacement of {output_dir} from {sibling / 'checkpoint-2'}" in result.stderr
     assert [path.name for path in tmp_path.iterdir()] == ["student"]
@@ -156,7 +110,7 @@ def test_an_overwrite_killed_or_failing_keeps_the_old_student(tiny_bert_path, un
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Trainer, "_save_optimizer_and_scheduler", disk_full)
-        assert main(command) == 1
+        assert main(command[1:]) == 1  # in this process: the arguments after `minialbert`
     assert checksums(output_dir) == new
     assert [path.name for path in tmp_path.iterdir()] == ["student"]
 
@@ -169,7 +123,7 @@ def test_torch_compile_in_training(tiny_bert_path, uninterrupted_run, tmp_path):
     output_dir = tmp_path / "compiled"
     command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir), "--torch_compile", "true",
                "--max_steps", "2", "--agreement_steps", "0"]  # fmt: skip
-    result = run_cli(command)
+    result = run_training(command)
     assert result.returncode == 0, result.stderr[-3000:]
     compiled = json.loads((output_dir / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     eager = json.loads((uninterrupted_run / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]

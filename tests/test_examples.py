@@ -3,7 +3,6 @@
 import csv
 import json
 import math
-import os
 import runpy
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from minialbert.data import bbc_news_splits
 from minialbert.metrics import METRICS, load_metric
 from minialbert.tuning import load_tuned
 
+from .conftest import run_training
 from .hub_server import LocalHub
 from .test_hub import client_env
 
@@ -194,44 +194,19 @@ def test_run_classification_refuses_bad_options(student, tmp_path, monkeypatch):
     assert (tmp_path / "c" / "notes.txt").read_text() == "keep me"
 
 
-# Runs an example and SIGKILLs itself while checkpoint-N (MINIALBERT_TEST_KILL_SAVING) is half written.
-KILLING_EXAMPLE = """
-import os, runpy, signal, sys
-from transformers import Trainer
-
-step, original = int(os.environ["MINIALBERT_TEST_KILL_SAVING"]), Trainer._save_optimizer_and_scheduler
-
-
-def save_with_kill(self, output_dir):
-    if self.state.global_step == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-    original(self, output_dir)
-
-
-Trainer._save_optimizer_and_scheduler = save_with_kill
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 @pytest.mark.slow
 def test_run_classification_survives_sigkill_and_an_overwrite_that_fails(student, tmp_path, monkeypatch):
     arguments = ["--model_name_or_path", str(student), *TINY_RUN, "--do_train", "--max_train_samples", "24"]
     arguments += ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "2"]
     killed, uninterrupted = tmp_path / "killed", tmp_path / "uninterrupted"
-    command = [sys.executable, "-c", KILLING_EXAMPLE, str(EXAMPLES / "run_classification.py"), *arguments]
-    # One thread: runs are then exactly equal even on a busy machine (see test_distillation's run_cli).
-    environment = {**os.environ, "MINIALBERT_TEST_KILL_SAVING": "4", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    result = subprocess.run([*command, "--output_dir", str(killed)], capture_output=True, text=True, env=environment)
+    command = [str(EXAMPLES / "run_classification.py"), *arguments]
+    result = run_training([*command, "--output_dir", str(killed)], kill="saving:4")
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
     assert not (killed / "checkpoint-4" / "trainer_state.json").exists()
 
-    environment["MINIALBERT_TEST_KILL_SAVING"] = "-1"  # the same command, not killed
+    # The same command, not killed (one thread, as conftest.run_training runs it: runs then equal exactly).
     runs = {
-        output_dir: subprocess.run(
-            [*command, "--output_dir", str(output_dir)], capture_output=True, text=True, env=environment
-        )  # fmt: skip
-        for output_dir in (killed, uninterrupted)
+        output_dir: run_training([*command, "--output_dir", str(output_dir)]) for output_dir in (killed, uninterrupted)
     }
     assert all(run.returncode == 0 for run in runs.values()), [run.stderr[-3000:] for run in runs.values()]
     assert f"Resuming from {killed / 'checkpoint-2'}" in runs[killed].stderr
