@@ -49,6 +49,22 @@ def head_of(name: str) -> Head:
     return HEADS[name]
 
 
+def check_num_recursions(num_recursions: int | None, num_hidden_layers: int) -> None:
+    """Elastic depth runs a prefix of the recursions the model was built (and trained) with, never more."""
+    if num_recursions is None:
+        return
+    if isinstance(num_recursions, bool) or not isinstance(num_recursions, int) or not 1 <= num_recursions:
+        raise ValueError(
+            f"`num_recursions` must be a positive integer (or None for all {num_hidden_layers}), got "
+            f"{num_recursions!r}."
+        )
+    if num_recursions > num_hidden_layers:
+        raise ValueError(
+            f"`num_recursions` {num_recursions} is more than the {num_hidden_layers} recursions this model holds "
+            f"weights for; pass a value from 1 to {num_hidden_layers}."
+        )
+
+
 class MiniAlbertConfig(PretrainedConfig):
     r"""
     Configuration of a MiniAlbert model: a recursive transformer whose single shared layer is applied
@@ -64,6 +80,10 @@ class MiniAlbertConfig(PretrainedConfig):
         hidden_size (`int`, defaults to 768): Width H of the hidden states.
         num_hidden_layers (`int`, defaults to 6): Number of recursions, i.e. how many times the one shared
             transformer layer is applied. More recursions cost compute, not parameters.
+        num_recursions (`int`, *optional*): Elastic depth: run only the first `num_recursions` recursions (each
+            with its own adapters and relaxation) of the `num_hidden_layers` the model holds weights for, for a
+            faster, shallower model; `None` runs them all. Set it when loading:
+            `AutoModel.from_pretrained(folder, trust_remote_code=True, num_recursions=2)`.
         num_attention_heads (`int`, defaults to 12): Attention heads; must divide `hidden_size`.
         intermediate_size (`int`, defaults to 3072): Width of the feed-forward block.
         hidden_act (`str`, defaults to `"gelu"`): Activation of the feed-forward block, MLM head and adapters;
@@ -121,6 +141,7 @@ class MiniAlbertConfig(PretrainedConfig):
         embedding_size: int = 128,
         hidden_size: int = 768,
         num_hidden_layers: int = 6,
+        num_recursions: int | None = None,
         num_attention_heads: int = 12,
         intermediate_size: int = 3072,
         hidden_act: str = "gelu",
@@ -185,6 +206,7 @@ class MiniAlbertConfig(PretrainedConfig):
                 f"`recursion_lora_rank` must be between 0 (off) and `hidden_size` ({hidden_size}, full rank), "
                 f"got {recursion_lora_rank}."
             )
+        check_num_recursions(num_recursions, num_hidden_layers)
         if teacher_layer_map is not None and (
             len(teacher_layer_map) != num_hidden_layers
             or not all(isinstance(layer, int) and layer >= 1 for layer in teacher_layer_map)
@@ -213,6 +235,7 @@ class MiniAlbertConfig(PretrainedConfig):
         self.embedding_size = embedding_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
+        self.num_recursions = num_recursions
         self.num_attention_heads = num_attention_heads
         self.intermediate_size = intermediate_size
         self.hidden_act = hidden_act

@@ -28,7 +28,7 @@ from transformers.modeling_outputs import (
 from transformers.utils import ModelOutput
 
 from . import modeling_minialbert
-from .configuration_minialbert import HEADS, MiniAlbertConfig
+from .configuration_minialbert import HEADS, MiniAlbertConfig, check_num_recursions
 from .folders import read_minialbert_config, write_folder
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
@@ -96,6 +96,13 @@ class ExportArguments:
             "help": "torch.onnx's TorchScript-based exporter (faster graphs here, measured in benchmarks/run.py) "
             "or its torch.export-based one.",
             "choices": list(EXPORTERS),
+        },
+    )
+    num_recursions: int | None = field(
+        default=None,
+        metadata={
+            "help": "Elastic depth: export a graph that runs only the first N of the student's recursions (faster, "
+            "shallower; see `minialbert bench` for what each depth costs in agreement). Default: all."
         },
     )
     quantize: str | None = field(
@@ -263,6 +270,8 @@ def export_onnx(
     arguments = arguments or ExportArguments()
     config = read_student_config(folder)
     task = task_of(config, arguments.task)
+    check_num_recursions(arguments.num_recursions, config.num_hidden_layers)
+    depth = {} if arguments.num_recursions is None else {"num_recursions": arguments.num_recursions}
     output_dir = Path(output_dir) if output_dir is not None else Path(folder) / "onnx"
     try:
         import onnx  # noqa: F401
@@ -275,9 +284,9 @@ def export_onnx(
     architecture = (config.architectures or ["MiniAlbertModel"])[0]
     if task == "feature-extraction" and architecture in HEADS:
         # The encoder of a head's folder, loaded with its head so that no weight goes unused.
-        model = getattr(modeling_minialbert, architecture).from_pretrained(str(folder)).base_model.eval()
+        model = getattr(modeling_minialbert, architecture).from_pretrained(str(folder), **depth).base_model.eval()
     else:
-        model = ONNX_TASKS[task].model_class.from_pretrained(str(folder)).eval()
+        model = ONNX_TASKS[task].model_class.from_pretrained(str(folder), **depth).eval()
 
     def write(staging: Path) -> None:
         model.config.save_pretrained(staging)

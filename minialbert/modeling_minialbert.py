@@ -28,7 +28,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, can_return_tuple
 
-from .configuration_minialbert import MiniAlbertConfig
+from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
 
 
 def is_tracing() -> bool:
@@ -376,11 +376,16 @@ class MiniAlbertLayer(GradientCheckpointingLayer):
 
 
 class MiniAlbertEncoder(nn.Module):
-    """Applies the shared layer once per recursion, each time with that recursion's adapters and relaxation."""
+    """Applies the shared layer once per recursion, each time with that recursion's adapters and relaxation.
+
+    `config.num_recursions` (elastic depth) runs the first recursions only: the same computation as a model built
+    with that many recursions and the same weights, while the weights of the later ones stay loaded and saved.
+    """
 
     def __init__(self, config: MiniAlbertConfig):
         super().__init__()
         self.config = config
+        check_num_recursions(config.num_recursions, config.num_hidden_layers)
         self.layer = MiniAlbertLayer(config)
         self.adapters = (
             nn.ModuleList(MiniAlbertRecursionAdapters(config) for _ in range(config.num_hidden_layers))
@@ -392,6 +397,12 @@ class MiniAlbertEncoder(nn.Module):
             if config.recursion_lora_rank > 0
             else None
         )
+
+    @property
+    def depth(self) -> int:
+        """How many recursions a forward pass runs (checked again here: the config may change after loading)."""
+        check_num_recursions(self.config.num_recursions, self.config.num_hidden_layers)
+        return self.config.num_recursions or self.config.num_hidden_layers
 
     def forward(
         self,
@@ -406,7 +417,7 @@ class MiniAlbertEncoder(nn.Module):
         all_attentions = () if output_attentions else None
         if packed is not None:
             hidden_states = packed.pack(hidden_states)
-        for recursion in range(self.config.num_hidden_layers):
+        for recursion in range(self.depth):
             hidden_states, attention_probabilities = self.layer(
                 hidden_states,
                 attention_mask,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from minialbert import (
     ExportArguments,
@@ -244,3 +244,21 @@ def test_the_runner_docstring_example_runs(tokenizer, tmp_path, capsys):
     assert '"outputs/student/onnx"' in example
     exec(example.replace('"outputs/student/onnx"', repr(str(exported))), {})
     assert re.search(r"torch\.Size\(\[1, \d+, 32\]\)", capsys.readouterr().out)
+
+
+def test_an_elastic_depth_export_runs_the_first_recursions_only(tokenizer, tmp_path):
+    save_random(tmp_path / "model", MiniAlbertModel, tokenizer, recursion_lora_rank=2)
+    exported = export_onnx(tmp_path / "model", tmp_path / "onnx-2", ExportArguments(num_recursions=2))
+    assert AutoConfig.from_pretrained(exported).num_recursions == 2
+    shallow = MiniAlbertModel.from_pretrained(tmp_path / "model", num_recursions=2).eval()
+    full = MiniAlbertModel.from_pretrained(tmp_path / "model").eval()
+    runner = OnnxRuntimeModel.from_pretrained(exported)
+    for batch in padded_batches(tokenizer):
+        real = batch["attention_mask"].bool()
+        got = runner(**batch).last_hidden_state[real]
+        with torch.no_grad():
+            torch.testing.assert_close(got, shallow(**batch).last_hidden_state[real], rtol=1e-4, atol=1e-4)
+            assert (got - full(**batch).last_hidden_state[real]).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="more than the 3 recursions this model holds weights for"):
+        export_onnx(tmp_path / "model", tmp_path / "onnx-4", ExportArguments(num_recursions=4))
+    assert not (tmp_path / "onnx-4").exists()

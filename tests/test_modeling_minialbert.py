@@ -483,3 +483,69 @@ def test_masked_lm_prediction_mask_computes_the_same_logits_and_loss(inputs):
     assert sparse.logits.shape == (3, 99)
     torch.testing.assert_close(sparse.logits, full.logits[labels != -100])
     torch.testing.assert_close(sparse.loss, full.loss)
+
+
+# --- elastic depth ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("overrides", [{}, {"recursion_lora_rank": 4}, {"use_adapters": False}])
+def test_a_student_run_at_depth_d_equals_a_fresh_d_recursion_model_with_the_same_weights(
+    depth, overrides, inputs, tmp_path
+):
+    full = randomise(MiniAlbertForMaskedLM(tiny_config(**overrides))).eval()
+    full.save_pretrained(tmp_path)
+    elastic = AutoModelForMaskedLM.from_pretrained(tmp_path, num_recursions=depth).eval()
+    assert elastic.config.num_recursions == depth
+    fresh = MiniAlbertForMaskedLM(tiny_config(num_hidden_layers=depth, **overrides)).eval()
+    # The fresh model holds the weights of the first `depth` recursions, and nothing else.
+    state = {
+        name: value
+        for name, value in full.state_dict().items()
+        if not any(
+            f"{stack}.{recursion}." in name for stack in ("adapters", "relaxations") for recursion in range(depth, 3)
+        )
+    }
+    fresh.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        got = elastic(**inputs, output_hidden_states=True, output_attentions=True)
+        want = fresh(**inputs, output_hidden_states=True, output_attentions=True)
+    assert len(got.hidden_states) == depth + 1 and len(got.attentions) == depth
+    torch.testing.assert_close(got.logits, want.logits, rtol=0, atol=0)
+    for have, expected in zip(got.hidden_states + got.attentions, want.hidden_states + want.attentions, strict=True):
+        torch.testing.assert_close(have, expected, rtol=0, atol=0)
+    # A run at depth d is the first d recursions of the full run (what multi-depth distillation relies on).
+    with torch.no_grad():
+        whole = full.minialbert(**inputs, output_hidden_states=True, output_attentions=True)
+    real = inputs["attention_mask"].bool()
+    torch.testing.assert_close(got.hidden_states[-1][real], whole.hidden_states[depth][real], rtol=0, atol=0)
+    # The later recursions' weights stay loaded, and saving keeps them and the chosen depth.
+    elastic.save_pretrained(tmp_path / "saved")
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "saved", num_recursions=None).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, full(**inputs).logits, rtol=0, atol=0)
+
+
+def test_elastic_depth_loads_through_remote_code_and_refuses_depths_the_model_does_not_hold(inputs, tmp_path):
+    randomise(MiniAlbertModel(tiny_config())).save_pretrained(tmp_path)
+    expected = MiniAlbertModel.from_pretrained(tmp_path, num_recursions=2).eval()
+    expected.save_pretrained(tmp_path / "depth-2")  # config.json records the depth, and the code files go along
+    assert json.loads((tmp_path / "depth-2" / "config.json").read_text())["num_recursions"] == 2
+    assert_remote_code_load_matches(expected, tmp_path / "depth-2", "AutoModel", inputs, tmp_path)
+    for value, message in [
+        (
+            4,
+            "`num_recursions` 4 is more than the 3 recursions this model holds weights for; pass a value from 1 to 3.",
+        ),
+        (0, "`num_recursions` must be a positive integer (or None for all 3), got 0."),
+        (1.5, "`num_recursions` must be a positive integer (or None for all 3), got 1.5."),
+    ]:
+        with pytest.raises(ValueError) as error:
+            AutoModel.from_pretrained(tmp_path, num_recursions=value)
+        assert str(error.value) == message
+        with pytest.raises(ValueError, match="num_recursions"):
+            tiny_config(num_recursions=value)
+    # Changed after loading: the next forward refuses it too.
+    expected.config.num_recursions = 5
+    with pytest.raises(ValueError, match="more than the 3 recursions"):
+        expected(**inputs)
