@@ -21,6 +21,7 @@ from .modeling_minialbert import (
     MiniAlbertPreTrainedModel,
 )
 from .published import ImportArguments, import_published
+from .runtimes import RuntimeReport, fastest_runtime
 from .tuning import enable_tuning, load_tuned, save_tuned
 
 __version__ = "0.1.0"
@@ -49,9 +50,11 @@ __all__ = [
     "MiniAlbertModel",
     "MiniAlbertPreTrainedModel",
     "OnnxRuntimeModel",
+    "RuntimeReport",
     "convert_bert_to_minialbert",
     "enable_tuning",
     "export_onnx",
+    "fastest_runtime",
     "import_published",
     "layer_map",
     "load_tuned",

@@ -5,9 +5,11 @@ Each subcommand parses its options with `HfArgumentParser` from the library's do
 """
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
@@ -16,10 +18,11 @@ from .convert import ConversionArguments, convert_and_save
 from .data import DataArguments
 from .distill_job import StudentArguments, format_summary, run_distillation
 from .distillation import DistillationArguments
-from .export import ExportArguments, export_onnx
+from .export import ExportArguments, calibration_texts, export_onnx
 from .folders import OutputArguments
 from .hub import push_to_hub
 from .published import PUBLISHED_CHECKPOINTS, ImportArguments, import_published
+from .runtimes import PATHS, fastest_runtime
 
 
 def convert_command(argv: list[str]) -> int:
@@ -82,6 +85,43 @@ def export_onnx_command(argv: list[str]) -> int:
     return 0
 
 
+def bench_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="minialbert bench",
+        description="Time every runtime path this machine offers for a student's encoder (PyTorch fp32, bf16 "
+        "autocast where the CPU has native bf16, ONNX Runtime fp32, int8 and static int8) on sample texts, compare "
+        "each with PyTorch fp32, and name the fastest that agrees.",
+    )
+    parser.add_argument("folder", help="Student folder (convert, distill, fine-tuning).")
+    parser.add_argument(
+        "--sample_file",
+        "--sample-file",
+        help="Texts like those you will encode, one per line (default: bundled BBC News paragraphs).",
+    )
+    parser.add_argument("--paths", nargs="+", choices=PATHS, help="Paths to time (default: all this machine offers).")
+    parser.add_argument(
+        "--onnx_folder", "--onnx-folder", help="A feature-extraction export to time (default: export one for it)."
+    )
+    parser.add_argument("--num_recursions", "--num-recursions", type=int, help="Elastic depth (default: all).")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=32, help="Texts per batch.")
+    parser.add_argument("--repeats", type=int, default=5, help="Timed passes per path (their median counts).")
+    parser.add_argument("--output_file", "--output-file", help="Also write the report as JSON here.")
+    arguments = parser.parse_args(argv)
+    report = fastest_runtime(
+        arguments.folder,
+        calibration_texts(arguments.sample_file, "--sample_file"),
+        paths=arguments.paths,
+        onnx_folder=arguments.onnx_folder,
+        num_recursions=arguments.num_recursions,
+        batch_size=arguments.batch_size,
+        repeats=arguments.repeats,
+    )
+    if arguments.output_file:
+        Path(arguments.output_file).write_text(json.dumps(report.to_dict(), indent=2))
+    print(report.table())
+    return 0
+
+
 def push_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="minialbert push",
@@ -124,6 +164,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "distill": ("distil a BERT teacher into a student with the stock Trainer", distill_command),
     "import-published": ("open a MiniALBERT checkpoint the paper's authors published", import_published_command),
     "export-onnx": ("export a student to ONNX (and int8) for ONNX Runtime and optimum", export_onnx_command),
+    "bench": ("find the fastest way to run a student on this machine", bench_command),
     "push": ("share a student or adapter on the Hub with a generated model card", push_command),
 }
 

@@ -23,6 +23,7 @@ from .distillation import (
     DistillationArguments,
     DistillationTrainer,
     SentenceAgreementCallback,
+    agreement_by_depth,
     agreement_report,
     check_fsdp_device,
     held_out_batches,
@@ -141,6 +142,7 @@ def run_distillation(
         trainer.save_model()
         distilled = trainer.accelerator.unwrap_model(trainer.model)
         after = agreement_report(distilled, trainer.teacher, batches, layers, sentence_sets)
+        by_depth = agreement_by_depth(distilled, trainer.teacher, {"sentence_spearman": unmasked} | sentence_sets)
         summary = {
             "teacher": teacher_name,
             "teacher_parameters": teacher.bert.num_parameters(),
@@ -160,6 +162,8 @@ def run_distillation(
             "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * tokens_per_window),
             "at_initialisation": before,
             "after_distillation": after,
+            # Each depth a user may load the student at (num_recursions), scored on the same sentences.
+            "agreement_by_depth": by_depth,
             "agreement_curve": [
                 {key.removeprefix("agreement_"): value for key, value in entry.items()}
                 for entry in trainer.state.log_history
@@ -186,7 +190,8 @@ def format_summary(summary: dict) -> str:
         f"student: {summary['student_parameters'] / 1e6:.2f}M; layer map {summary['layer_map']}",
         f"recipe {recipe['name']!r} ({recipe['reason']}): {terms}; hidden {recipe['hidden_loss']} on "
         f"{recipe['hidden_layers']} mapped layers, sentence {recipe['sentence_loss']} of {recipe['sentence_pooling']} "
-        f"pooling, relational {recipe['relational_loss']}, on {recipe['distill_inputs']} input; bf16 autocast "
+        f"pooling, relational {recipe['relational_loss']}, on {recipe['distill_inputs']} input; elastic depth "
+        f"{recipe['elastic_depth']} {recipe['depth_weights'] or ''}; bf16 autocast "
         f"{'on' if summary['bf16_autocast'] else 'off'}",
         f"{summary['global_step']} steps on {summary['train_samples']} training samples in "
         f"{summary['train_runtime_seconds']} s ({summary['train_tokens_per_second']} tokens/s); held-out: "
@@ -203,4 +208,8 @@ def format_summary(summary: dict) -> str:
         own = teacher.get(name.replace("student_", "teacher_"), "")
         own = f"{own:>8.4f}" if own != "" else f"{'':>8}"
         lines.append(f"{name:<22} {summary['at_initialisation'][name]:>14.4f} {value:>10.4f} {own}")
+    for scores in summary["agreement_by_depth"]:
+        depth = scores["num_recursions"]
+        figures = ", ".join(f"{name} {value:.4f}" for name, value in scores.items() if name != "num_recursions")
+        lines.append(f"at {depth} recursion{'s' if depth > 1 else ''}: {figures}")
     return "\n".join(lines)

@@ -8,8 +8,12 @@ Per batch, on real (non-padding) tokens only and in fp32, with the weights and o
          + relational_weight * relational_loss
 
 where recursion i of the student is matched with teacher layer `layer_map[i]` (1-based); the paper's recipe
-(Nouriborji et al., 2023) uses the first four terms. `DistillationTrainer` overrides `compute_loss` (and `log`, to
-report each term); optimiser, schedule, checkpointing, logging and distributed launch stay the Trainer's own.
+(Nouriborji et al., 2023) uses the first four terms. With elastic depth (`elastic_depth`), every shallower depth
+d < N of the student (its first d recursions, what `num_recursions=d` runs) adds its own hidden, attention, sentence
+and relational terms against the teacher layers a d-recursion student follows (`layer_map(L, d)`), weighted by
+`depth_weights[d - 1]`, so one student serves at several speeds. `DistillationTrainer` overrides `compute_loss`
+(and `log`, to report each term); optimiser, schedule, checkpointing, logging and distributed launch stay the
+Trainer's own.
 """
 
 import functools
@@ -19,6 +23,7 @@ import os
 import re
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +72,7 @@ RECIPES = {
         "sentence_loss": "cosine",
         "relational_loss": "mse",
         "distill_inputs": "masked",
+        "elastic_depth": "off",
     },
     # For teachers without a masked-LM head (sentence encoders): no masked-LM term to compete with distillation,
     # and the teacher's states and pooled sentence embeddings followed on the text inference sees (no [MASK]).
@@ -83,6 +89,7 @@ RECIPES = {
         "sentence_loss": "cosine",
         "relational_loss": "mse",
         "distill_inputs": "unmasked",
+        "elastic_depth": "off",
     },
 }
 RECIPE_CHOICES = {
@@ -91,7 +98,11 @@ RECIPE_CHOICES = {
     "sentence_loss": ("cosine", "mse"),
     "relational_loss": ("mse", "kl"),
     "distill_inputs": ("masked", "unmasked"),
+    "elastic_depth": ("off", "sum", "sample"),
 }
+# The terms a shallower depth adds under elastic depth: those read from its hidden states and attention maps. The
+# embedding term is the same at every depth; masked-LM and logit terms train the full depth's head only.
+DEPTH_LOSS_NAMES = ("attention", "hidden", "sentence", "relational")
 
 
 def _recipe_field(help: str, choices: tuple[str, ...] | None = None):
@@ -141,6 +152,20 @@ class DistillationArguments(TrainingArguments):
         "Input of the hidden, attention, embedding and sentence terms: 'masked' (the masked-LM batch) or 'unmasked' "
         "(the text as inference sees it; masked-LM and logit terms then take a second, masked pass)",
         RECIPE_CHOICES["distill_inputs"],
+    )
+    elastic_depth: str | None = _recipe_field(
+        "Train every depth at once, so the student also serves at fewer recursions (num_recursions at load time): "
+        "'sum' adds, every step, the terms of each shallower depth d (its first d recursions) against the teacher "
+        "layers a d-recursion student follows, weighted by --depth_weights; 'sample' adds one shallower depth per "
+        "step, drawn in proportion to its weight and weighted by their sum; 'off' trains the full depth only",
+        RECIPE_CHOICES["elastic_depth"],
+    )
+    depth_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "With --elastic_depth: the weight of each shallower depth 1 .. N-1 against the full depth's 1 "
+            "(default: 1 each)."
+        },
     )
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the logit KL."})
     relational_temperature: float = field(
@@ -209,6 +234,13 @@ class DistillationArguments(TrainingArguments):
         for name in ("temperature", "relational_temperature"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}.")
+        if self.depth_weights is not None and (
+            not self.depth_weights or any(weight < 0 for weight in self.depth_weights) or not any(self.depth_weights)
+        ):
+            raise ValueError(
+                f"--depth_weights must be non-negative weights, not all 0, one per shallower depth, got "
+                f"{self.depth_weights}."
+            )
         if self.agreement_steps < 0:
             raise ValueError(f"--agreement_steps must be 0 or positive, got {self.agreement_steps}.")
         if not 0 < self.mlm_probability < 1:
@@ -228,6 +260,9 @@ class Recipe:
     distill_inputs: str
     sentence_pooling: str
     reason: str
+    elastic_depth: str = "off"
+    # Elastic depth: the weight of each shallower depth 1 .. N-1 (the full depth weighs 1).
+    depth_weights: list[float] | None = None
 
 
 def recipe_name(args: DistillationArguments, teacher: Teacher) -> str:
@@ -287,7 +322,42 @@ def resolve_recipe(args: DistillationArguments, teacher: Teacher, sentence_modul
         distill_inputs=values["distill_inputs"],
         sentence_pooling=pooling,
         reason=reason,
+        elastic_depth=values["elastic_depth"],
+        depth_weights=list(args.depth_weights) if args.depth_weights is not None else None,
     )
+
+
+def resolve_depth_weights(recipe: Recipe, num_recursions: int) -> None:
+    """Fill in `recipe.depth_weights` for a student of `num_recursions` (1 for each shallower depth by default),
+    refusing weights that do not fit it."""
+    if recipe.elastic_depth == "off":
+        if recipe.depth_weights is not None:
+            raise ValueError(
+                f"--depth_weights {recipe.depth_weights} weigh shallower depths, which train only with elastic "
+                "depth: add --elastic_depth sum (or sample), or drop --depth_weights."
+            )
+        return
+    if num_recursions < 2:
+        raise ValueError(
+            f"--elastic_depth {recipe.elastic_depth} trains the shallower depths of a student, and this one has a "
+            "single recursion; drop --elastic_depth or convert with --num_recursions 2 or more."
+        )
+    if recipe.depth_weights is None:
+        recipe.depth_weights = [1.0] * (num_recursions - 1)
+    elif len(recipe.depth_weights) != num_recursions - 1:
+        raise ValueError(
+            f"--depth_weights {recipe.depth_weights} must give one weight for each of the {num_recursions - 1} "
+            f"shallower depths (1 to {num_recursions - 1}) of this {num_recursions}-recursion student."
+        )
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16); elsewhere it is emulated, and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
 @functools.cache
@@ -296,11 +366,7 @@ def cpu_bf16_is_faster() -> bool:
     process, only when a timed feed-forward step (forward and backward, BERT-small shapes) runs at least 10%
     faster than in fp32. Machines of one kind differ (without native support bf16 is emulated and slower), so this
     is decided per machine. Processes of a torchrun launch decide from the flags alone, so that all agree."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    if not re.search(r"\b(avx512_bf16|amx_bf16)\b", flags):
+    if not cpu_has_native_bf16():
         return False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return True
@@ -464,7 +530,32 @@ class DistillationLoss:
         self.masking = masked_lm_collator(tokenizer, args.mlm_probability)
 
     def weights(self) -> dict[str, float]:
-        return dict(self.recipe.weights)
+        """Each term's weight; with elastic depth also `{term}@{d}` (sum) or `{term}@sampled` (sample) for the
+        shallower depths' terms: the term's weight times the depth's (for sample: times all their sum)."""
+        weights = dict(self.recipe.weights)
+        for depth, depth_weight in self.depth_weights().items():
+            for name in DEPTH_LOSS_NAMES:
+                weights[f"{name}@{depth}"] = self.recipe.weights[name] * depth_weight
+        return weights
+
+    def depth_weights(self) -> dict[int | str, float]:
+        """The shallower depths' weights by suffix: every depth ("sum"), or "sampled" for the one drawn per step."""
+        depth_weights = {
+            depth: weight for depth, weight in enumerate(self.recipe.depth_weights or [], start=1) if weight > 0
+        }
+        if self.recipe.elastic_depth == "sample":
+            return {"sampled": sum(depth_weights.values())}
+        return depth_weights
+
+    def shallower_depths(self) -> dict[int | str, int]:
+        """The shallower depths this step trains, by the suffix of their terms' names."""
+        if self.recipe.elastic_depth == "off":
+            return {}
+        if self.recipe.elastic_depth == "sum":
+            return {depth: depth for depth in self.depth_weights()}
+        # Drawn with the global RNG, which checkpoints restore: a resumed run draws what the uninterrupted one did.
+        weights = torch.tensor(self.recipe.depth_weights)
+        return {"sampled": int(torch.multinomial(weights, 1)) + 1}
 
     def mask(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mask a padded batch for masked-LM (a no-op for batches that already have `labels`)."""
@@ -529,6 +620,10 @@ class DistillationLoss:
         outputs = model(
             **inputs, prediction_mask=prediction_mask, output_hidden_states=distills, output_attentions=with_attention
         )
+        # A shallower depth's outputs are the first recursions' of this pass: no second forward is needed.
+        depths = self.shallower_depths() if distills else {}
+        num_teacher_layers = self.teacher.bert.config.num_hidden_layers
+        depth_layers = {suffix: layer_map(num_teacher_layers, depth) for suffix, depth in depths.items()}
         losses = {}
         if predicts:
             losses["mlm"] = F.cross_entropy(outputs.logits.float(), labels[prediction_mask])
@@ -538,7 +633,7 @@ class DistillationLoss:
             targets = teacher_targets(
                 self.teacher,
                 inputs,
-                self.layer_map,
+                sorted(set(self.layer_map).union(*depth_layers.values())),
                 with_attention,
                 prediction_mask if predicts and weights["logit"] > 0 else None,
             )
@@ -546,21 +641,45 @@ class DistillationLoss:
             losses["logit"] = logit_kl(outputs.logits, targets.logits, self.args.temperature)
         if not distills:
             return losses
-        pairs = list(zip(outputs.hidden_states[1:], self.layer_map, strict=True))
+        if weights["embedding"] > 0:
+            losses["embedding"] = cosine_loss(outputs.hidden_states[0], targets.hidden_states[0], real)
+        losses |= self.depth_losses(outputs.hidden_states, outputs.attentions, targets, self.layer_map, inputs)
+        for suffix, depth in depths.items():
+            attentions = outputs.attentions[:depth] if with_attention else None
+            terms = self.depth_losses(
+                outputs.hidden_states[: depth + 1], attentions, targets, depth_layers[suffix], inputs
+            )
+            losses |= {f"{name}@{suffix}": value for name, value in terms.items()}
+        return losses
+
+    def depth_losses(
+        self,
+        hidden_states: tuple[torch.Tensor, ...],
+        attentions: tuple[torch.Tensor, ...] | None,
+        targets: TeacherTargets,
+        layers: list[int],
+        inputs: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """The terms of the student's first `len(layers)` recursions (`hidden_states`: the embedding output and one
+        state per recursion) against the teacher layers `layers`: hidden, attention, sentence and relational."""
+        weights = self.weights()
+        real = inputs["attention_mask"].bool()
+        losses = {}
+        pairs = list(zip(hidden_states[1:], layers, strict=True))
         if self.recipe.hidden_layers == "last":
             pairs = pairs[-1:]
         if weights["hidden"] > 0:
             losses["hidden"] = torch.stack(
                 [self.hidden_state_loss(student, targets.hidden_states[k], real) for student, k in pairs]
             ).mean()
-        if with_attention:
-            losses["attention"] = mapped_attention_kl(outputs.attentions, targets.attentions, self.layer_map, real)
-        if weights["embedding"] > 0:
-            losses["embedding"] = cosine_loss(outputs.hidden_states[0], targets.hidden_states[0], real)
+        if attentions is not None:
+            losses["attention"] = mapped_attention_kl(attentions, targets.attentions, layers, real)
         if weights["sentence"] > 0 or weights["relational"] > 0:
-            student_embeddings, teacher_embeddings = (
-                pool(states[-1].float(), inputs["attention_mask"], self.recipe.sentence_pooling)
-                for states in (outputs.hidden_states, targets.hidden_states)
+            student_embeddings = pool(
+                hidden_states[-1].float(), inputs["attention_mask"], self.recipe.sentence_pooling
+            )
+            teacher_embeddings = pool(
+                targets.hidden_states[-1].float(), inputs["attention_mask"], self.recipe.sentence_pooling
             )
             if weights["sentence"] > 0:
                 losses["sentence"] = self.sentence_embedding_loss(student_embeddings, teacher_embeddings)
@@ -607,6 +726,13 @@ class DistillationTrainer(Trainer):
         check_layer_map(self.layer_map, bert.num_hidden_layers, student.num_hidden_layers)
         self.sentence_modules = read_sentence_modules(self.teacher.name_or_path, self.teacher.revision)
         self.recipe = resolve_recipe(args, self.teacher, self.sentence_modules)
+        resolve_depth_weights(self.recipe, len(self.layer_map))
+        if student.num_recursions not in (None, student.num_hidden_layers):
+            raise ValueError(
+                f"The student runs {student.num_recursions} of its {student.num_hidden_layers} recursions "
+                "(num_recursions): distillation trains the full depth; load it without num_recursions (add "
+                "--elastic_depth sum to train the shallower depths too)."
+            )
         logger.info("Distillation recipe %r: %s.", self.recipe.name, self.recipe.reason)
         tokenizer = kwargs.get("processing_class")
         if not isinstance(tokenizer, PreTrainedTokenizerBase):
@@ -751,6 +877,41 @@ def agreement_report(
         report[name] = similarity_spearman(encode(student.minialbert, sentences), encode(teacher.bert, sentences))
     student.train(was_training)
     return {name: round(value, 4) for name, value in report.items()}
+
+
+@contextmanager
+def running_depth(model: nn.Module, num_recursions: int | None):
+    """Run `model` (any MiniAlbert) at another depth inside the block: its first `num_recursions` recursions."""
+    config = model.config
+    before, config.num_recursions = config.num_recursions, num_recursions
+    try:
+        yield model
+    finally:
+        config.num_recursions = before
+
+
+@torch.no_grad()
+def agreement_by_depth(
+    student: MiniAlbertForMaskedLM, teacher: Teacher, sentence_sets: dict[str, list[dict[str, torch.Tensor]]]
+) -> list[dict[str, float]]:
+    """`similarity_spearman` with the teacher on each of `sentence_sets` (unmasked batches) at every depth of the
+    student, 1 to all its recursions: what each `num_recursions` a user may load it with keeps. One row per depth,
+    `{"num_recursions": d, name: score, ...}`."""
+    was_training = student.training
+    student.eval()
+    teacher_embeddings = {name: encode(teacher.bert, batches) for name, batches in sentence_sets.items()}
+    report = []
+    for depth in range(1, student.config.num_hidden_layers + 1):
+        with running_depth(student, depth):
+            report.append(
+                {"num_recursions": depth}
+                | {
+                    name: round(similarity_spearman(encode(student.minialbert, batches), teacher_embeddings[name]), 4)
+                    for name, batches in sentence_sets.items()
+                }
+            )
+    student.train(was_training)
+    return report
 
 
 class SentenceAgreementCallback(TrainerCallback):

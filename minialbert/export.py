@@ -1,12 +1,15 @@
-"""Deploy a MiniAlbert folder: ONNX export with a parity check, dynamic int8 quantisation, and an ONNX Runtime runner.
+"""Deploy a MiniAlbert folder: ONNX export with a parity check, int8 quantisation (dynamic, and static calibrated
+QDQ), and an ONNX Runtime runner that strips a padded batch's padding per length group.
 
-The exported folder holds `model.onnx` (and `model_quantized.onnx`), the config, its code files and the tokenizer:
+The exported folder holds `model.onnx` (and `model_quantized.onnx`, `model_static_quantized.onnx`), the config, its
+code files and the tokenizer:
 the layout `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained` loads. Exported into a student folder's `onnx/`
 (the default), it is also where `SentenceTransformer(student, backend="onnx")` looks. `optimum-onnx` installs
 only beside transformers < 4.58, so this module exports with `torch.onnx.export` and quantises with
 `onnxruntime.quantization` itself, and `OnnxRuntimeModel` runs the files under any transformers.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -43,11 +46,27 @@ logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 QUANTIZED_ONNX_FILE = "model_quantized.onnx"  # the name optimum's ORTQuantizer gives it
+STATIC_QUANTIZED_ONNX_FILE = "model_static_quantized.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # The exporters and their opsets. TorchScript (the default) traced graphs run faster in ONNX Runtime than the
 # dynamo exporter's on this model: `python benchmarks/run.py` measures both (README, Performance).
 EXPORTERS = {"torchscript": 17, "dynamo": 18}
 PARITY_TOLERANCE = 1e-4
+
+
+class Quantization(NamedTuple):
+    file_name: str
+    description: str
+
+
+QUANTIZATIONS = {
+    "int8": Quantization(QUANTIZED_ONNX_FILE, "dynamic: int8 weights, activations quantised per batch at run time"),
+    "int8-static": Quantization(
+        STATIC_QUANTIZED_ONNX_FILE,
+        "static QDQ: int8 weights and activations, activation ranges calibrated on sample text",
+    ),
+}
+CALIBRATION_TEXTS = 256  # bundled paragraphs the static ranges are calibrated on, by default
 
 
 class OnnxTask(NamedTuple):
@@ -105,14 +124,39 @@ class ExportArguments:
             "shallower; see `minialbert bench` for what each depth costs in agreement). Default: all."
         },
     )
-    quantize: str | None = field(
+    quantize: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Also write model_quantized.onnx, dynamically quantised (int8 weights, activations quantised "
-            "at run time) with onnxruntime.quantization.",
-            "choices": ["int8"],
+            "help": "Also write int8 copies with onnxruntime.quantization: 'int8' (model_quantized.onnx, dynamic: "
+            "int8 weights, activations quantised at run time) and/or 'int8-static' (model_static_quantized.onnx, "
+            "QDQ with activation ranges calibrated on --calibration_file).",
+            "choices": list(QUANTIZATIONS),
         },
     )
+    calibration_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text file, one text per line, that calibrates int8-static's activation ranges: text like what "
+            f"the model will encode (default: {CALIBRATION_TEXTS} BBC News paragraphs of the bundled corpus)."
+        },
+    )
+    bench: bool = field(
+        default=False,
+        metadata={
+            "help": "After exporting a feature-extraction model, time every runtime path on this machine "
+            "(minialbert bench) on the calibration text, and write the report (runtime_report.json, which the "
+            "model card of `minialbert push --with_onnx` shows)."
+        },
+    )
+
+    def __post_init__(self):
+        if isinstance(self.quantize, str):
+            self.quantize = [self.quantize]
+        unknown = [name for name in self.quantize or () if name not in QUANTIZATIONS]
+        if unknown:
+            raise ValueError(f"--quantize {' '.join(unknown)}: choose from {', '.join(QUANTIZATIONS)}.")
+        if self.bench and self.task != "feature-extraction":
+            raise ValueError("--bench times the encoder: export with --task feature-extraction.")
 
 
 def read_student_config(folder: str | os.PathLike) -> MiniAlbertConfig:
@@ -123,6 +167,14 @@ def read_student_config(folder: str | os.PathLike) -> MiniAlbertConfig:
         repr(str(folder)),
         "pass a folder written by minialbert (convert a BERT checkpoint first with `minialbert convert`).",
     )
+
+
+def load_encoder(folder: str | os.PathLike, config: MiniAlbertConfig, **kwargs) -> MiniAlbertModel:
+    """The encoder of any MiniAlbert folder, in eval mode; a head's folder loads with its head, so that no weight
+    goes unused (and none is reported unexpected)."""
+    architecture = (config.architectures or ["MiniAlbertModel"])[0]
+    model_class = getattr(modeling_minialbert, architecture) if architecture in HEADS else MiniAlbertModel
+    return model_class.from_pretrained(str(folder), **kwargs).base_model.eval()
 
 
 def task_of(config: MiniAlbertConfig, task: str | None) -> str:
@@ -220,6 +272,31 @@ def export_model(
     onnx.save(graph, str(path))
 
 
+def calibration_texts(text_file: str | os.PathLike | None, option: str = "--calibration_file") -> list[str]:
+    """The texts that calibrate static int8 and that `--bench` and `minialbert bench` time: a file's lines (named
+    `option` in errors), or bundled BBC News paragraphs of the training split (never of the test split the
+    benchmarks score on)."""
+    if text_file is not None:
+        path = Path(text_file)
+        if not path.is_file():
+            raise ValueError(f"{option} {str(path)!r} is not a file; pass a text file, one text per line.")
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(texts) < 3:
+            raise ValueError(
+                f"{option} {str(path)!r} holds {len(texts)} text(s); pass at least 3 (a few hundred like those the "
+                "model will encode)."
+            )
+        return texts
+    from .data import bbc_news_splits
+
+    paragraphs = []
+    for article in bbc_news_splits()["train"]["text"]:
+        paragraphs += [part.strip() for part in article.split("\n\n") if part.strip()]
+        if len(paragraphs) >= CALIBRATION_TEXTS:
+            return paragraphs[:CALIBRATION_TEXTS]
+    return paragraphs
+
+
 def quantize_int8(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """Dynamic int8 quantisation: int8 weights (per output channel) for every MatMul and Gather, activations
     quantised per batch at run time. ONNX Runtime's pre-processing first folds the weights' transposes into
@@ -237,6 +314,42 @@ def quantize_int8(source: str | os.PathLike, target: str | os.PathLike) -> None:
             weight_type=QuantType.QInt8,
             per_channel=True,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+
+
+def quantize_int8_static(
+    source: str | os.PathLike, target: str | os.PathLike, tokenizer, texts: list[str], batch_size: int = 16
+) -> None:
+    """Static QDQ int8: weights per output channel, and activation ranges fixed from a calibration pass over
+    `texts` (min-max), so no range is computed at run time and ONNX Runtime fuses each quantise-matmul-dequantise
+    into one int8 kernel. Only MatMuls are quantised: LayerNorm, softmax and GELU stay fp32."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(
+                {name: array.astype("int64") for name, array in tokenizer(
+                    texts[start : start + batch_size], padding=True, truncation=True, max_length=128,
+                    return_tensors="np").items() if name in INPUT_NAMES}
+                for start in range(0, len(texts), batch_size)
+            )  # fmt: skip
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folded = Path(scratch) / "folded.onnx"
+        quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)
+        quantize_static(
+            str(folded),
+            str(target),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
         )
 
 
@@ -281,10 +394,10 @@ def export_onnx(
             f"Exporting to ONNX needs onnx and onnxruntime: pip install 'minialbert[onnx]' ({error})"
         ) from error
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    architecture = (config.architectures or ["MiniAlbertModel"])[0]
-    if task == "feature-extraction" and architecture in HEADS:
-        # The encoder of a head's folder, loaded with its head so that no weight goes unused.
-        model = getattr(modeling_minialbert, architecture).from_pretrained(str(folder), **depth).base_model.eval()
+    needs_texts = "int8-static" in (arguments.quantize or ()) or arguments.bench
+    texts = calibration_texts(arguments.calibration_file) if needs_texts else []
+    if task == "feature-extraction":
+        model = load_encoder(folder, config, **depth)
     else:
         model = ONNX_TASKS[task].model_class.from_pretrained(str(folder), **depth).eval()
 
@@ -301,8 +414,16 @@ def export_onnx(
                 "nothing was written. Please report this with the folder's config.json."
             )
         logger.info("ONNX export of %s (%s): largest difference from PyTorch %.2e.", folder, task, difference)
-        if arguments.quantize == "int8":
+        if "int8" in (arguments.quantize or ()):
             quantize_int8(staging / ONNX_FILE, staging / QUANTIZED_ONNX_FILE)
+        if "int8-static" in (arguments.quantize or ()):
+            quantize_int8_static(staging / ONNX_FILE, staging / STATIC_QUANTIZED_ONNX_FILE, tokenizer, texts)
+        if arguments.bench:
+            from .runtimes import RUNTIME_REPORT_FILE, fastest_runtime
+
+            report = fastest_runtime(folder, texts, onnx_folder=staging, num_recursions=arguments.num_recursions)
+            (staging / RUNTIME_REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+            logger.info("Runtime paths on this machine:\n%s", report.table())
 
     return write_folder(output_dir, write, overwrite)
 
@@ -310,8 +431,10 @@ def export_onnx(
 class OnnxRuntimeModel:
     """An exported MiniAlbert run by ONNX Runtime, called like the PyTorch model: tokenizer outputs in (torch
     tensors), the task's `ModelOutput` out (`last_hidden_state`, `logits` or `start_logits`/`end_logits`).
-    Per-token outputs at padding positions are whatever the graph computes there (PyTorch writes zeros): read
-    them where `attention_mask` is 1.
+
+    A graph computes every position of its input, padding included, where PyTorch skips padding: so a right-padded
+    batch runs in groups of rows of similar length, each cut to its longest row (`length_groups`), and per-token
+    outputs at padding positions hold zeros. Read per-token outputs where `attention_mask` is 1.
 
     ```python
     from transformers import AutoTokenizer
@@ -365,9 +488,53 @@ class OnnxRuntimeModel:
             "attention_mask": torch.ones_like(input_ids) if attention_mask is None else attention_mask,
             "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids,
         }
-        feed = {name: inputs[name].cpu().numpy().astype("int64") for name in self.input_names}
-        outputs = self.session.run(list(ONNX_TASKS[self.task].output_names), feed)
         names = ONNX_TASKS[self.task].output_names
-        return ONNX_TASKS[self.task].output_class(
-            **{name: torch.from_numpy(value) for name, value in zip(names, outputs, strict=True)}
-        )
+        groups = length_groups(inputs["attention_mask"])
+        if groups is None:
+            outputs = self._run(inputs)
+        else:
+            per_row = self.task == "text-classification"
+            outputs = None
+            for rows, length in groups:
+                group = self._run({name: tensor[rows, :length] for name, tensor in inputs.items()})
+                if outputs is None:  # zeros of the whole batch's shape, per row or per token
+                    outputs = [
+                        value.new_zeros(input_ids.shape[:1] + value.shape[1:])
+                        if per_row
+                        else value.new_zeros(input_ids.shape[:2] + value.shape[2:])
+                        for value in group
+                    ]
+                for output, value in zip(outputs, group, strict=True):
+                    if per_row:
+                        output[rows] = value
+                    else:
+                        output[rows, :length] = value
+            if not per_row:
+                for output in outputs:
+                    output[~inputs["attention_mask"].bool()] = 0  # padding of a group's shorter rows
+        return ONNX_TASKS[self.task].output_class(**dict(zip(names, outputs, strict=True)))
+
+    def _run(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        feed = {name: inputs[name].cpu().numpy().astype("int64") for name in self.input_names}
+        return [torch.from_numpy(value) for value in self.session.run(list(ONNX_TASKS[self.task].output_names), feed)]
+
+
+def length_groups(attention_mask: torch.Tensor) -> list[tuple[torch.Tensor, int]] | None:
+    """A right-padded batch's rows in groups of similar length, each with its longest length: in order of length,
+    a row starts a new group when it is more than 30% (and 8 tokens) longer than the group's shortest, which bounds
+    the padding each group computes without running many tiny groups. None for a batch without padding or padded
+    otherwise than at the right end (run as it is)."""
+    lengths = attention_mask.sum(-1)
+    positions = torch.arange(attention_mask.shape[1])
+    if bool((lengths == attention_mask.shape[1]).all()) or not torch.equal(
+        attention_mask.bool(), positions[None, :] < lengths[:, None]
+    ):
+        return None
+    order = torch.argsort(lengths, stable=True)
+    groups, start = [], 0
+    for end in range(1, len(order) + 1):
+        shortest = int(lengths[order[start]])
+        if end == len(order) or int(lengths[order[end]]) > max(1.3 * shortest, shortest + 8):
+            groups.append((order[start:end], int(lengths[order[end - 1]])))
+            start = end
+    return groups

@@ -105,11 +105,11 @@ def test_teacher_attention_maps_are_recomputed_exactly(teacher_path):
             torch.testing.assert_close(rebuilt[rows], outputs.attentions[k - 1][rows], rtol=1e-5, atol=1e-6)
 
 
-def tiny_trainer(tiny_bert_path, tmp_path, teacher=None, **overrides):
+def tiny_trainer(tiny_bert_path, tmp_path, teacher=None, num_recursions=2, **overrides):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_path)
     data = DataArguments(corpus="bbc", max_seq_length=32, stride=8, max_train_samples=32, max_eval_samples=8)
     windows = tokenize_windows(load_text_corpus(data), tokenizer, data)
-    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=2)
+    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=num_recursions)
     options = dict(
         output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=3, logging_steps=1,
         report_to="none", save_strategy="no", disable_tqdm=True, dataloader_pin_memory=False,
@@ -266,6 +266,95 @@ def test_each_recipe_switch_changes_what_the_loss_computes(tiny_bert_path, tmp_p
     assert set(paper) == {"mlm", "attention", "hidden", "logit"}
     torch.testing.assert_close(paper["hidden"], losses(recipe="paper", mlm_weight=0.0)["hidden"])
     assert not torch.allclose(paper["hidden"], losses(recipe="paper", distill_inputs="unmasked")["hidden"])
+
+
+def test_elastic_depth_adds_each_shallower_depths_terms_as_computed_by_hand(tiny_bert_path, tmp_path):
+    """Three recursions against the 4-layer teacher: depth 1 follows teacher layer [4], depth 2 layers [2, 4], each
+    computed here from a run of the student at that depth (`num_recursions`), as a user would serve it."""
+    options = dict(recipe="sentence", attention_weight=2.0, relational_weight=0.5, auto_bf16=False)
+    trainer = tiny_trainer(tiny_bert_path, tmp_path, num_recursions=3, elastic_depth="sum", depth_weights=[0.5, 2.0],
+                           **options)  # fmt: skip
+    assert trainer.layer_map == [1, 3, 4]
+    batch = next(iter(trainer.get_train_dataloader()))
+    plain = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+    real = plain["attention_mask"].bool()
+    student, teacher = trainer.model.eval(), trainer.teacher.bert
+
+    with torch.no_grad():
+        teacher_states = teacher(**plain, output_hidden_states=True).hidden_states
+        teacher_maps = {k: bert_attention_probabilities(teacher.encoder.layer[k - 1], teacher_states[k - 1], real)
+                        for k in range(1, 5)}  # fmt: skip
+
+    def by_hand(depth: int, layers: list[int]) -> dict[str, torch.Tensor]:
+        student.config.num_recursions = depth
+        with torch.no_grad():
+            outputs = student.minialbert(**plain, output_hidden_states=True, output_attentions=True)
+        student.config.num_recursions = None
+        states = outputs.hidden_states[1:]
+        pooled = [pool(hidden[-1], plain["attention_mask"]) for hidden in (outputs.hidden_states, teacher_states)]
+        return {
+            "hidden": torch.stack(
+                [cosine_loss(s, teacher_states[k], real) for s, k in zip(states, layers, strict=True)]
+            ).mean(),
+            "attention": torch.stack(
+                [attention_kl(a, teacher_maps[k], real) for a, k in zip(outputs.attentions, layers, strict=True)]
+            ).mean(),
+            "sentence": 1 - F.cosine_similarity(*pooled).mean(),
+            "relational": relational_loss(*pooled, "mse", 0.05),
+        }
+
+    with torch.no_grad():
+        losses = trainer.distillation_losses(student, batch)
+    expected = by_hand(3, [1, 3, 4]) | {
+        f"{name}@{depth}": value
+        for depth, layers in {1: [4], 2: [2, 4]}.items()
+        for name, value in by_hand(depth, layers).items()
+    }
+    assert set(losses) == set(expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(losses[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    weights = trainer.weights()
+    term_weights = {"hidden": 1.0, "attention": 2.0, "sentence": 1.0, "relational": 0.5}
+    for name, weight in term_weights.items():
+        assert weights[name] == weight and weights[f"{name}@1"] == 0.5 * weight and weights[f"{name}@2"] == 2 * weight
+    with torch.no_grad():
+        total = trainer.compute_loss(student, batch)
+    torch.testing.assert_close(total, sum(weights[name] * value for name, value in expected.items()))
+
+    # "sample": the full depth, plus one shallower depth drawn in proportion to its weight, weighted by their sum.
+    sampled = tiny_trainer(tiny_bert_path, tmp_path, num_recursions=3, elastic_depth="sample",
+                           depth_weights=[0.5, 2.0], **options)  # fmt: skip
+    sampled.model.load_state_dict(student.state_dict())
+    drawn = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        depth = int(torch.multinomial(torch.tensor([0.5, 2.0]), 1)) + 1
+        drawn.add(depth)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            losses = sampled.distillation_losses(sampled.model.eval(), batch)
+        assert set(losses) == {*term_weights, *(f"{name}@sampled" for name in term_weights)}
+        torch.testing.assert_close(losses["hidden@sampled"], expected[f"hidden@{depth}"])
+        torch.testing.assert_close(losses["sentence@sampled"], expected[f"sentence@{depth}"])
+    assert drawn == {1, 2}
+    assert sampled.weights()["hidden@sampled"] == 2.5 and sampled.weights()["attention@sampled"] == 5.0
+
+
+def test_elastic_depth_options_that_do_not_fit_the_student_are_refused(tiny_bert_path, tmp_path):
+    for overrides, message in [
+        (dict(elastic_depth="sum", depth_weights=[1.0, 1.0]),
+         r"--depth_weights \[1.0, 1.0\] must give one weight for each of the 1 shallower depths \(1 to 1\)"),
+        (dict(depth_weights=[1.0]), r"--depth_weights \[1.0\] weigh shallower depths, which train only with elastic"),
+        (dict(elastic_depth="sum", num_recursions=1),
+         "this one has a single recursion; drop --elastic_depth or convert with --num_recursions 2 or more"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            tiny_trainer(tiny_bert_path, tmp_path, **overrides)
+    with pytest.raises(ValueError, match=r"--depth_weights must be non-negative weights, not all 0"):
+        DistillationArguments(output_dir=str(tmp_path), elastic_depth="sum", depth_weights=[0.0, 0.0])
+    with pytest.raises(ValueError, match="--elastic_depth must be one of \\['off', 'sum', 'sample'\\]"):
+        DistillationArguments(output_dir=str(tmp_path), elastic_depth="all")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_teacher_with_a_head_keeps_every_term_and_each_decreases(tiny_bert_path, tmp_path):

@@ -1,0 +1,284 @@
+"""Serve a student the fastest way this machine allows: time every runtime path on the user's own texts, check each
+against PyTorch fp32, and name the fastest one that agrees.
+
+The paths: PyTorch fp32; PyTorch under bf16 autocast where the CPU has native bf16 (avx512_bf16 or amx_bf16);
+ONNX Runtime fp32, dynamic int8 and static (calibrated, QDQ) int8 from `minialbert export-onnx`. Machines differ
+(AMX makes bf16 fast, VNNI makes int8 fast), so this is measured where the model will run, not assumed.
+
+```python
+from minialbert import fastest_runtime
+
+report = fastest_runtime("outputs/student", ["The texts you will encode.", "A few hundred of them.", "Like these."])
+print(report.winner)
+print(report.table())
+```
+"""
+
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from .configuration_minialbert import check_num_recursions
+from .distillation import cpu_has_native_bf16, similarity_spearman
+from .export import (
+    ONNX_FILE,
+    QUANTIZATIONS,
+    ExportArguments,
+    OnnxRuntimeModel,
+    export_onnx,
+    load_encoder,
+    read_student_config,
+)
+from .sentence_embeddings import pool
+
+logger = logging.getLogger(__name__)
+
+ONNX_PATHS = {"onnxruntime-fp32": ONNX_FILE} | {
+    f"onnxruntime-{name}": quantization.file_name for name, quantization in QUANTIZATIONS.items()
+}
+PATHS = ("pytorch-fp32", "pytorch-bf16", *ONNX_PATHS)
+RUNTIME_REPORT_FILE = "runtime_report.json"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class RuntimeMeasurement:
+    """One path's figures: real (non-padding) tokens per second over the sample texts, and how closely its sentence
+    embeddings (mean-pooled) follow PyTorch fp32's: `agreement`, the Spearman correlation of the texts' pairwise
+    cosine similarities, and `max_difference`, the largest difference of the last hidden states at real tokens."""
+
+    path: str
+    tokens_per_second: float
+    agreement: float
+    max_difference: float
+
+
+@dataclass
+class RuntimeReport:
+    """What `fastest_runtime` measured, and the `winner`: the fastest path whose agreement reaches `min_agreement`."""
+
+    folder: str
+    num_recursions: int
+    cpu: str
+    threads: int
+    texts: int
+    real_tokens: int
+    batch_size: int
+    min_agreement: float
+    measurements: list[RuntimeMeasurement]
+    skipped: dict[str, str] = field(default_factory=dict)  # path: why it was not measured
+
+    @property
+    def winner(self) -> str:
+        qualified = [m for m in self.measurements if m.agreement >= self.min_agreement]
+        return max(qualified, key=lambda measurement: measurement.tokens_per_second).path
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"winner": self.winner}
+
+    def table(self) -> str:
+        """A Markdown table of the paths, fastest first, and the winner."""
+        baseline = next(m for m in self.measurements if m.path == "pytorch-fp32").tokens_per_second
+        rows = [
+            "| path | tokens/s | vs PyTorch fp32 | agreement with fp32 | max difference |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for m in sorted(self.measurements, key=lambda measurement: -measurement.tokens_per_second):
+            name = f"**{m.path}**" if m.path == self.winner else m.path
+            rows.append(
+                f"| {name} | {m.tokens_per_second:,.0f} | {m.tokens_per_second / baseline:.2f}x | "
+                f"{m.agreement:.4f} | {m.max_difference:.1e} |"
+            )
+        rows += [f"| {path} | not measured: {why} | | | |" for path, why in self.skipped.items()]
+        return "\n".join(rows) + (
+            f"\n\nFastest with agreement >= {self.min_agreement}: **{self.winner}** ({self.num_recursions} "
+            f"recursions; {self.texts} texts, {self.real_tokens:,} real tokens in batches of {self.batch_size}; "
+            f"{self.cpu}, {self.threads} threads)."
+        )
+
+
+def _check_texts(sample_texts: list[str]) -> list[str]:
+    if isinstance(sample_texts, str) or len(sample_texts) < 3 or not all(isinstance(t, str) for t in sample_texts):
+        count = 1 if isinstance(sample_texts, str) else len(sample_texts)
+        raise ValueError(
+            f"sample_texts holds {count} text(s): agreement ranks pairs of texts, so pass a list of at least 3, "
+            "ideally a few hundred like those you will encode (`minialbert bench FOLDER --sample_file texts.txt`, "
+            "one text per line)."
+        )
+    return list(sample_texts)
+
+
+def _onnx_exports(
+    folder: Path, onnx_folder: Path | None, wanted: list[str], explicit: bool, depth: int, scratch: Path
+) -> tuple[Path | None, dict[str, str]]:
+    """The folder holding the ONNX files of `wanted` paths, and the ONNX paths left out with why: `onnx_folder` as
+    given (each `explicit`ly wanted path's file must be there, and at least one), or a fresh feature-extraction
+    export at `depth` into `scratch`."""
+    onnx_paths = [path for path in wanted if path in ONNX_PATHS]
+    if not onnx_paths:
+        return None, {}
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None, dict.fromkeys(onnx_paths, "ONNX Runtime is not installed: pip install 'minialbert[onnx]'")
+    if onnx_folder is None:
+        quantize = [path.removeprefix("onnxruntime-") for path in onnx_paths if path != "onnxruntime-fp32"]
+        arguments = ExportArguments(task="feature-extraction", num_recursions=depth, quantize=quantize or None)
+        return export_onnx(folder, scratch / "onnx", arguments), {}
+    export_config = read_student_config(onnx_folder)
+    fix = (
+        f"export it with `minialbert export-onnx {folder} --task feature-extraction --num_recursions {depth} "
+        f"--quantize int8 int8-static --output_dir {onnx_folder}`, or leave out the ONNX folder to export one for "
+        "the measurement"
+    )
+    exported_depth = export_config.num_recursions or export_config.num_hidden_layers
+    if exported_depth != depth:
+        raise ValueError(f"{onnx_folder} runs {exported_depth} recursions, not {depth}; {fix}.")
+    missing = {path: ONNX_PATHS[path] for path in onnx_paths if not (onnx_folder / ONNX_PATHS[path]).is_file()}
+    if explicit and missing or len(missing) == len(onnx_paths):
+        raise ValueError(f"{onnx_folder} holds no {' or '.join(missing.values())}, which {', '.join(missing)} "
+                         f"need(s); {fix}.")  # fmt: skip
+    for path in onnx_paths:
+        if path not in missing and OnnxRuntimeModel.from_pretrained(onnx_folder, ONNX_PATHS[path]).task != (
+            "feature-extraction"
+        ):
+            raise ValueError(f"{onnx_folder}/{ONNX_PATHS[path]} computes a head's outputs, not the encoder's; {fix}.")
+    return onnx_folder, {path: f"not exported in {onnx_folder}" for path in missing}
+
+
+def _runners(
+    folder: Path, paths: list[str], depth: int, onnx_folder: Path | None
+) -> dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]]:
+    """For each path, a function from a tokenizer batch to the last hidden state (fp32)."""
+    model = load_encoder(folder, read_student_config(folder), num_recursions=depth)
+    threads = torch.get_num_threads()
+
+    def pytorch(batch, bf16: bool = False):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(**batch).last_hidden_state.float()
+
+    runners = {"pytorch-fp32": pytorch, "pytorch-bf16": lambda batch: pytorch(batch, bf16=True)}
+    if onnx_folder is not None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # as many as PyTorch uses: like for like
+        for path in (path for path in paths if path in ONNX_PATHS):
+            runner = OnnxRuntimeModel.from_pretrained(onnx_folder, ONNX_PATHS[path], session_options=options)
+            runners[path] = lambda batch, runner=runner: runner(**batch).last_hidden_state
+    return {path: runners[path] for path in paths}
+
+
+def fastest_runtime(
+    folder: str | os.PathLike,
+    sample_texts: list[str],
+    paths: list[str] | None = None,
+    onnx_folder: str | os.PathLike | None = None,
+    num_recursions: int | None = None,
+    batch_size: int = 32,
+    max_length: int = 128,
+    repeats: int = 5,
+    min_agreement: float = 0.99,
+) -> RuntimeReport:
+    """Time each runtime path on `sample_texts` (batches of `batch_size` in the given order, each padded to its
+    longest text, as a user would send them) and compare it with PyTorch fp32; the report names the fastest path
+    whose agreement is at least `min_agreement`.
+
+    Args:
+        folder: a student folder (any head: its encoder is measured).
+        sample_texts: at least 3 texts like those the model will encode.
+        paths: the paths to measure (default: every path this machine offers; see `PATHS`).
+        onnx_folder: a feature-extraction export to measure (`minialbert export-onnx --task feature-extraction`,
+            with the `--quantize` files of the int8 paths); by default one is exported into a temporary folder.
+        num_recursions: elastic depth to measure at (default: the student's).
+        repeats: timed passes over all texts per path, interleaved across paths; each figure is their median.
+    """
+    sample_texts = _check_texts(sample_texts)
+    folder = Path(folder)
+    config = read_student_config(folder)
+    check_num_recursions(num_recursions, config.num_hidden_layers)
+    depth = num_recursions or config.num_recursions or config.num_hidden_layers
+    unknown = [path for path in paths or () if path not in PATHS]
+    if unknown or paths == []:
+        raise ValueError(f"Unknown runtime path(s) {unknown or paths}; choose from {', '.join(PATHS)}.")
+    skipped = {}
+    if not cpu_has_native_bf16():
+        skipped["pytorch-bf16"] = "this CPU has no native bf16 (avx512_bf16 or amx_bf16); emulated bf16 is slow"
+    if paths is not None and "pytorch-bf16" in paths and "pytorch-bf16" in skipped:
+        raise ValueError(f"pytorch-bf16 cannot run well here: {skipped['pytorch-bf16']}.")
+    wanted = [path for path in (paths or PATHS) if path not in skipped]
+    if "pytorch-fp32" not in wanted:
+        wanted.insert(0, "pytorch-fp32")  # the reference every agreement is measured against
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batches = [
+        dict(tokenizer(sample_texts[start : start + batch_size], padding=True, truncation=True,
+                       max_length=max_length, return_tensors="pt"))
+        for start in range(0, len(sample_texts), batch_size)
+    ]  # fmt: skip
+    real_tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        exported, unavailable = _onnx_exports(
+            folder, Path(onnx_folder) if onnx_folder else None, wanted, paths is not None, depth, Path(scratch)
+        )
+        if paths is not None and unavailable:
+            path, why = next(iter(unavailable.items()))
+            raise ValueError(f"{path} cannot run here: {why}.")
+        skipped |= unavailable
+        wanted = [path for path in wanted if path not in unavailable]
+        runners = _runners(folder, wanted, depth, exported)
+        outputs = {path: [run(batch) for batch in batches] for path, run in runners.items()}  # also the warm-up
+        timings = {path: [] for path in runners}
+        for _ in range(repeats):
+            for path, run in runners.items():
+                start = time.perf_counter()
+                for batch in batches:
+                    run(batch)
+                timings[path].append(time.perf_counter() - start)
+
+    def embeddings(path: str) -> torch.Tensor:
+        return torch.cat([pool(states, b["attention_mask"]) for states, b in zip(outputs[path], batches, strict=True)])
+
+    reference = embeddings("pytorch-fp32")
+    measurements = []
+    for path in runners:
+        difference = max(
+            float((states - expected)[batch["attention_mask"].bool()].abs().max())
+            for states, expected, batch in zip(outputs[path], outputs["pytorch-fp32"], batches, strict=True)
+        )
+        agreement = 1.0 if path == "pytorch-fp32" else similarity_spearman(embeddings(path), reference)
+        measurements.append(
+            RuntimeMeasurement(path, real_tokens / statistics.median(timings[path]), round(agreement, 4), difference)
+        )
+    report = RuntimeReport(
+        folder=str(folder),
+        num_recursions=depth,
+        cpu=cpu_name(),
+        threads=torch.get_num_threads(),
+        texts=len(sample_texts),
+        real_tokens=real_tokens,
+        batch_size=batch_size,
+        min_agreement=min_agreement,
+        measurements=measurements,
+        skipped=skipped,
+    )
+    logger.info("Fastest runtime for %s at %d recursions: %s.", folder, depth, report.winner)
+    return report
