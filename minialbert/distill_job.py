@@ -62,6 +62,31 @@ def load_student(name_or_path: str) -> MiniAlbertForMaskedLM:
     return MiniAlbertForMaskedLM.from_pretrained(name_or_path)
 
 
+def held_out_sets(
+    validation_windows, tokenizer, data_arguments: DataArguments, training_arguments: DistillationArguments
+) -> tuple[list[dict], dict[str, list[dict]], dict[str, list[str]]]:
+    """What `distill` scores the student on: the held-out windows masked once with a fixed seed, and unmasked
+    sentence batches of other sources: the Python reference (never trained on) and the held-out parts of the broad
+    corpus sources (in domain for the sources of --corpus, out of domain for the others), returned too by source."""
+    batches = held_out_batches(
+        validation_windows,
+        tokenizer,
+        training_arguments.mlm_probability,
+        data_arguments.split_seed,
+        training_arguments.per_device_eval_batch_size,
+    )
+    broad = broad_held_out_sentences(data_arguments)
+    sentence_sets = {
+        name: sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
+        for name, sentences in {
+            "ood_sentence_spearman": python_docs_sentences(),
+            "broad_sentence_spearman": [sentence for sentences in broad.values() for sentence in sentences],
+        }.items()
+        if sentences
+    }
+    return batches, sentence_sets, broad
+
+
 def run_distillation(
     student_arguments: StudentArguments,
     conversion_arguments: ConversionArguments,
@@ -112,25 +137,7 @@ def run_distillation(
         eval_dataset=windows["validation"],
         processing_class=tokenizer,
     )
-    batches = held_out_batches(
-        windows["validation"],
-        tokenizer,
-        training_arguments.mlm_probability,
-        data_arguments.split_seed,
-        training_arguments.per_device_eval_batch_size,
-    )
-    # Sentences of other sources: the Python reference (never trained on) and the held-out parts of the broad
-    # corpus sources (in domain for the sources of --corpus, out of domain for the others).
-    broad = broad_held_out_sentences(data_arguments)
-    out_of_domain = python_docs_sentences()
-    sentence_sets = {
-        name: sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
-        for name, sentences in {
-            "ood_sentence_spearman": out_of_domain,
-            "broad_sentence_spearman": [sentence for sentences in broad.values() for sentence in sentences],
-        }.items()
-        if sentences
-    }
+    batches, sentence_sets, broad = held_out_sets(windows["validation"], tokenizer, data_arguments, training_arguments)
     layers = trainer.layer_map
     before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, sentence_sets)
     unmasked = [trainer.unmasked(batch) for batch in batches]
@@ -152,7 +159,7 @@ def run_distillation(
             "bf16_autocast": training_arguments.bf16,
             "train_samples": len(windows["train"]),
             "held_out_windows": len(windows["validation"]),
-            "out_of_domain_sentences": len(out_of_domain),
+            "out_of_domain_sentences": len(python_docs_sentences()),
             # broad_sentence_spearman: these sources' held-out sentences, pooled; which of them the corpus trained on.
             "broad_held_out_sentences": {source: len(sentences) for source, sentences in broad.items()},
             "trained_on_sources": sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),

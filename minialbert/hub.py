@@ -25,11 +25,13 @@ from .export import (
     ONNX_TASKS,
     PARITY_TOLERANCE,
     QUANTIZED_ONNX_FILE,
+    STATIC_QUANTIZED_ONNX_FILE,
     OnnxRuntimeModel,
     max_difference,
     task_of,
 )
 from .folders import read_minialbert_config
+from .runtimes import RUNTIME_REPORT_FILE, RuntimeReport
 from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
@@ -112,7 +114,17 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
             f"{difference:.2e}): it was exported from other weights. Re-export with `minialbert export-onnx "
             f"{folder} --overwrite_output_dir`."
         )
-    files = _read(export, (ONNX_FILE, QUANTIZED_ONNX_FILE, "config.json", *TOKENIZER_FILES))
+    files = _read(
+        export,
+        (
+            ONNX_FILE,
+            QUANTIZED_ONNX_FILE,
+            STATIC_QUANTIZED_ONNX_FILE,
+            RUNTIME_REPORT_FILE,
+            "config.json",
+            *TOKENIZER_FILES,
+        ),
+    )
     files |= _read(Path(modeling_minialbert.__file__).parent, CODE_FILES)
     return runner.task, {f"onnx/{name}": content for name, content in files.items()}
 
@@ -352,8 +364,10 @@ def _onnx_usage(artifact: Artifact, repo_id: str, revision: str) -> list[str]:
     """The card's ONNX section: the minialbert runner (any transformers), optimum and sentence-transformers
     (their ONNX support needs optimum-onnx, which installs beside transformers < 4.58)."""
     output, ort_class = ONNX_TASKS[artifact.onnx_task].output_names[0], ONNX_TASKS[artifact.onnx_task].ort_model_class
-    quantized = (
-        "`onnx/model_quantized.onnx` (dynamic int8) and " if "onnx/model_quantized.onnx" in artifact.files else ""
+    quantized = "".join(
+        f"`onnx/{file_name}` ({kind}) and "
+        for file_name, kind in ((QUANTIZED_ONNX_FILE, "dynamic int8"), (STATIC_QUANTIZED_ONNX_FILE, "static int8"))
+        if f"onnx/{file_name}" in artifact.files
     )
     sections = [
         "## ONNX",
@@ -381,6 +395,14 @@ tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision="{revision}", tr
 outputs = model(**tokenizer(["ONNX Runtime runs the student."], return_tensors="pt"))
 ```""",
     ]
+    report = artifact.files.get(f"onnx/{RUNTIME_REPORT_FILE}")
+    if report is not None:
+        report = RuntimeReport.from_dict(json.loads(report))
+        sections += [
+            f"Which way runs fastest depends on the machine. Measured by `minialbert export-onnx --bench` on "
+            f"{report.cpu} ({report.threads} threads), fastest first; `minialbert bench` measures yours:",
+            report.table(),
+        ]
     if artifact.sentence_modules is not None and artifact.onnx_task == "feature-extraction":
         sections += [
             "sentence-transformers' ONNX backend (through optimum) finds the file itself:",

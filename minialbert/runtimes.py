@@ -94,6 +94,13 @@ class RuntimeReport:
     def to_dict(self) -> dict:
         return asdict(self) | {"winner": self.winner}
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "RuntimeReport":
+        """The report of `to_dict` (runtime_report.json), read as data."""
+        fields = {name: value for name, value in values.items() if name != "winner"}
+        fields["measurements"] = [RuntimeMeasurement(**measurement) for measurement in fields["measurements"]]
+        return cls(**fields)
+
     def table(self) -> str:
         """A Markdown table of the paths, fastest first, and the winner."""
         baseline = next(m for m in self.measurements if m.path == "pytorch-fp32").tokens_per_second
@@ -181,6 +188,8 @@ def _runners(
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # as many as PyTorch uses: like for like
+        # Idle ONNX Runtime threads spin by default, which would slow whichever path runs next.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         for path in (path for path in paths if path in ONNX_PATHS):
             runner = OnnxRuntimeModel.from_pretrained(onnx_folder, ONNX_PATHS[path], session_options=options)
             runners[path] = lambda batch, runner=runner: runner(**batch).last_hidden_state

@@ -519,11 +519,13 @@ ONNX_CARD_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def onnx_student(hub, sentence_student):
-    """The sentence student exported to ONNX (fp32 and int8) and pushed with --with_onnx; its card."""
+    """The sentence student exported to ONNX (fp32, dynamic and static int8, with the runtime report of --bench) and
+    pushed with --with_onnx; its card."""
     from minialbert import ExportArguments, export_onnx
 
     work, _ = sentence_student
-    export_onnx(work / "student", arguments=ExportArguments(quantize="int8"))
+    arguments = ExportArguments(task="feature-extraction", quantize=["int8", "int8-static"], bench=True)
+    export_onnx(work / "student", arguments=arguments)
     run_client(
         sys.executable,
         PUSH_SCRIPT,
@@ -539,10 +541,15 @@ def onnx_student(hub, sentence_student):
 def test_push_with_onnx_uploads_the_checked_export_and_its_card_snippet_runs(hub, onnx_student):
     work, card = onnx_student
     files = hub.state.uploaded("me/sentences-onnx")
-    expected = {"model.onnx", "model_quantized.onnx", "config.json", "tokenizer.json", "modeling_minialbert.py"}
+    expected = {"model.onnx", "model_quantized.onnx", "model_static_quantized.onnx", "runtime_report.json",
+                "config.json", "tokenizer.json", "modeling_minialbert.py"}  # fmt: skip
     assert {f"onnx/{name}" for name in expected} <= set(files)
     assert files["onnx/model.onnx"][0] == (work / "student" / "onnx" / "model.onnx").read_bytes()
     assert "onnx" in ModelCard(card.read_text()).data.tags
+    # The card says which runtime path won on the machine that exported it, with the measured table.
+    report = json.loads(files["onnx/runtime_report.json"][0])
+    assert f"| **{report['winner']}** |" in card.read_text()
+    assert "Measured by `minialbert export-onnx --bench` on" in card.read_text()
     env = client_env(hub, work / "onnx-5") | {"CARD_CLIENT": "minialbert"}
     output = run_client(sys.executable, ONNX_CARD_SCRIPT, card, env, work)
     assert re.search(r"torch\.Size\(\[1, \d+, 32\]\)", output) and "ran 1" in output

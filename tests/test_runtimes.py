@@ -75,7 +75,8 @@ def test_bench_and_export_bench_write_the_report_and_refuse_bad_input(tokenizer,
     refused = {
         "--sample_file '" + str(tmp_path / "two.txt") + "' holds 2 text(s); pass at least 3": [
             "--sample_file", str(tmp_path / "two.txt")],
-        "holds no model_static_quantized.onnx, which onnxruntime-int8-static need(s)": ["--onnx_folder", str(onnx), "--paths", "onnxruntime-int8-static"],
+        "holds no model_static_quantized.onnx, which onnxruntime-int8-static need(s)": [
+            "--onnx_folder", str(onnx), "--paths", "onnxruntime-int8-static"],
         f"{onnx} runs 3 recursions, not 2; export it with `minialbert export-onnx": [
             "--onnx_folder", str(onnx), "--num_recursions", "2"],
         "`num_recursions` 4 is more than the 3 recursions": ["--num_recursions", "4"],
