@@ -322,7 +322,7 @@ def quantize_int8_static(
 ) -> None:
     """Static QDQ int8: weights per output channel, and activation ranges fixed from a calibration pass over
     `texts` (min-max), so no range is computed at run time and ONNX Runtime fuses each quantise-matmul-dequantise
-    into one int8 kernel. Only MatMuls are quantised: LayerNorm, softmax and GELU stay fp32."""
+    into one int8 kernel. MatMuls and the embedding lookups are quantised; LayerNorm, softmax and GELU stay fp32."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -346,7 +346,7 @@ def quantize_int8_static(
             str(target),
             Batches(),
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=["MatMul", "Gather"],
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,

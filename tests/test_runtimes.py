@@ -8,7 +8,14 @@ from minialbert import MiniAlbertModel, OnnxRuntimeModel, export_onnx, fastest_r
 from minialbert.cli import main
 from minialbert.convert import ConversionArguments, convert_and_save
 from minialbert.distillation import cpu_has_native_bf16
-from minialbert.export import ExportArguments, calibration_texts, length_groups
+from minialbert.export import (
+    ONNX_FILE,
+    QUANTIZED_ONNX_FILE,
+    STATIC_QUANTIZED_ONNX_FILE,
+    ExportArguments,
+    calibration_texts,
+    length_groups,
+)
 from minialbert.runtimes import PATHS, RUNTIME_REPORT_FILE
 
 from .test_export import HEADS, save_random, tokenizer  # noqa: F401  (a fixture)
@@ -29,7 +36,11 @@ def test_every_path_agrees_with_pytorch_fp32_on_the_real_converted_teacher(teach
     those that agree (whatever the timings were)."""
     student = convert_and_save(teacher_path, tmp_path / "student", ConversionArguments())
     texts = calibration_texts(None)[:48]
-    report = fastest_runtime(student, texts, repeats=1, num_recursions=2)
+    onnx = export_onnx(student, tmp_path / "onnx", ExportArguments("feature-extraction", num_recursions=2,
+                                                                   quantize=["int8", "int8-static"]))  # fmt: skip
+    for quantized in (QUANTIZED_ONNX_FILE, STATIC_QUANTIZED_ONNX_FILE):  # every weight matrix int8, the shared one too
+        assert (onnx / quantized).stat().st_size < 0.3 * (onnx / ONNX_FILE).stat().st_size
+    report = fastest_runtime(student, texts, repeats=1, onnx_folder=onnx, num_recursions=2)
     measured = {measurement.path: measurement for measurement in report.measurements}
     bf16 = ["pytorch-bf16"] if cpu_has_native_bf16() else []
     assert set(measured) == {"pytorch-fp32", *bf16, "onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-int8-static"}
