@@ -372,17 +372,22 @@ def onnx_runtime(student_folder: Path, repeats: int, warmup: int) -> dict:
     padded = padded_paragraphs(tokenizer)
     contenders = {"torch_fp32": student} | runners
     with torch.inference_mode():
-        seconds = median_seconds(
+        times = all_seconds(
             {f"{name}": (lambda model=model: model(**unpadded)) for name, model in contenders.items()}
             | {f"{name}_padded": (lambda model=model: model(**padded)) for name, model in contenders.items()},
             repeats,
             warmup,
         )
+    seconds = {name: statistics.median(values) for name, values in times.items()}
 
     real_tokens = {"": unpadded["attention_mask"].sum().item(), "_padded": padded["attention_mask"].sum().item()}
     return {
         "int8_speedup_vs_torch": seconds["torch_fp32"] / seconds["torchscript_int8"],
         "int8_speedup_vs_torch_padded": seconds["torch_fp32_padded"] / seconds["torchscript_int8_padded"],
+        "int8_speedup_vs_torch_spread": ratio_spread(times["torch_fp32"], times["torchscript_int8"]),
+        "int8_speedup_vs_torch_padded_spread": ratio_spread(
+            times["torch_fp32_padded"], times["torchscript_int8_padded"]
+        ),
         "int8_static_speedup_vs_torch": seconds["torch_fp32"] / seconds["torchscript_int8_static"],
         "int8_static_speedup_vs_torch_padded": (
             seconds["torch_fp32_padded"] / seconds["torchscript_int8_static_padded"]
