@@ -55,18 +55,9 @@ EXPORTERS = {"torchscript": 17, "dynamo": 18}
 PARITY_TOLERANCE = 1e-4
 
 
-class Quantization(NamedTuple):
-    file_name: str
-    description: str
-
-
-QUANTIZATIONS = {
-    "int8": Quantization(QUANTIZED_ONNX_FILE, "dynamic: int8 weights, activations quantised per batch at run time"),
-    "int8-static": Quantization(
-        STATIC_QUANTIZED_ONNX_FILE,
-        "static QDQ: int8 weights and activations, activation ranges calibrated on sample text",
-    ),
-}
+# `--quantize` choices and the file each writes: dynamic (activations quantised per batch at run time) and static
+# QDQ (activation ranges calibrated on sample text).
+QUANTIZATIONS = {"int8": QUANTIZED_ONNX_FILE, "int8-static": STATIC_QUANTIZED_ONNX_FILE}
 CALIBRATION_TEXTS = 256  # bundled paragraphs the static ranges are calibrated on, by default
 
 
@@ -535,11 +526,13 @@ def length_groups(attention_mask: torch.Tensor) -> list[tuple[torch.Tensor, int]
     """A right-padded batch's rows in groups of similar length, each with its longest length: in order of length,
     a row starts a new group when it is more than 30% (and 8 tokens) longer than the group's shortest, which bounds
     the padding each group computes without running many tiny groups. None for a batch without padding or padded
-    otherwise than at the right end (run as it is)."""
+    otherwise than at the right end, or with an empty row (run as it is)."""
     lengths = attention_mask.sum(-1)
     positions = torch.arange(attention_mask.shape[1])
-    if bool((lengths == attention_mask.shape[1]).all()) or not torch.equal(
-        attention_mask.bool(), positions[None, :] < lengths[:, None]
+    if (
+        bool((lengths == attention_mask.shape[1]).all())
+        or bool((lengths == 0).any())
+        or not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None])
     ):
         return None
     order = torch.argsort(lengths, stable=True)

@@ -42,9 +42,7 @@ from .sentence_embeddings import pool
 
 logger = logging.getLogger(__name__)
 
-ONNX_PATHS = {"onnxruntime-fp32": ONNX_FILE} | {
-    f"onnxruntime-{name}": quantization.file_name for name, quantization in QUANTIZATIONS.items()
-}
+ONNX_PATHS = {"onnxruntime-fp32": ONNX_FILE} | {f"onnxruntime-{name}": file for name, file in QUANTIZATIONS.items()}
 PATHS = ("pytorch-fp32", "pytorch-bf16", *ONNX_PATHS)
 RUNTIME_REPORT_FILE = "runtime_report.json"
 

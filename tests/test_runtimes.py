@@ -124,6 +124,7 @@ def test_length_groups_cover_every_row_once_and_bound_the_padding():
         assert length <= max(1.3 * int(lengths[group].min()), int(lengths[group].min()) + 8)
     assert len(groups) == 3
     assert length_groups(torch.ones(3, 7, dtype=torch.long)) is None  # no padding
+    assert length_groups(torch.tensor([[1, 1, 0], [0, 0, 0]])) is None  # an empty row
     left_padded = mask.flip(-1)
     assert length_groups(left_padded) is None
 
