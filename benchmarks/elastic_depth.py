@@ -20,27 +20,21 @@ import torch
 from transformers import AutoTokenizer
 
 from minialbert.convert import load_teacher
-from minialbert.data import DataArguments, bbc_news_splits, bundled_teacher_path, load_text_corpus, tokenize_windows
+from minialbert.data import DataArguments, bbc_paragraphs, bundled_teacher_path, load_text_corpus, tokenize_windows
 from minialbert.distill_job import held_out_sets
-from minialbert.distillation import DistillationArguments, DistillationLoss, agreement_by_depth, running_depth
+from minialbert.distillation import (
+    DistillationArguments,
+    DistillationLoss,
+    agreement_by_depth,
+    running_depth,
+    sentence_batches,
+)
 from minialbert.modeling_minialbert import MiniAlbertForMaskedLM
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run import median_seconds  # noqa: E402
 
 DEFAULT_FOLDERS = ["outputs/student", "outputs/student-elastic"]
-
-
-def test_paragraphs(tokenizer, count: int = 256, batch_size: int = 32) -> list[dict[str, torch.Tensor]]:
-    paragraphs = []
-    for article in bbc_news_splits()["test"]["text"]:
-        paragraphs += [part.strip() for part in article.split("\n\n") if part.strip()]
-    paragraphs = paragraphs[:count]
-    return [
-        dict(tokenizer(paragraphs[start : start + batch_size], padding=True, truncation=True, max_length=128,
-                       return_tensors="pt"))
-        for start in range(0, len(paragraphs), batch_size)
-    ]  # fmt: skip
 
 
 def main() -> None:
@@ -62,7 +56,7 @@ def main() -> None:
     students = {folder: MiniAlbertForMaskedLM.from_pretrained(folder).eval() for folder in arguments.folders}
     results = {folder: agreement_by_depth(student, teacher, sets) for folder, student in students.items()}
 
-    paragraphs = test_paragraphs(tokenizer)
+    paragraphs = sentence_batches(tokenizer, bbc_paragraphs("test", 256), 32)
     real_tokens = sum(int(batch["attention_mask"].sum()) for batch in paragraphs)
 
     def encode(student, depth):

@@ -66,12 +66,13 @@ from minialbert import (
     export_onnx,
 )
 from minialbert.convert import load_teacher
-from minialbert.data import bbc_news_splits, bundled_teacher_path
+from minialbert.data import bbc_news_splits, bbc_paragraphs, bundled_teacher_path
 from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
     attention_kl,
     cosine_loss,
+    sentence_batches,
     similarity_spearman,
 )
 from minialbert.export import (
@@ -82,6 +83,7 @@ from minialbert.export import (
     length_groups,
     quantize_int8,
 )
+from minialbert.runtimes import cpu_name
 from minialbert.sentence_embeddings import pool
 
 TARGETS = {
@@ -156,12 +158,7 @@ def random_tokens(config, generator: torch.Generator) -> torch.Tensor:
 
 def padded_paragraphs(tokenizer, count: int = 32) -> dict[str, torch.Tensor]:
     """`count` BBC test-split paragraphs, in corpus order, padded to the longest (at most 128 tokens)."""
-    paragraphs = []
-    for article in bbc_news_splits()["test"]["text"]:
-        paragraphs += [part.strip() for part in article.split("\n\n") if part.strip()]
-        if len(paragraphs) >= count:
-            break
-    return dict(tokenizer(paragraphs[:count], padding=True, truncation=True, max_length=128, return_tensors="pt"))
+    return sentence_batches(tokenizer, bbc_paragraphs("test", count), count)[0]
 
 
 def forward_flops(config, tokens: int, sequence: int) -> float:
@@ -310,19 +307,12 @@ def int8_agreement(student_folder: Path, work: Path) -> dict[str, float]:
     fine-tuned topic classifier (`topic_classifier`) on the 213 BBC test articles."""
 
     tokenizer = AutoTokenizer.from_pretrained(student_folder)
-    test = bbc_news_splits()["test"]
-    paragraphs = [part for text in test["text"] for part in text.split("\n\n") if part.strip()][:256]
-
-    def batches(texts: list[str]) -> list[dict[str, torch.Tensor]]:
-        return [
-            dict(tokenizer(texts[start : start + 32], padding=True, truncation=True, max_length=128,
-                           return_tensors="pt"))
-            for start in range(0, len(texts), 32)
-        ]  # fmt: skip
+    paragraphs = bbc_paragraphs("test", 256)
 
     def run_both(folder: Path, texts: list[str], output: Callable) -> list[torch.Tensor]:
         runners = [OnnxRuntimeModel.from_pretrained(folder, name) for name in (ONNX_FILE, QUANTIZED_ONNX_FILE)]
-        return [torch.cat([output(runner(**batch), batch) for batch in batches(texts)]) for runner in runners]
+        batches = sentence_batches(tokenizer, texts, 32)
+        return [torch.cat([output(runner(**batch), batch) for batch in batches]) for runner in runners]
 
     encoder = export_onnx(student_folder, work / "encoder", ExportArguments("feature-extraction", quantize="int8"))
     fp32, int8 = run_both(
@@ -333,7 +323,9 @@ def int8_agreement(student_folder: Path, work: Path) -> dict[str, float]:
         work / "classifier-onnx",
         ExportArguments(quantize="int8"),
     )
-    topics = run_both(classifier, list(test["text"]), lambda outputs, batch: outputs.logits.argmax(-1))
+    topics = run_both(
+        classifier, list(bbc_news_splits()["test"]["text"]), lambda outputs, batch: outputs.logits.argmax(-1)
+    )
     return {
         "int8_sentence_spearman": similarity_spearman(int8, fp32),
         "int8_top1_agreement": (topics[0] == topics[1]).float().mean().item(),
@@ -459,12 +451,8 @@ def alternatives(student_folders: list[Path], work: Path, repeats: int, warmup: 
     import onnxruntime
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_teacher_path())
-    test = bbc_news_splits()["test"]["text"]
-    texts = [part.strip() for article in test for part in article.split("\n\n") if part.strip()][:256]
-    batches = [
-        dict(tokenizer(texts[start : start + 32], padding=True, truncation=True, max_length=128, return_tensors="pt"))
-        for start in range(0, len(texts), 32)
-    ]
+    texts = bbc_paragraphs("test", 256)
+    batches = sentence_batches(tokenizer, texts, 32)
     real_tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -674,13 +662,6 @@ def distillation(student_folder: Path, repeats: int, warmup: int) -> dict:
         "peak_memory_growth_mb": memory,
         "shape": list(batch["input_ids"].shape),
     }
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def main() -> None:

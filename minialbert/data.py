@@ -52,6 +52,16 @@ def bbc_news_splits(seed: int = 42, validation_size: float = 0.1, test_size: flo
     return DatasetDict(train=train_rest["train"], validation=validation_test["train"], test=validation_test["test"])
 
 
+def bbc_paragraphs(split: str, count: int) -> list[str]:
+    """The first `count` paragraphs of a `bbc_news_splits` split, in corpus order."""
+    paragraphs = []
+    for article in bbc_news_splits()[split]["text"]:
+        paragraphs += [part.strip() for part in article.split("\n\n") if part.strip()]
+        if len(paragraphs) >= count:
+            break
+    return paragraphs[:count]
+
+
 @dataclass
 class DataArguments:
     """Where the distillation text comes from and how it is cut into masked-LM windows.

@@ -279,14 +279,9 @@ def calibration_texts(text_file: str | os.PathLike | None, option: str = "--cali
                 "model will encode)."
             )
         return texts
-    from .data import bbc_news_splits
+    from .data import bbc_paragraphs
 
-    paragraphs = []
-    for article in bbc_news_splits()["train"]["text"]:
-        paragraphs += [part.strip() for part in article.split("\n\n") if part.strip()]
-        if len(paragraphs) >= CALIBRATION_TEXTS:
-            return paragraphs[:CALIBRATION_TEXTS]
-    return paragraphs
+    return bbc_paragraphs("train", CALIBRATION_TEXTS)
 
 
 # Embedding lookups (Gather) stay fp32: quantising the word-embedding table per tensor cost the fine-tuned topic

@@ -28,7 +28,7 @@ import torch
 from transformers import AutoTokenizer
 
 from .configuration_minialbert import check_num_recursions
-from .distillation import cpu_has_native_bf16, similarity_spearman
+from .distillation import cpu_has_native_bf16, sentence_batches, similarity_spearman
 from .export import (
     ONNX_FILE,
     QUANTIZATIONS,
@@ -248,11 +248,7 @@ def fastest_runtime(
     if "pytorch-fp32" not in wanted:
         wanted.insert(0, "pytorch-fp32")  # the reference every agreement is measured against
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    batches = [
-        dict(tokenizer(sample_texts[start : start + batch_size], padding=True, truncation=True,
-                       max_length=max_length, return_tensors="pt"))
-        for start in range(0, len(sample_texts), batch_size)
-    ]  # fmt: skip
+    batches = sentence_batches(tokenizer, sample_texts, batch_size, max_length)
     real_tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
 
     with tempfile.TemporaryDirectory() as scratch:
