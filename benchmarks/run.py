@@ -80,7 +80,7 @@ from minialbert.export import (
     ONNX_FILE,
     QUANTIZED_ONNX_FILE,
     STATIC_QUANTIZED_ONNX_FILE,
-    length_groups,
+    export_model,
     quantize_int8,
 )
 from minialbert.runtimes import cpu_name
@@ -396,50 +396,20 @@ def onnx_runtime(student_folder: Path, repeats: int, warmup: int) -> dict:
     }  # fmt: skip
 
 
-class _LastHiddenState(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
-
-
 def teacher_int8(teacher: BertModel, work: Path, options):
-    """The teacher exported as the student is (TorchScript exporter, dynamic axes), dynamically quantised to int8,
-    and run by ONNX Runtime on length groups of each batch (as `OnnxRuntimeModel` runs the student)."""
+    """The teacher exported, quantised and run as the student is: `export_model` (TorchScript exporter, dynamic
+    axes), dynamic int8, and `OnnxRuntimeModel`, which runs each batch in length groups."""
     import onnxruntime
 
-    example = tuple(padded_paragraphs(AutoTokenizer.from_pretrained(bundled_teacher_path()), 2).values())
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _LastHiddenState(teacher).eval(),
-            example,
-            str(work / "teacher.onnx"),
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
+        export_model(teacher, "feature-extraction", work / "teacher.onnx")
     quantize_int8(work / "teacher.onnx", work / "teacher_int8.onnx")
     session = onnxruntime.InferenceSession(
         str(work / "teacher_int8.onnx"), options, providers=["CPUExecutionProvider"]
     )
-
-    def run(batch):
-        states = torch.zeros(*batch["input_ids"].shape, teacher.config.hidden_size)
-        for rows, length in length_groups(batch["attention_mask"]) or [(torch.arange(len(batch["input_ids"])), None)]:
-            feed = {name: batch[name][rows, :length].numpy() for name in names}
-            states[rows, : states.shape[1] if length is None else length] = torch.from_numpy(
-                session.run(None, feed)[0]
-            )
-        return states
-
-    return run, (work / "teacher_int8.onnx").stat().st_size / 2**20
+    runner = OnnxRuntimeModel(session, teacher.config)
+    return lambda batch: runner(**batch).last_hidden_state, (work / "teacher_int8.onnx").stat().st_size / 2**20
 
 
 def alternatives(student_folders: list[Path], work: Path, repeats: int, warmup: int) -> dict:
