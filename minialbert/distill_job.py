@@ -67,7 +67,8 @@ def held_out_sets(
 ) -> tuple[list[dict], dict[str, list[dict]], dict[str, list[str]]]:
     """What `distill` scores the student on: the held-out windows masked once with a fixed seed, and unmasked
     sentence batches of other sources: the Python reference (never trained on) and the held-out parts of the broad
-    corpus sources (in domain for the sources of --corpus, out of domain for the others), returned too by source."""
+    corpus sources (in domain for the sources of --corpus, out of domain for the others), returned too by source
+    (`python_reference` and the broad sources' names)."""
     batches = held_out_batches(
         validation_windows,
         tokenizer,
@@ -75,16 +76,17 @@ def held_out_sets(
         data_arguments.split_seed,
         training_arguments.per_device_eval_batch_size,
     )
-    broad = broad_held_out_sentences(data_arguments)
+    sentences = {"python_reference": python_docs_sentences()} | broad_held_out_sentences(data_arguments)
     sentence_sets = {
-        name: sentence_batches(tokenizer, sentences, training_arguments.per_device_eval_batch_size)
-        for name, sentences in {
-            "ood_sentence_spearman": python_docs_sentences(),
-            "broad_sentence_spearman": [sentence for sentences in broad.values() for sentence in sentences],
+        name: sentence_batches(tokenizer, texts, training_arguments.per_device_eval_batch_size)
+        for name, texts in {
+            "ood_sentence_spearman": sentences["python_reference"],
+            "broad_sentence_spearman": [text for source, texts in sentences.items() if source != "python_reference"
+                                        for text in texts],
         }.items()
-        if sentences
-    }
-    return batches, sentence_sets, broad
+        if texts
+    }  # fmt: skip
+    return batches, sentence_sets, sentences
 
 
 def run_distillation(
@@ -137,7 +139,11 @@ def run_distillation(
         eval_dataset=windows["validation"],
         processing_class=tokenizer,
     )
-    batches, sentence_sets, broad = held_out_sets(windows["validation"], tokenizer, data_arguments, training_arguments)
+    batches, sentence_sets, sentences = held_out_sets(
+        windows["validation"], tokenizer, data_arguments, training_arguments
+    )
+    out_of_domain = sentences.pop("python_reference")
+    broad = sentences
     layers = trainer.layer_map
     before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, sentence_sets)
     unmasked = [trainer.unmasked(batch) for batch in batches]
@@ -159,7 +165,7 @@ def run_distillation(
             "bf16_autocast": training_arguments.bf16,
             "train_samples": len(windows["train"]),
             "held_out_windows": len(windows["validation"]),
-            "out_of_domain_sentences": len(python_docs_sentences()),
+            "out_of_domain_sentences": len(out_of_domain),
             # broad_sentence_spearman: these sources' held-out sentences, pooled; which of them the corpus trained on.
             "broad_held_out_sentences": {source: len(sentences) for source, sentences in broad.items()},
             "trained_on_sources": sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),

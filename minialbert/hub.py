@@ -24,6 +24,7 @@ from .export import (
     ONNX_FILE,
     ONNX_TASKS,
     PARITY_TOLERANCE,
+    QUANTIZATIONS,
     QUANTIZED_ONNX_FILE,
     STATIC_QUANTIZED_ONNX_FILE,
     OnnxRuntimeModel,
@@ -118,8 +119,7 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
         export,
         (
             ONNX_FILE,
-            QUANTIZED_ONNX_FILE,
-            STATIC_QUANTIZED_ONNX_FILE,
+            *QUANTIZATIONS.values(),
             RUNTIME_REPORT_FILE,
             "config.json",
             *TOKENIZER_FILES,

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from .configuration_minialbert import check_num_recursions
+from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
 from .distillation import cpu_has_native_bf16, sentence_batches, similarity_spearman
 from .export import (
     ONNX_FILE,
@@ -183,10 +183,10 @@ def _onnx_exports(
 
 
 def _runners(
-    folder: Path, paths: list[str], depth: int, onnx_folder: Path | None
+    folder: Path, config: MiniAlbertConfig, paths: list[str], depth: int, onnx_folder: Path | None
 ) -> dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]]:
     """For each path, a function from a tokenizer batch to the last hidden state (fp32)."""
-    model = load_encoder(folder, read_student_config(folder), num_recursions=depth)
+    model = load_encoder(folder, config, num_recursions=depth)
     threads = torch.get_num_threads()
 
     def pytorch(batch, bf16: bool = False):
@@ -266,7 +266,7 @@ def fastest_runtime(
             raise ValueError(f"{path} cannot run here: {why}.")
         skipped |= unavailable
         wanted = [path for path in wanted if path not in unavailable]
-        runners = _runners(folder, wanted, depth, exported)
+        runners = _runners(folder, config, wanted, depth, exported)
         outputs = {path: [run(batch) for batch in batches] for path, run in runners.items()}  # also the warm-up
         timings = {path: [] for path in runners}
         for _ in range(repeats):

@@ -29,6 +29,7 @@ from minialbert.distillation import (
     masked_mean,
     relational_loss,
     resolve_recipe,
+    running_depth,
     teacher_targets,
 )
 from minialbert.folders import OutputArguments
@@ -286,10 +287,8 @@ def test_elastic_depth_adds_each_shallower_depths_terms_as_computed_by_hand(tiny
                         for k in range(1, 5)}  # fmt: skip
 
     def by_hand(depth: int, layers: list[int]) -> dict[str, torch.Tensor]:
-        student.config.num_recursions = depth
-        with torch.no_grad():
+        with torch.no_grad(), running_depth(student, depth):
             outputs = student.minialbert(**plain, output_hidden_states=True, output_attentions=True)
-        student.config.num_recursions = None
         states = outputs.hidden_states[1:]
         pooled = [pool(hidden[-1], plain["attention_mask"]) for hidden in (outputs.hidden_states, teacher_states)]
         return {
