@@ -1,14 +1,21 @@
-"""Initialise a MiniAlbert student from a BERT teacher's own weights.
+"""Initialise a MiniAlbert student from a BERT teacher's own weights and, by default, its activations.
 
 The teacher's word-embedding matrix is factorised by truncated SVD into the student's E-wide embeddings
 and E-to-H projection; positions, token types and the embedding LayerNorm carry over unchanged. The shared
-layer starts from one teacher layer or an average of several (`init`), each recursion's relaxation (when
+layer starts from one teacher layer or a merge of several (`init`), each recursion's relaxation (when
 `recursion_lora_rank` > 0) starts from the truncated SVD of its own teacher layer minus the shared layer,
 and the teacher's masked-LM transform and output bias carry over when the teacher has them.
+
+With calibration text (`calibration_samples` > 0, the default) the teacher runs once over it, and every fit is
+weighted by what the teacher actually computes: the embedding factorisation by how often each token occurs, the
+relaxations by a truncated SVD whitened by their inputs' covariance, and (`init="fitted"`) the shared layer's linear
+maps by least squares against every mapped teacher layer's outputs on its own inputs. `calibration_samples=0`
+converts from the weights alone.
 """
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +33,12 @@ logger = logging.getLogger(__name__)
 
 # Measured on the bundled teacher by benchmarks/conversion_fidelity.py (see README.md).
 DEFAULT_INIT = "average"
-INIT_STRATEGIES = ("stepwise", "average", "lower", "layer:K")
+DEFAULT_CALIBRATION_SAMPLES = 256
+CALIBRATION_MAX_LENGTH = 128
+# Directions of a Gram matrix the calibration text never reaches keep the weight-only value: a ridge of this share
+# of the mean diagonal pulls the least-squares fits towards it instead of towards zero.
+CALIBRATION_RIDGE = 1e-6
+INIT_STRATEGIES = ("stepwise", "average", "fitted", "lower", "layer:K")
 
 # Each parameter-holding module of MiniAlbertLayer and the BertLayer module it is initialised from.
 LAYER_MODULES = {
@@ -80,8 +92,9 @@ class ConversionArguments:
         default=DEFAULT_INIT,
         metadata={
             "help": "Shared-layer initialisation: 'stepwise' (the teacher layer the first recursion stands for in the "
-            "evenly spaced layer map), 'average' (mean of the mapped teacher layers), 'lower' (teacher layer 1), "
-            "or 'layer:K' (teacher layer K, 1-based)."
+            "evenly spaced layer map), 'average' (mean of the mapped teacher layers), 'fitted' (least-squares fit to "
+            "the mapped teacher layers' outputs on the calibration text), 'lower' (teacher layer 1), or 'layer:K' "
+            "(teacher layer K, 1-based)."
         },
     )
     use_adapters: bool = field(
@@ -98,6 +111,17 @@ class ConversionArguments:
     teacher_layer_map: list[int] | None = field(
         default=None,
         metadata={"help": "Override the teacher layer (1-based) each recursion stands for, one per recursion."},
+    )
+    calibration_samples: int = field(
+        default=DEFAULT_CALIBRATION_SAMPLES,
+        metadata={
+            "help": "Texts the teacher runs on to weight the conversion by its activations (token frequencies, "
+            "least-squares shared layer, whitened relaxations); 0 = from the weights alone. `convert` reads "
+            "--calibration_file or the bundled BBC News training articles; `distill` its own training text."
+        },
+    )
+    calibration_file: str | None = field(
+        default=None, metadata={"help": "Text file, one text per line, to calibrate on (text like your own)."}
     )
     revision: str | None = field(default=None, metadata={"help": "Teacher revision (branch, tag, commit) on the Hub."})
     tokenizer: str | None = field(
@@ -185,7 +209,7 @@ def parse_init(init: str, num_teacher_layers: int, teacher_layers: list[int]) ->
     """The 1-based teacher layers whose mean becomes the shared layer."""
     if init == "stepwise":
         return teacher_layers[:1]
-    if init == "average":
+    if init in ("average", "fitted"):
         return teacher_layers
     if init == "lower":
         return [1]
@@ -239,56 +263,243 @@ def student_config(teacher: Teacher, arguments: ConversionArguments) -> MiniAlbe
     )
 
 
-def factorise_embeddings(word_embeddings: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def factorise_embeddings(
+    word_embeddings: torch.Tensor, rank: int, token_weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best rank-`rank` affine fit `W ≈ A @ B + mean` (truncated SVD of the centred matrix).
 
     Returns the E-wide embeddings A (vocab x E), the projection weight B.T (H x E) and its bias (the mean row).
     The mean shifts every vocabulary logit of the tied decoder by the same amount, so it costs the MLM head
-    nothing while making the embedding fit better than a plain SVD of the same rank.
+    nothing while making the embedding fit better than a plain SVD of the same rank. `token_weights` (one per
+    row, e.g. token counts) make it the best fit for text: the subspace minimises the weighted error, so frequent
+    tokens are reproduced most closely, and every row, rare ones included, is then projected onto it.
     """
     matrix = word_embeddings.double()
-    mean = matrix.mean(dim=0)
-    u, s, vh = torch.linalg.svd(matrix - mean, full_matrices=False)
-    return (u[:, :rank] * s[:rank]).float(), vh[:rank].T.float(), mean.float()
+    weights = torch.ones(len(matrix), dtype=matrix.dtype) if token_weights is None else token_weights.double()
+    mean = weights @ matrix / weights.sum()
+    centred = matrix - mean
+    basis = torch.linalg.svd(weights.sqrt()[:, None] * centred, full_matrices=False).Vh[:rank]
+    return (centred @ basis.T).float(), basis.T.float(), mean.float()
 
 
-def low_rank_delta(delta: LowRankDelta, target: nn.Linear, shared: nn.Linear) -> None:
-    """Set one recursion's delta to the truncated SVD of (its teacher weight - the shared weight)."""
+def augmented(linear: nn.Linear) -> torch.Tensor:
+    """`[weight | bias]`: the linear map on inputs with a ones column appended, as a Gram matrix sees them."""
+    return torch.cat([linear.weight, linear.bias[:, None]], dim=1).double()
+
+
+def ridge(gram: torch.Tensor) -> torch.Tensor:
+    return CALIBRATION_RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+
+
+def merge_linears(linears: list[nn.Linear], grams: list[torch.Tensor] | None) -> torch.Tensor:
+    """The one `[weight | bias]` that stands for several teacher linears.
+
+    Without calibration, their mean. With each one's input Gram matrix `G_k = Σ x̃ x̃ᵀ` (x̃ = [x, 1] over its
+    calibration tokens), the least-squares fit to all their outputs on their own inputs,
+    `argmin_W Σ_k ||W x̃ − W_k x̃||²` = `(Σ_k W_k G_k)(Σ_k G_k)⁻¹`, with a small ridge towards the mean for
+    directions no input reaches; one linear merges into itself.
+    """
+    weights = [augmented(linear) for linear in linears]
+    mean = torch.stack(weights).mean(dim=0)
+    if grams is None:
+        return mean
+    total = sum(grams)
+    regulariser = ridge(total)
+    right = sum(weight @ gram for weight, gram in zip(weights, grams, strict=True)) + mean @ regulariser
+    # W (ΣG + λI) = Σ W_k G_k + λ W̄; the matrices are symmetric, so solve the transposed system.
+    return torch.linalg.solve(total + regulariser, right.T).T
+
+
+def low_rank_delta(
+    delta: LowRankDelta, target: nn.Linear, shared: nn.Linear, gram: torch.Tensor | None = None
+) -> None:
+    """Set one recursion's delta to the best rank-r fit of (its teacher linear − the shared linear).
+
+    Without calibration, the truncated SVD of the weight difference. With the input Gram matrix, the fit that
+    minimises the error of the outputs on the teacher layer's own inputs: the SVD of the difference whitened by
+    the input covariance (`Σ = L Lᵀ`, SVD of `ΔW L`, then back through `L⁻¹`), and a bias that absorbs the
+    truncation's error at the input mean. At full rank either is exact.
+    """
     rank = delta.down.shape[0]
-    u, s, vh = torch.linalg.svd((target.weight - shared.weight).double(), full_matrices=False)
-    kept = min(rank, s.numel())
+    difference = (target.weight - shared.weight).double()
+    bias = (target.bias - shared.bias).double()
+    if gram is None:
+        u, s, vh = torch.linalg.svd(difference, full_matrices=False)
+        kept = min(rank, s.numel())
+        up, down = u[:, :kept] * s[:kept], vh[:kept]
+    else:
+        count = gram[-1, -1]
+        mean = gram[:-1, -1] / count
+        covariance = gram[:-1, :-1] / count - torch.outer(mean, mean)
+        # Σ = L Lᵀ with L = Q √Λ; eigenvalues are floored at the ridge, as text leaves some directions unexplored.
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        scales = eigenvalues.clamp_min(CALIBRATION_RIDGE * eigenvalues.clamp_min(0).mean()).sqrt()
+        u, s, vh = torch.linalg.svd(difference @ (eigenvectors * scales), full_matrices=False)
+        kept = min(rank, s.numel())
+        up = u[:, :kept] * s[:kept]
+        down = (vh[:kept] / scales) @ eigenvectors.T
+        bias = bias + (difference - up @ down) @ mean
     delta.up.zero_()
     delta.down.zero_()
-    delta.up[:, :kept] = (u[:, :kept] * s[:kept]).float()
-    delta.down[:kept] = vh[:kept].float()
-    delta.bias.copy_(target.bias - shared.bias)
+    delta.up[:, :kept] = up.float()
+    delta.down[:kept] = down.float()
+    delta.bias.copy_(bias.float())
+
+
+@dataclass
+class Calibration:
+    """What the teacher computes on calibration text: each token's count, and for every linear module of the
+    mapped teacher layers the Gram matrix of its inputs (with a ones column) over the real tokens."""
+
+    token_counts: torch.Tensor
+    grams: dict[tuple[BertLayer, str], torch.Tensor]
+
+
+def calibration_batches(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int = 16
+) -> list[dict[str, torch.Tensor]]:
+    """Padded batches of `texts` to calibrate on, refused when they hold too few tokens to fit a layer."""
+    texts = [text for text in texts if text.strip()]
+    if not texts:
+        raise ValueError("The calibration text is empty; pass texts like your own, or calibration_samples=0.")
+    return [
+        dict(tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+                       max_length=CALIBRATION_MAX_LENGTH, return_tensors="pt"))
+        for start in range(0, len(texts), batch_size)
+    ]  # fmt: skip
+
+
+def check_calibration(batches: list[dict[str, torch.Tensor]], bert: BertModel) -> None:
+    """Each least-squares fit needs more tokens than its linear has inputs (the feed-forward output's)."""
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
+    needed = 2 * (bert.config.intermediate_size + 1)
+    if tokens < needed:
+        raise ValueError(
+            f"The calibration text has {tokens} tokens; fitting the shared layer to the teacher needs at least "
+            f"{needed} (twice the feed-forward width + 1). Pass more text (calibration_samples, calibration_file), "
+            "or calibration_samples=0 to convert from the weights alone."
+        )
 
 
 @torch.no_grad()
-def initialise_shared_layer(layer: MiniAlbertLayer, sources: list[BertLayer]) -> None:
+def calibrate(bert: BertModel, batches: list[dict[str, torch.Tensor]], layers: list[int]) -> Calibration:
+    """Run the teacher over `batches` once, counting tokens and summing its mapped layers' linear inputs."""
+    check_calibration(batches, bert)
+    linear_names = [name for name in LAYER_MODULES.values() if not name.endswith("LayerNorm")]
+    grams: dict[tuple[BertLayer, str], torch.Tensor] = {}
+    real_tokens: torch.Tensor | None = None
+
+    def accumulate(key: tuple[BertLayer, str]):
+        def hook(module, inputs):
+            tokens = inputs[0][real_tokens]
+            tokens = torch.cat([tokens, tokens.new_ones(len(tokens), 1)], dim=1)
+            # One batch's sum is exact enough in float32 (and fast); the running sum over batches is float64.
+            grams[key] = grams.get(key, 0) + (tokens.T @ tokens).double()
+
+        return hook
+
+    handles = [
+        bert.encoder.layer[k - 1]
+        .get_submodule(name)
+        .register_forward_pre_hook(accumulate((bert.encoder.layer[k - 1], name)))
+        for k in sorted(set(layers))
+        for name in linear_names
+    ]
+    counts = Counter()
+    try:
+        for batch in batches:
+            real_tokens = batch["attention_mask"].bool()
+            counts.update(batch["input_ids"][real_tokens].tolist())
+            bert(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    token_counts = torch.zeros(bert.config.vocab_size)
+    token_counts[list(counts)] = torch.tensor(list(counts.values()), dtype=token_counts.dtype)
+    return Calibration(token_counts, grams)
+
+
+@torch.no_grad()
+def initialise_shared_layer(layer: MiniAlbertLayer, sources: list[BertLayer], fit: Calibration | None = None) -> None:
+    """The mean of the `sources`' parameters, or with `fit`, their linear maps fitted by least squares."""
     for student_name, teacher_name in LAYER_MODULES.items():
         student_module = layer.get_submodule(student_name)
         teacher_modules = [source.get_submodule(teacher_name) for source in sources]
+        if isinstance(student_module, nn.Linear):
+            grams = None if fit is None else [fit.grams[(source, teacher_name)] for source in sources]
+            merged = merge_linears(teacher_modules, grams)
+            student_module.weight.copy_(merged[:, :-1])
+            student_module.bias.copy_(merged[:, -1])
+            continue
         for parameter_name, parameter in student_module.named_parameters():
             values = [module.get_parameter(parameter_name) for module in teacher_modules]
             parameter.copy_(torch.stack(values).mean(dim=0))
 
 
 @torch.no_grad()
-def initialise_relaxation(relaxation: MiniAlbertRelaxation, shared: MiniAlbertLayer, target: BertLayer) -> None:
+def initialise_relaxation(
+    relaxation: MiniAlbertRelaxation,
+    shared: MiniAlbertLayer,
+    target: BertLayer,
+    calibration: Calibration | None = None,
+) -> None:
     for student_name, teacher_name in LAYER_MODULES.items():
         delta = relaxation.get_submodule(student_name.split(".")[-1] + "_delta")
         shared_module, target_module = shared.get_submodule(student_name), target.get_submodule(teacher_name)
         if isinstance(delta, LowRankDelta):
-            low_rank_delta(delta, target_module, shared_module)
+            gram = None if calibration is None else calibration.grams[(target, teacher_name)]
+            low_rank_delta(delta, target_module, shared_module, gram)
         else:
             delta.weight.copy_(target_module.weight - shared_module.weight)
             delta.bias.copy_(target_module.bias - shared_module.bias)
 
 
+def default_calibration_texts(count: int) -> list[str]:
+    """The first `count` BBC News training articles (never the validation or test articles the held-out sets use)."""
+    from .data import bbc_news_splits  # datasets is imported only when this default is used
+
+    return bbc_news_splits()["train"]["text"][:count]
+
+
+def read_calibration_file(path: str | os.PathLike) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"Cannot read the calibration file {str(path)!r}: {error}; pass a UTF-8 text file."
+        ) from error
+
+
+def calibration_inputs(
+    teacher: Teacher,
+    arguments: ConversionArguments,
+    texts: list[str] | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+) -> list[dict[str, torch.Tensor]]:
+    """The tokenised calibration text: `texts`, else `arguments.calibration_file`, else the bundled default."""
+    if texts is None:
+        if arguments.calibration_file:
+            texts = read_calibration_file(arguments.calibration_file)
+        else:
+            texts = default_calibration_texts(arguments.calibration_samples)
+    if tokenizer is None:
+        source = arguments.tokenizer or teacher.name_or_path
+        if source is None:
+            raise ValueError(
+                "Calibrating the conversion needs the teacher's tokenizer: pass tokenizer=..., or "
+                "calibration_samples=0 to convert from the weights alone."
+            )
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=arguments.revision)
+    return calibration_batches(tokenizer, texts[: arguments.calibration_samples])
+
+
 @torch.no_grad()
 def convert_bert_to_minialbert(
-    teacher: str | os.PathLike | nn.Module | Teacher, arguments: ConversionArguments | None = None, **options
+    teacher: str | os.PathLike | nn.Module | Teacher,
+    arguments: ConversionArguments | None = None,
+    calibration_texts: list[str] | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    **options,
 ) -> MiniAlbertForMaskedLM:
     """Build a `MiniAlbertForMaskedLM` initialised from a BERT teacher.
 
@@ -297,6 +508,10 @@ def convert_bert_to_minialbert(
             `BertForPreTraining` or a BERT task model), or a `Teacher` from `load_teacher`.
         arguments: conversion options; alternatively pass them as keywords (`embedding_size=128`, ...), see
             `ConversionArguments`.
+        calibration_texts: text the teacher runs on to weight the conversion by its activations (the first
+            `calibration_samples` are used; default: `calibration_file`, else the bundled BBC News training
+            articles). Ignored with `calibration_samples=0`.
+        tokenizer: the teacher's tokenizer, for the calibration text (default: loaded from the teacher).
 
     Example:
 
@@ -306,9 +521,19 @@ def convert_bert_to_minialbert(
     ```
     """
     arguments = arguments or ConversionArguments(**options)
+    if arguments.calibration_samples < 0:
+        raise ValueError(f"calibration_samples must be 0 (weights only) or more, got {arguments.calibration_samples}.")
+    if arguments.init == "fitted" and not arguments.calibration_samples:
+        raise ValueError("init 'fitted' fits the shared layer to calibration text: pass calibration_samples > 0.")
     loaded = load_teacher(teacher, arguments.revision)
     config = student_config(loaded, arguments)
     bert = loaded.bert.eval()
+    teacher_layers = bert.encoder.layer
+    shared_sources = parse_init(config.conversion_init, len(teacher_layers), config.teacher_layer_map)
+    calibration = None
+    if arguments.calibration_samples:
+        batches = calibration_inputs(loaded, arguments, calibration_texts, tokenizer)
+        calibration = calibrate(bert, batches, sorted(set(config.teacher_layer_map) | set(shared_sources)))
     student = MiniAlbertForMaskedLM(config).eval()
 
     embeddings, teacher_embeddings = student.minialbert.embeddings, bert.embeddings
@@ -316,20 +541,21 @@ def convert_bert_to_minialbert(
     if embeddings.projection is None:
         embeddings.word_embeddings.weight.copy_(word_embeddings)
     else:
-        factors, projection, mean = factorise_embeddings(word_embeddings, config.embedding_size)
+        # Every token keeps a weight of 1, so tokens the calibration text lacks are still fitted.
+        token_weights = None if calibration is None else calibration.token_counts + 1
+        factors, projection, mean = factorise_embeddings(word_embeddings, config.embedding_size, token_weights)
         embeddings.word_embeddings.weight.copy_(factors)
         embeddings.projection.weight.copy_(projection)
         embeddings.projection.bias.copy_(mean)
     for name in ("position_embeddings", "token_type_embeddings", "LayerNorm"):
         embeddings.get_submodule(name).load_state_dict(teacher_embeddings.get_submodule(name).state_dict())
 
-    teacher_layers = bert.encoder.layer
-    shared_sources = parse_init(config.conversion_init, len(teacher_layers), config.teacher_layer_map)
     encoder = student.minialbert.encoder
-    initialise_shared_layer(encoder.layer, [teacher_layers[k - 1] for k in shared_sources])
+    fit = calibration if config.conversion_init == "fitted" else None
+    initialise_shared_layer(encoder.layer, [teacher_layers[k - 1] for k in shared_sources], fit)
     if encoder.relaxations is not None:
         for relaxation, k in zip(encoder.relaxations, config.teacher_layer_map, strict=True):
-            initialise_relaxation(relaxation, encoder.layer, teacher_layers[k - 1])
+            initialise_relaxation(relaxation, encoder.layer, teacher_layers[k - 1], calibration)
 
     head = student.predictions
     if head.projection is not None:
@@ -404,5 +630,5 @@ def convert_and_save(
             f"The tokenizer from {tokenizer_source!r} has {len(tokenizer)} tokens but the teacher's vocabulary has "
             f"{vocab_size}; pass the tokenizer the teacher was trained with (--tokenizer)."
         )
-    student = convert_bert_to_minialbert(loaded, arguments)
+    student = convert_bert_to_minialbert(loaded, arguments, tokenizer=tokenizer)
     return save_student(student, output_dir, tokenizer, overwrite)

@@ -19,7 +19,18 @@ from transformers import (
 
 from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert, layer_map
 from minialbert.cli import main as cli_main
-from minialbert.convert import LAYER_MODULES, ConversionArguments, convert_and_save, load_teacher
+from minialbert.convert import (
+    LAYER_MODULES,
+    ConversionArguments,
+    calibrate,
+    calibration_batches,
+    convert_and_save,
+    factorise_embeddings,
+    load_teacher,
+    low_rank_delta,
+    merge_linears,
+)
+from minialbert.modeling_minialbert import LowRankDelta
 
 from .conftest import assert_remote_code_load_matches, tiny_config
 
@@ -83,11 +94,11 @@ def test_default_conversion_of_the_bundled_teacher(teacher_path, caplog):
     torch.testing.assert_close(student.predictions.dense.weight, torch.eye(384))
 
 
-def test_embedding_factorisation_is_the_best_affine_low_rank_fit(tiny_bert_path):
+def test_weight_only_embedding_factorisation_is_the_best_affine_low_rank_fit(tiny_bert_path):
     teacher = BertForMaskedLM.from_pretrained(tiny_bert_path)
     words = teacher.bert.embeddings.word_embeddings.weight
     for rank in (4, 16):
-        student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=rank)
+        student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=rank, calibration_samples=0)
         embeddings = student.minialbert.embeddings
         rebuilt = embeddings.projection(embeddings.word_embeddings.weight)
         singular_values = torch.linalg.svdvals((words - words.mean(0)).double())
@@ -138,9 +149,11 @@ def test_init_strategies_pick_their_teacher_layers(tiny_bert_path, init, sources
             torch.testing.assert_close(parameter, torch.stack(values).mean(0))
 
 
-def test_relaxation_starts_from_truncated_svd_of_each_mapped_layer(tiny_bert_path):
+def test_weight_only_relaxation_starts_from_truncated_svd_of_each_mapped_layer(tiny_bert_path):
     teacher = BertForMaskedLM.from_pretrained(tiny_bert_path)
-    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, recursion_lora_rank=3, init="lower")
+    student = convert_bert_to_minialbert(
+        tiny_bert_path, embedding_size=16, recursion_lora_rank=3, init="lower", calibration_samples=0
+    )
     shared = student.minialbert.encoder.layer
     for relaxation, k in zip(student.minialbert.encoder.relaxations, [2, 4], strict=True):
         target = teacher.bert.encoder.layer[k - 1]
@@ -171,7 +184,7 @@ def test_layer_map_override_and_already_loaded_teachers(tiny_bert_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"init": "middle"}, "Unknown init 'middle': use one of stepwise, average, lower, layer:K"),
+        ({"init": "middle"}, "Unknown init 'middle': use one of stepwise, average, fitted, lower, layer:K"),
         ({"init": "layer:5"}, "Unknown init 'layer:5'"),
         ({"init": "layer:0"}, "Unknown init 'layer:0'"),
         ({"embedding_size": 64}, "embedding_size (64) exceeds the teacher's hidden size (32)"),
@@ -342,3 +355,109 @@ def test_overwrite_keeps_the_old_folder_until_the_new_one_is_in_place(tiny_bert_
     monkeypatch.setattr(os, "replace", real_replace)
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
     assert [path.name for path in tmp_path.iterdir()] == ["student"], "staging or place-holder left behind"
+
+
+def linear_inputs(seed: int, tokens: int, width: int) -> torch.Tensor:
+    """Correlated, off-centre inputs, as a layer's activations are (not white noise, where every fit is plain)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(tokens, width, generator=generator) @ torch.randn(width, width, generator=generator) + 0.5
+
+
+def gram(inputs: torch.Tensor) -> torch.Tensor:
+    augmented = torch.cat([inputs, torch.ones(len(inputs), 1)], dim=1).double()
+    return augmented.T @ augmented
+
+
+def test_fitted_merge_is_the_least_squares_solution_over_every_layers_inputs():
+    torch.manual_seed(0)
+    linears = [torch.nn.Linear(6, 4) for _ in range(3)]
+    inputs = [linear_inputs(seed, 50, 6) for seed in range(3)]
+    merged = merge_linears(linears, [gram(x) for x in inputs])
+    # The direct solve: one regression of every layer's outputs on its own inputs (with a ones column).
+    design = torch.cat([torch.cat([x, torch.ones(len(x), 1)], dim=1) for x in inputs]).double()
+    targets = torch.cat([linear(x) for linear, x in zip(linears, inputs, strict=True)]).double().detach()
+    direct = torch.linalg.lstsq(design, targets).solution.T
+    torch.testing.assert_close(merged, direct, atol=1e-5, rtol=1e-5)
+    # Without calibration, the plain mean; one linear merges into itself either way.
+    mean = torch.stack([torch.cat([lin.weight, lin.bias[:, None]], 1) for lin in linears]).mean(0).double()
+    torch.testing.assert_close(merge_linears(linears, None), mean.detach())
+    one = torch.cat([linears[0].weight, linears[0].bias[:, None]], 1).double().detach()
+    torch.testing.assert_close(merge_linears(linears[:1], [gram(inputs[0])]), one, atol=1e-9, rtol=0)
+
+
+@torch.no_grad()
+def test_whitened_relaxation_fits_the_outputs_better_than_the_weights_and_is_exact_at_full_rank():
+    torch.manual_seed(0)
+    target, shared = torch.nn.Linear(8, 5), torch.nn.Linear(8, 5)
+    inputs = linear_inputs(1, 200, 8)
+
+    def output_error(gram_or_none, rank):
+        delta = LowRankDelta(8, 5, rank)
+        low_rank_delta(delta, target, shared, gram_or_none)
+        return (shared(inputs) + delta(inputs) - target(inputs)).square().sum().item()
+
+    assert output_error(gram(inputs), 2) < output_error(None, 2)
+    assert output_error(gram(inputs), 5) < 1e-8
+
+
+def test_frequency_weighted_factorisation_favours_frequent_tokens():
+    torch.manual_seed(0)
+    words = torch.randn(40, 12)
+    counts = torch.ones(40)
+    counts[:5] = 1000.0
+    plain = factorise_embeddings(words, 3)
+    weighted = factorise_embeddings(words, 3, counts)
+
+    def frequent_error(factors, projection, mean):
+        return (factors @ projection.T + mean - words)[:5].square().sum().item()
+
+    assert frequent_error(*weighted) < 0.5 * frequent_error(*plain)
+    for got, expected in zip(factorise_embeddings(words, 3, torch.ones(40)), plain, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_calibrated_conversion_with_one_mapped_layer_at_full_rank_reproduces_it(tiny_bert_path):
+    batch = encode(tiny_bert_path, TEXTS[1:])  # one text: no padding, which the teacher layer alone cannot mask
+    teacher = BertForMaskedLM.from_pretrained(tiny_bert_path).eval()
+    hidden = teacher.config.hidden_size
+    for init in ("fitted", "average"):
+        student = convert_bert_to_minialbert(
+            tiny_bert_path,
+            embedding_size=hidden,
+            num_recursions=1,
+            teacher_layer_map=[3],
+            init=init,
+            recursion_lora_rank=hidden,
+            calibration_texts=TEXTS * 40,
+        )
+        with torch.no_grad():
+            expected = teacher.bert.encoder.layer[2](teacher.bert.embeddings(batch["input_ids"]), attention_mask=None)
+            expected = expected[0] if isinstance(expected, tuple) else expected
+            got = student.minialbert(**batch).last_hidden_state
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_calibrated_conversion_moves_the_start_and_records_nothing_new(tiny_bert_path):
+    weights_only = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, calibration_samples=0)
+    calibrated = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, calibration_texts=TEXTS * 40)
+    assert not torch.equal(
+        weights_only.minialbert.embeddings.word_embeddings.weight,
+        calibrated.minialbert.embeddings.word_embeddings.weight,
+    )
+    assert weights_only.config.to_dict() == calibrated.config.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [([], "calibration text is empty"), (["   ", ""], "calibration text is empty"), (TEXTS, "tokens; fitting")],
+)
+def test_empty_or_short_calibration_text_is_refused_before_the_teacher_runs(tiny_bert_path, texts, message):
+    teacher = BertForMaskedLM.from_pretrained(tiny_bert_path).eval()
+    calls = []
+    teacher.bert.register_forward_pre_hook(lambda *_: calls.append(1))
+    with pytest.raises(ValueError, match=message):
+        batches = calibration_batches(AutoTokenizer.from_pretrained(tiny_bert_path), texts)
+        calibrate(teacher.bert, batches, [1])
+    assert not calls
+    with pytest.raises(ValueError, match="init 'fitted'"):
+        convert_bert_to_minialbert(tiny_bert_path, init="fitted", calibration_samples=0)
