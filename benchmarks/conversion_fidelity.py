@@ -1,4 +1,5 @@
-"""How close a freshly converted student is to its teacher, for every conversion option.
+"""How close a student converted from the teacher's weights alone (`calibration_samples=0`) is to its teacher,
+for every shared-layer init, width and rank (the calibrated start: benchmarks/conversion_start.py).
 
     python benchmarks/conversion_fidelity.py [--articles 64] [--max_length 128]
 
@@ -66,7 +67,9 @@ def main() -> None:
     for init in inits:
         for embedding_size in EMBEDDING_SIZES:
             for rank in RANKS:
-                arguments = ConversionArguments(embedding_size=embedding_size, init=init, recursion_lora_rank=rank)
+                arguments = ConversionArguments(
+                    embedding_size=embedding_size, init=init, recursion_lora_rank=rank, calibration_samples=0
+                )
                 student = convert_bert_to_minialbert(teacher.bert, arguments).eval()
                 token, sentence = agreement(student, teacher_states, batch)
                 rows.append(

@@ -30,7 +30,7 @@ def held_out_texts(tokenizer_path: str, windows: int = 256) -> dict[str, list[st
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     arguments = DataArguments(corpus="bbc", corpus_samples=0, sentence_samples=False)
     validation = tokenize_windows(load_text_corpus(arguments), tokenizer, arguments)["validation"]
-    bbc = tokenizer.batch_decode(validation["input_ids"][:windows], skip_special_tokens=True)
+    bbc = tokenizer.batch_decode(list(validation["input_ids"][:windows]), skip_special_tokens=True)
     broad = [text for texts in broad_held_out_sentences(DataArguments()).values() for text in texts]
     return {"bbc": bbc, "python_reference": python_docs_sentences(), "broad": broad}
 

@@ -148,9 +148,9 @@ class TimeBudget(TrainerCallback):
         return 0.0 if self.start is None else min(1.0, (time.perf_counter() - self.start) / self.seconds)
 
 
-class BudgetedTrainer(DistillationTrainer):
-    """Linear warm-up and decay over wall-clock time instead of steps, so every variant gets the whole schedule
-    within the same budget however fast its steps are."""
+class BudgetedSchedule:
+    """A `Trainer` mixin: linear warm-up and decay over wall-clock time instead of steps, so every variant gets the
+    whole schedule within the same budget however fast its steps are."""
 
     def __init__(self, *args, budget: TimeBudget, **kwargs):
         super().__init__(*args, **kwargs)
@@ -166,6 +166,10 @@ class BudgetedTrainer(DistillationTrainer):
 
         self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
         return self.lr_scheduler
+
+
+class BudgetedTrainer(BudgetedSchedule, DistillationTrainer):
+    """`DistillationTrainer` on a wall-clock schedule."""
 
 
 def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:

@@ -383,8 +383,10 @@ def check_calibration(batches: list[dict[str, torch.Tensor]], bert: BertModel) -
 
 @torch.no_grad()
 def calibrate(bert: BertModel, batches: list[dict[str, torch.Tensor]], layers: list[int]) -> Calibration:
-    """Run the teacher over `batches` once, counting tokens and summing its mapped layers' linear inputs."""
-    check_calibration(batches, bert)
+    """Count the tokens of `batches` and, for the teacher `layers` (1-based) that a fit needs, sum the Gram matrices
+    of their linear modules' inputs over one teacher pass (none without such layers)."""
+    if layers:
+        check_calibration(batches, bert)
     linear_names = [name for name in LAYER_MODULES.values() if not name.endswith("LayerNorm")]
     grams: dict[tuple[BertLayer, str], torch.Tensor] = {}
     real_tokens: torch.Tensor | None = None
@@ -410,7 +412,8 @@ def calibrate(bert: BertModel, batches: list[dict[str, torch.Tensor]], layers: l
         for batch in batches:
             real_tokens = batch["attention_mask"].bool()
             counts.update(batch["input_ids"][real_tokens].tolist())
-            bert(**batch)
+            if handles:
+                bert(**batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -533,7 +536,11 @@ def convert_bert_to_minialbert(
     calibration = None
     if arguments.calibration_samples:
         batches = calibration_inputs(loaded, arguments, calibration_texts, tokenizer)
-        calibration = calibrate(bert, batches, sorted(set(config.teacher_layer_map) | set(shared_sources)))
+        # Gram matrices only where a fit reads them: the relaxations' mapped layers, the fitted shared layer's sources.
+        fitted_layers = set(config.teacher_layer_map) if config.recursion_lora_rank else set()
+        if config.conversion_init == "fitted":
+            fitted_layers |= set(shared_sources)
+        calibration = calibrate(bert, batches, sorted(fitted_layers))
     student = MiniAlbertForMaskedLM(config).eval()
 
     embeddings, teacher_embeddings = student.minialbert.embeddings, bert.embeddings
