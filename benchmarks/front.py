@@ -59,6 +59,10 @@ CONTENDERS: dict[str, dict | str] = {
     "MiniAlbert, 3 recursions": {},
     "MiniAlbert, 3 recursions, relaxed rank 32": {"recursion_lora_rank": 32},
     "MiniAlbert, 3 recursions, relaxed rank 96": {"recursion_lora_rank": 96},
+    "MiniAlbert, 3 recursions, relaxed rank 96, layers 1, 4, 6": {
+        "recursion_lora_rank": 96,
+        "teacher_layer_map": [1, 4, 6],
+    },
     "three distinct layers (full-rank relaxation), E=128": {"recursion_lora_rank": 384},
     "no recursion: one layer once": {"num_recursions": 1},
     LAYER_DROP: "layer_drop",
