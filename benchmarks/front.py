@@ -43,12 +43,11 @@ from transformers import AutoTokenizer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from held_out import Encoder, agreement, held_out_texts, transformer_encoder  # noqa: E402
-from recipe_study import BudgetedSchedule, BudgetedTrainer, TimeBudget  # noqa: E402
+from recipe_study import BudgetedSchedule, BudgetedTrainer, TimeBudget, budgeted_arguments  # noqa: E402
 
 from minialbert import ConversionArguments, convert_bert_to_minialbert  # noqa: E402
 from minialbert.convert import load_teacher  # noqa: E402
 from minialbert.data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows  # noqa: E402
-from minialbert.distillation import DistillationArguments  # noqa: E402
 
 RESULTS = Path(__file__).with_name("front.json")
 PLOT = Path(__file__).with_name("front.png")
@@ -92,16 +91,7 @@ def measure(model: nn.Module, encoder: Encoder, texts: dict[str, list[str]], tea
 def train_minialbert(options: dict, budget: float, seed: int, shared: dict) -> tuple[nn.Module, Encoder, dict]:
     torch.manual_seed(seed)
     student = convert_bert_to_minialbert(shared["teacher"], ConversionArguments(**options))
-    arguments = DistillationArguments(
-        output_dir=tempfile.mkdtemp(),
-        max_steps=1_000_000,  # the time budget stops training
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        logging_steps=50,
-        dataloader_pin_memory=False,
-        seed=seed,
-    )
+    arguments = budgeted_arguments(tempfile.mkdtemp(), seed=seed)
     trainer = BudgetedTrainer(
         shared["teacher"],
         student,

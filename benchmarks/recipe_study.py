@@ -172,6 +172,20 @@ class BudgetedTrainer(BudgetedSchedule, DistillationTrainer):
     """`DistillationTrainer` on a wall-clock schedule."""
 
 
+def budgeted_arguments(output_dir: Path | str, **overrides) -> DistillationArguments:
+    """The study's training arguments: no checkpoints or reports; the time budget, not a step count, stops it."""
+    return DistillationArguments(
+        output_dir=str(output_dir),
+        max_steps=1_000_000,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        logging_steps=50,
+        dataloader_pin_memory=False,
+        **overrides,
+    )
+
+
 def split_overrides(overrides: dict) -> tuple[dict, dict, dict]:
     training, data, conversion = {}, {}, {}
     for key, value in overrides.items():
@@ -186,18 +200,7 @@ def run_variant(name: str, seconds: float, teacher, tokenizer, evaluation, outpu
     windows = tokenize_windows(load_text_corpus(data_arguments), tokenizer, data_arguments)
     torch.manual_seed(0)
     student = convert_bert_to_minialbert(teacher, ConversionArguments(**conversion))
-    arguments = DistillationArguments(
-        output_dir=str(output_dir),
-        max_steps=1_000_000,  # the time budget stops training
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        logging_steps=50,
-        dataloader_pin_memory=False,
-        seed=0,
-        include_num_input_tokens_seen="non_padding",
-        **training,
-    )
+    arguments = budgeted_arguments(output_dir, seed=0, include_num_input_tokens_seen="non_padding", **training)
     budget = TimeBudget(seconds)
     trainer = BudgetedTrainer(
         teacher, student, arguments, train_dataset=windows["train"], processing_class=tokenizer, budget=budget
