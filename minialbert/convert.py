@@ -117,8 +117,8 @@ class ConversionArguments:
         default=DEFAULT_CALIBRATION_SAMPLES,
         metadata={
             "help": "Texts the teacher runs on to weight the conversion by its activations (token frequencies, "
-            "least-squares shared layer, whitened relaxations); 0 = from the weights alone. `convert` reads "
-            "--calibration_file or the bundled BBC News training articles; `distill` its own training text."
+            "least-squares shared layer, whitened relaxations); 0 = from the weights alone. Read from "
+            "--calibration_file, else the bundled BBC News training articles."
         },
     )
     calibration_file: str | None = field(
@@ -207,7 +207,7 @@ def load_teacher(teacher: str | os.PathLike | nn.Module | Teacher, revision: str
 
 
 def parse_init(init: str, num_teacher_layers: int, teacher_layers: list[int]) -> list[int]:
-    """The 1-based teacher layers whose mean becomes the shared layer."""
+    """The 1-based teacher layers whose mean (or, for `fitted`, least-squares fit) becomes the shared layer."""
     if init == "stepwise":
         return teacher_layers[:1]
     if init in ("average", "fitted"):
@@ -359,7 +359,7 @@ class Calibration:
 def calibration_batches(
     tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int = 16
 ) -> list[dict[str, torch.Tensor]]:
-    """Padded batches of `texts` to calibrate on, refused when they hold too few tokens to fit a layer."""
+    """Padded batches of `texts` to calibrate on, refused when there is no text."""
     texts = [text for text in texts if text.strip()]
     if not texts:
         raise ValueError("The calibration text is empty; pass texts like your own, or calibration_samples=0.")
