@@ -15,7 +15,6 @@ converts from the weights alone.
 
 import logging
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +51,8 @@ LAYER_MODULES = {
     "ffn_output": "output.dense",
     "ffn_layer_norm": "output.LayerNorm",
 }
+# Key and value read the query's input: calibration sums one Gram matrix for the three.
+SAME_INPUT_AS = {"attention.self.key": "attention.self.query", "attention.self.value": "attention.self.query"}
 
 
 def layer_map(num_teacher_layers: int, num_recursions: int) -> list[int]:
@@ -355,6 +356,9 @@ class Calibration:
     token_counts: torch.Tensor
     grams: dict[tuple[BertLayer, str], torch.Tensor]
 
+    def gram(self, layer: BertLayer, module_name: str) -> torch.Tensor:
+        return self.grams[(layer, SAME_INPUT_AS.get(module_name, module_name))]
+
 
 def calibration_batches(
     tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int = 16
@@ -388,7 +392,9 @@ def calibrate(bert: BertModel, batches: list[dict[str, torch.Tensor]], layers: l
     of their linear modules' inputs over one teacher pass (none without such layers)."""
     if layers:
         check_calibration(batches, bert)
-    linear_names = [name for name in LAYER_MODULES.values() if not name.endswith("LayerNorm")]
+    input_readers = [
+        name for name in LAYER_MODULES.values() if not name.endswith("LayerNorm") and name not in SAME_INPUT_AS
+    ]
     grams: dict[tuple[BertLayer, str], torch.Tensor] = {}
     real_tokens: torch.Tensor | None = None
 
@@ -406,20 +412,18 @@ def calibrate(bert: BertModel, batches: list[dict[str, torch.Tensor]], layers: l
         .get_submodule(name)
         .register_forward_pre_hook(accumulate((bert.encoder.layer[k - 1], name)))
         for k in sorted(set(layers))
-        for name in linear_names
+        for name in input_readers
     ]
-    counts = Counter()
+    token_counts = torch.zeros(bert.config.vocab_size)
     try:
         for batch in batches:
             real_tokens = batch["attention_mask"].bool()
-            counts.update(batch["input_ids"][real_tokens].tolist())
+            token_counts += torch.bincount(batch["input_ids"][real_tokens], minlength=len(token_counts))
             if handles:
                 bert(**batch)
     finally:
         for handle in handles:
             handle.remove()
-    token_counts = torch.zeros(bert.config.vocab_size)
-    token_counts[list(counts)] = torch.tensor(list(counts.values()), dtype=token_counts.dtype)
     return Calibration(token_counts, grams)
 
 
@@ -430,7 +434,7 @@ def initialise_shared_layer(layer: MiniAlbertLayer, sources: list[BertLayer], fi
         student_module = layer.get_submodule(student_name)
         teacher_modules = [source.get_submodule(teacher_name) for source in sources]
         if isinstance(student_module, nn.Linear):
-            grams = None if fit is None else [fit.grams[(source, teacher_name)] for source in sources]
+            grams = None if fit is None else [fit.gram(source, teacher_name) for source in sources]
             merged = merge_linears(teacher_modules, grams)
             student_module.weight.copy_(merged[:, :-1])
             student_module.bias.copy_(merged[:, -1])
@@ -451,7 +455,7 @@ def initialise_relaxation(
         delta = relaxation.get_submodule(student_name.split(".")[-1] + "_delta")
         shared_module, target_module = shared.get_submodule(student_name), target.get_submodule(teacher_name)
         if isinstance(delta, LowRankDelta):
-            gram = None if calibration is None else calibration.grams[(target, teacher_name)]
+            gram = None if calibration is None else calibration.gram(target, teacher_name)
             low_rank_delta(delta, target_module, shared_module, gram)
         else:
             delta.weight.copy_(target_module.weight - shared_module.weight)
