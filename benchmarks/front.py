@@ -1,9 +1,10 @@
 """The student beside what a user would try instead: each contender distilled from the bundled teacher
 (all-MiniLM-L6-v2) on the same text for the same wall-clock budget, then scored on the same held-out sets.
 
-    python benchmarks/front.py --budget 150                       # every contender, seed 0
-    python benchmarks/front.py --budget 150 --seed 1 --seed 2 --contender "MiniAlbert, 3 recursions" \\
+    python benchmarks/front.py                                    # every contender, 120 s each, seed 0
+    python benchmarks/front.py --seed 1 --seed 2 --contender "MiniAlbert, 3 recursions" \\
         --contender "no recursion: one layer once"                # the run-to-run spread of the claim
+    python benchmarks/front.py --budget 600 --contender ...       # the top contenders at the longer budget
     python benchmarks/front.py --table --plot                     # README table and benchmarks/front.png
 
 Contenders (`CONTENDERS`): MiniAlbert students converted with the default `minialbert convert` options (the
@@ -125,8 +126,8 @@ def train_layer_drop(budget: float, seed: int, shared: dict) -> tuple[nn.Module,
     bert.encoder.layer = nn.ModuleList(bert.encoder.layer[i] for i in KEPT_TEACHER_LAYERS)
     bert.config.num_hidden_layers = len(KEPT_TEACHER_LAYERS)
     texts, teacher = shared["texts"], transformer_encoder(shared["teacher"].bert, shared["teacher_path"])
-    # The targets of as many samples as the student can train on in the time left: its step costs about 1.5
-    # teacher forward passes (half the layers, forward and backward), measured on a first chunk.
+    # The targets of as many samples as the student can train on in the time left: a sample costs its target (one
+    # teacher pass, timed on a first chunk) and a training step (about 1.5: half the layers, forward and backward).
     first = teacher(texts[:256])
     per_text = (time.perf_counter() - started) / 256
     count = min(len(texts), max(256, int(budget / (2.5 * per_text))))
@@ -287,7 +288,7 @@ def plot(results: dict, budget: float, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=float, default=150.0, help="Seconds of distillation per contender.")
+    parser.add_argument("--budget", type=float, default=120.0, help="Seconds of distillation per contender.")
     parser.add_argument("--contender", action="append", help="A contender to run; repeat for several (default: all).")
     parser.add_argument("--seed", type=int, action="append", help="Seeds to run; repeat for several (default: 0).")
     parser.add_argument("--rerun", action="store_true", help="Run contenders that already have a result again.")

@@ -21,7 +21,6 @@ from minialbert.data import (
 )
 from minialbert.distillation import encode, sentence_batches, similarity_spearman
 
-SETS = ("bbc", "python_reference", "broad")
 Encoder = Callable[[list[str]], torch.Tensor]
 
 
