@@ -112,8 +112,15 @@ class MiniAlbertConfig(PretrainedConfig):
         adapter_layout (`str`, defaults to `"branch_norm"`): `"branch_norm"`: the adapter normalises its input
             on the branch, `x + up(act(down(LayerNorm(x))))`, and starts as an identity. `"post_norm"`:
             `LayerNorm(x + up(act(down(x))))`, the published MiniALBERT checkpoints' adapters.
-        mlm_decoder (`str`, defaults to `"tied"`): `"tied"`: the masked-LM head projects to E and decodes with the
-            word embeddings. `"untied"`: an H-wide decoder with its own weights (the published checkpoints').
+        mlm_decoder (`str`, defaults to `"tied"`): The masked-LM decoder's layout. `"tied"`: the head projects to E
+            and decodes at width E, with the word embeddings as its weights (unless `tie_word_embeddings=False`).
+            `"untied"`: an H-wide decoder with its own weights (the published checkpoints').
+        tie_word_embeddings (`bool`, *optional*): Whether the E-wide decoder shares the word embeddings' weights;
+            defaults to `True` for `mlm_decoder="tied"`. `False` keeps the tied layout with a decoder of its own, as
+            ALBERT's `tie_word_embeddings=False` does. An `"untied"` (H-wide) decoder cannot share the E-wide
+            embeddings, so it takes `False` only.
+        bos_token_id (`int`, *optional*): Beginning-of-sequence token, when the tokenizer has one (BERT's has not).
+        eos_token_id (`int`, *optional*): End-of-sequence token, when the tokenizer has one.
         source_checkpoint (`str`, *optional*): Provenance, written by `minialbert import-published`: the
             published checkpoint (Hub id or folder) this model was imported from.
         source_revision (`str`, *optional*): That checkpoint's Hub revision (commit), when it came from the Hub.
@@ -152,6 +159,8 @@ class MiniAlbertConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         layer_norm_eps: float = 1e-12,
         pad_token_id: int = 0,
+        bos_token_id: int | None = None,
+        eos_token_id: int | None = None,
         classifier_dropout: float | None = None,
         use_adapters: bool = True,
         adapter_reduction_factor: int = 16,
@@ -165,72 +174,9 @@ class MiniAlbertConfig(PretrainedConfig):
         mlm_decoder: str = "tied",
         source_checkpoint: str | None = None,
         source_revision: str | None = None,
+        tie_word_embeddings: bool | None = None,
         **kwargs,
     ):
-        for name, value in {
-            "vocab_size": vocab_size,
-            "embedding_size": embedding_size,
-            "hidden_size": hidden_size,
-            "num_hidden_layers": num_hidden_layers,
-            "num_attention_heads": num_attention_heads,
-            "intermediate_size": intermediate_size,
-            "max_position_embeddings": max_position_embeddings,
-            "type_vocab_size": type_vocab_size,
-            "adapter_reduction_factor": adapter_reduction_factor,
-        }.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if hidden_size % num_attention_heads != 0:
-            raise ValueError(
-                f"`hidden_size` ({hidden_size}) must be divisible by `num_attention_heads` ({num_attention_heads}); "
-                f"choose a head count among the divisors of {hidden_size}."
-            )
-        if hidden_act not in ACT2FN:
-            raise ValueError(f"`hidden_act` must be one of {sorted(ACT2FN)}, got {hidden_act!r}.")
-        for name, value in {
-            "hidden_dropout_prob": hidden_dropout_prob,
-            "attention_probs_dropout_prob": attention_probs_dropout_prob,
-            "classifier_dropout": 0.0 if classifier_dropout is None else classifier_dropout,
-        }.items():
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
-        if use_adapters and hidden_size // adapter_reduction_factor < 1:
-            raise ValueError(
-                f"`adapter_reduction_factor` ({adapter_reduction_factor}) leaves no adapter width at "
-                f"`hidden_size` {hidden_size}; use a factor of at most {hidden_size}."
-            )
-        if isinstance(recursion_lora_rank, bool) or not isinstance(recursion_lora_rank, int):
-            raise ValueError(f"`recursion_lora_rank` must be an integer, got {recursion_lora_rank!r}.")
-        if not 0 <= recursion_lora_rank <= hidden_size:
-            raise ValueError(
-                f"`recursion_lora_rank` must be between 0 (off) and `hidden_size` ({hidden_size}, full rank), "
-                f"got {recursion_lora_rank}."
-            )
-        check_num_recursions(num_recursions, num_hidden_layers)
-        if teacher_layer_map is not None and (
-            len(teacher_layer_map) != num_hidden_layers
-            or not all(isinstance(layer, int) and layer >= 1 for layer in teacher_layer_map)
-        ):
-            raise ValueError(
-                f"`teacher_layer_map` must list one 1-based teacher layer per recursion ({num_hidden_layers}), "
-                f"got {teacher_layer_map!r}."
-            )
-        if layer_norm_eps <= 0:
-            raise ValueError(f"`layer_norm_eps` must be positive, got {layer_norm_eps!r}.")
-        for name, value, allowed in (
-            ("embedding_layout", embedding_layout, EMBEDDING_LAYOUTS),
-            ("adapter_layout", adapter_layout, ADAPTER_LAYOUTS),
-            ("mlm_decoder", mlm_decoder, MLM_DECODERS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"`{name}` must be one of {', '.join(allowed)}, got {value!r}.")
-        if kwargs.get("tie_word_embeddings", mlm_decoder == "tied") != (mlm_decoder == "tied"):
-            raise ValueError(
-                '`tie_word_embeddings` follows `mlm_decoder`: set `mlm_decoder` to "tied" or "untied" instead.'
-            )
-        if pad_token_id is not None and not 0 <= pad_token_id < vocab_size:
-            raise ValueError(f"`pad_token_id` must be in [0, {vocab_size}), got {pad_token_id!r}.")
-
         self.vocab_size = vocab_size
         self.embedding_size = embedding_size
         self.hidden_size = hidden_size
@@ -258,9 +204,91 @@ class MiniAlbertConfig(PretrainedConfig):
         self.mlm_decoder = mlm_decoder
         self.source_checkpoint = source_checkpoint
         self.source_revision = source_revision
-        kwargs["tie_word_embeddings"] = mlm_decoder == "tied"
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.tie_word_embeddings = mlm_decoder == "tied" if tie_word_embeddings is None else tie_word_embeddings
+        self.check_values()
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        # transformers 5 no longer declares the special token ids on the base config (4.x did): every config
+        # passes them up, so both versions set them and `warn_if_padding_and_no_attention_mask` finds them.
+        super().__init__(
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            tie_word_embeddings=self.tie_word_embeddings,
+            **kwargs,
+        )
+
+    def check_values(self) -> None:
+        """Refuse a value no MiniAlbert can be built from, with a ValueError that names it and what would do."""
+        for name in (
+            "vocab_size",
+            "embedding_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+            "adapter_reduction_factor",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads}); choose a head count among the divisors of {self.hidden_size}."
+            )
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(f"`hidden_act` must be one of {sorted(ACT2FN)}, got {self.hidden_act!r}.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
+        if self.use_adapters and self.hidden_size // self.adapter_reduction_factor < 1:
+            raise ValueError(
+                f"`adapter_reduction_factor` ({self.adapter_reduction_factor}) leaves no adapter width at "
+                f"`hidden_size` {self.hidden_size}; use a factor of at most {self.hidden_size}."
+            )
+        rank = self.recursion_lora_rank
+        if isinstance(rank, bool) or not isinstance(rank, int):
+            raise ValueError(f"`recursion_lora_rank` must be an integer, got {rank!r}.")
+        if not 0 <= rank <= self.hidden_size:
+            raise ValueError(
+                f"`recursion_lora_rank` must be between 0 (off) and `hidden_size` ({self.hidden_size}, full rank), "
+                f"got {rank}."
+            )
+        check_num_recursions(self.num_recursions, self.num_hidden_layers)
+        layer_map = self.teacher_layer_map
+        if layer_map is not None and (
+            len(layer_map) != self.num_hidden_layers
+            or not all(isinstance(layer, int) and layer >= 1 for layer in layer_map)
+        ):
+            raise ValueError(
+                f"`teacher_layer_map` must list one 1-based teacher layer per recursion ({self.num_hidden_layers}), "
+                f"got {layer_map!r}."
+            )
+        if self.layer_norm_eps <= 0:
+            raise ValueError(f"`layer_norm_eps` must be positive, got {self.layer_norm_eps!r}.")
+        for name, allowed in (
+            ("embedding_layout", EMBEDDING_LAYOUTS),
+            ("adapter_layout", ADAPTER_LAYOUTS),
+            ("mlm_decoder", MLM_DECODERS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
+        if self.tie_word_embeddings and self.mlm_decoder == "untied":
+            raise ValueError(
+                '`tie_word_embeddings=True` needs the E-wide decoder of `mlm_decoder="tied"`: the "untied" decoder '
+                "is H wide and cannot share the word embeddings. Pass `tie_word_embeddings=False` or "
+                '`mlm_decoder="tied"`.'
+            )
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"`{name}` must be in [0, {self.vocab_size}) or None, got {value!r}.")
 
 
 __all__ = ["MiniAlbertConfig"]

@@ -2,8 +2,9 @@
 
 `python remote_code_clients.py FOLDERS [CHECK ...]`: FOLDERS holds one saved model per head (`model`, `fill-mask`,
 `text-classification`, `token-classification`, `question-answering`), each with a tokenizer. CHECK is one of
-`pipelines`, `gradient-checkpointing`, `compile`, `export`; all of them by default. `tests/test_remote_code.py`
-runs it under each transformers version it tests, in a process where `import minialbert` fails.
+`pipelines`, `gradient-checkpointing`, `compile`, `export`, `no-mask`; all of them by default.
+`tests/test_remote_code.py` runs it under each transformers version it tests, in a process where `import minialbert`
+fails.
 """
 
 import copy
@@ -15,6 +16,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoTokenizer, pipeline  # noqa: E402
 from transformers.pipelines import SUPPORTED_TASKS  # noqa: E402
+from transformers.testing_utils import CaptureLogger  # noqa: E402
 
 TEXTS = ["The cat sat on the mat.", "A much longer sentence, padded less than the short one is padded."]
 
@@ -133,11 +135,39 @@ def check_export(folders: str) -> None:
     print("export ok")
 
 
+def check_no_mask(folders: str) -> None:
+    """A padded batch without an attention mask: every head attends everywhere, as with the all-ones mask, and
+    warns as BERT does (transformers 5 reads `bos_token_id`/`eos_token_id` from the config to word it)."""
+    tokenizer = AutoTokenizer.from_pretrained(f"{folders}/model", trust_remote_code=True)
+    input_ids = tokenizer(TEXTS, padding=True, return_tensors="pt")["input_ids"]
+    assert (input_ids == tokenizer.pad_token_id).any()
+    logger = transformers.utils.logging.get_logger("transformers.modeling_utils")
+    for task, auto_class in TASK_CLASSES.items():
+        model = load(f"{folders}/{task}", auto_class)
+        transformers.utils.logging.warning_once.cache_clear()
+        with CaptureLogger(logger) as captured, torch.no_grad():
+            unmasked = model(input_ids).to_tuple()
+        assert "attention_mask" in captured.out, (task, captured.out)
+        with torch.no_grad():
+            all_ones = model(input_ids, attention_mask=torch.ones_like(input_ids)).to_tuple()
+        for left, right in zip(unmasked, all_ones, strict=True):
+            torch.testing.assert_close(left, right, rtol=0, atol=0)
+    print("no-mask ok")
+
+
+TASK_CLASSES = {
+    "model": "AutoModel",
+    "fill-mask": "AutoModelForMaskedLM",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "question-answering": "AutoModelForQuestionAnswering",
+}
 CHECKS = {
     "pipelines": check_pipelines,
     "gradient-checkpointing": check_gradient_checkpointing,
     "compile": check_compile,
     "export": check_export,
+    "no-mask": check_no_mask,
 }
 
 if __name__ == "__main__":

@@ -53,8 +53,8 @@ def test_round_trip_through_json(tmp_path):
         ({"adapter_reduction_factor": 1000}, "`adapter_reduction_factor` (1000) leaves no adapter width"),
         ({"layer_norm_eps": 0.0}, "`layer_norm_eps` must be positive"),
         ({"pad_token_id": 30522}, "`pad_token_id` must be in"),
-        ({"tie_word_embeddings": False}, "`tie_word_embeddings` follows `mlm_decoder`"),
-        ({"mlm_decoder": "untied", "tie_word_embeddings": True}, "`tie_word_embeddings` follows `mlm_decoder`"),
+        ({"bos_token_id": -1}, "`bos_token_id` must be in [0, 30522) or None, got -1"),
+        ({"mlm_decoder": "untied", "tie_word_embeddings": True}, "`tie_word_embeddings=True` needs the E-wide"),
         ({"embedding_layout": "roberta"}, "`embedding_layout` must be one of bert, albert, got 'roberta'"),
         ({"adapter_layout": "pre_norm"}, "`adapter_layout` must be one of branch_norm, post_norm"),
         ({"mlm_decoder": "shared"}, "`mlm_decoder` must be one of tied, untied"),
@@ -66,6 +66,29 @@ def test_invalid_values_name_the_field(overrides, message):
     with pytest.raises(ValueError) as error:
         MiniAlbertConfig(**overrides)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "tied"),
+    [({}, True), ({"tie_word_embeddings": False}, False), ({"mlm_decoder": "untied"}, False)],
+)
+def test_tie_word_embeddings_defaults_to_the_decoder_layout_and_round_trips(tmp_path, overrides, tied):
+    """The E-wide decoder shares the word embeddings unless told not to (ALBERT's `tie_word_embeddings=False`);
+    whatever a config says, it saves, and what it saves loads back to the same config."""
+    config = MiniAlbertConfig(**overrides)
+    assert config.tie_word_embeddings is tied
+    config.save_pretrained(tmp_path)
+    loaded = MiniAlbertConfig.from_pretrained(tmp_path)
+    assert loaded.tie_word_embeddings is tied
+    assert loaded.to_dict() == config.to_dict()
+
+
+def test_special_token_ids_are_declared_for_transformers_5():
+    """transformers 5 dropped `bos_token_id`/`eos_token_id` from the base config; the model's padding warning reads
+    them, so the config declares them as BertConfig does."""
+    config = MiniAlbertConfig(bos_token_id=2, eos_token_id=3)
+    assert (config.pad_token_id, config.bos_token_id, config.eos_token_id) == (0, 2, 3)
+    assert MiniAlbertConfig().bos_token_id is None and MiniAlbertConfig().eos_token_id is None
 
 
 def test_unknown_activation_lists_the_allowed_ones():

@@ -8,6 +8,7 @@ import transformers
 from safetensors import safe_open
 from torch.nn import functional as F
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, pipeline
+from transformers.testing_utils import CaptureLogger
 
 from minialbert import (
     AUTO_CLASSES,
@@ -24,6 +25,9 @@ from minialbert.modeling_minialbert import MiniAlbertLayer
 from .conftest import assert_remote_code_load_matches, tiny_config
 
 ALL_HEADS = list(AUTO_CLASSES.values())
+# The published MiniALBERT checkpoints' layout (minialbert import-published), beside the default one.
+PUBLISHED_LAYOUT = {"embedding_layout": "albert", "adapter_layout": "post_norm", "mlm_decoder": "untied"}
+LAYOUTS = pytest.mark.parametrize("layout", [{}, PUBLISHED_LAYOUT], ids=["default", "published"])
 
 
 def head_inputs(model_class, inputs):
@@ -165,6 +169,24 @@ def test_padded_batches_run_on_real_tokens_with_the_same_values_and_gradients(in
     assert packed_grads.keys() == padded_grads.keys()
     for name, gradient in packed_grads.items():
         torch.testing.assert_close(gradient, padded_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@LAYOUTS
+@pytest.mark.parametrize("model_class", ALL_HEADS)
+def test_padded_batch_without_a_mask_attends_everywhere_and_warns_as_bert_does(model_class, layout, inputs):
+    """No mask means every token is real, as in BERT: the outputs of the all-ones mask it implies, and
+    transformers' warning that the pad tokens among the ids may need one."""
+    model = randomise(model_class(tiny_config(recursion_lora_rank=2, **layout))).eval()
+    batch = head_inputs(model_class, {name: tensor for name, tensor in inputs.items() if name != "attention_mask"})
+    assert (batch["input_ids"] == model.config.pad_token_id).any()
+    transformers.utils.logging.warning_once.cache_clear()
+    logger = transformers.utils.logging.get_logger("transformers.modeling_utils")
+    with CaptureLogger(logger) as captured:
+        unmasked = model(**batch).to_tuple()
+    assert "We strongly recommend passing in an `attention_mask`" in captured.out
+    all_ones = model(**batch, attention_mask=torch.ones_like(batch["input_ids"])).to_tuple()
+    for left, right in zip(unmasked, all_ones, strict=True):
+        torch.testing.assert_close(left, right, rtol=0, atol=0)
 
 
 def test_fused_qkv_projection_equals_the_three_projections(inputs):
@@ -386,11 +408,6 @@ def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path):
 # --- saving, Auto classes and remote code -------------------------------------------------------
 
 
-# The published MiniALBERT checkpoints' layout (minialbert import-published), beside the default one.
-PUBLISHED_LAYOUT = {"embedding_layout": "albert", "adapter_layout": "post_norm", "mlm_decoder": "untied"}
-LAYOUTS = pytest.mark.parametrize("layout", [{}, PUBLISHED_LAYOUT], ids=["default", "published"])
-
-
 @LAYOUTS
 @pytest.mark.parametrize("model_class", ALL_HEADS)
 def test_save_and_auto_load_are_exact(model_class, layout, inputs, tmp_path):
@@ -438,6 +455,23 @@ def test_saved_masked_lm_stores_the_tied_matrix_once(tmp_path):
     assert "predictions.decoder.weight" not in keys
     loaded = AutoModelForMaskedLM.from_pretrained(tmp_path)
     assert loaded.predictions.decoder.weight is loaded.minialbert.embeddings.word_embeddings.weight
+
+
+def test_tied_layout_with_untied_weights_keeps_its_own_e_wide_decoder_through_save_and_load(tmp_path, inputs):
+    """`tie_word_embeddings=False` on the tied layout (transformers' common test sets it after building the
+    config): the head still projects to E, its decoder is a matrix of its own, saved, and loaded back exactly."""
+    config = tiny_config()
+    config.tie_word_embeddings = False
+    model = randomise(MiniAlbertForMaskedLM(config)).eval()
+    decoder, embeddings = model.predictions.decoder.weight, model.minialbert.embeddings.word_embeddings.weight
+    assert decoder is not embeddings and decoder.shape == embeddings.shape == (99, 16)
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as weights:
+        assert "predictions.decoder.weight" in set(weights.keys())
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    assert loaded.config.tie_word_embeddings is False
+    assert loaded.predictions.decoder.weight is not loaded.minialbert.embeddings.word_embeddings.weight
+    torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
 
 
 def test_base_model_loads_from_a_head_checkpoint(tmp_path, inputs):

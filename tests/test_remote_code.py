@@ -1,6 +1,7 @@
-"""The uploaded code in the clients users reach it with: pipelines, gradient checkpointing, torch.compile and
-torch.export, under this environment's transformers 5 and, with `MINIALBERT_TRANSFORMERS4_PYTHON` set (as `.ci/run`
-does), under transformers 4.57. Every check runs in a process where `import minialbert` fails."""
+"""The uploaded code in the clients users reach it with: pipelines, gradient checkpointing, torch.compile,
+torch.export and a padded batch without a mask, under this environment's transformers 5 and, with
+`MINIALBERT_TRANSFORMERS4_PYTHON` set (as `.ci/run` does), under transformers 4.57. Every check runs in a process
+where `import minialbert` fails."""
 
 import subprocess
 import sys
@@ -54,10 +55,11 @@ def folders(tmp_path_factory, teacher_path) -> Path:
 
 @pytest.mark.parametrize("python", PYTHONS)
 def test_uploaded_code_in_real_clients(python, folders, tmp_path):
-    """Pipelines, gradient checkpointing, torch.compile and torch.export, in one process per transformers."""
+    """Pipelines, gradient checkpointing, torch.compile, torch.export and a batch without a mask, in one process per
+    transformers."""
     result = subprocess.run(
         [python, str(CLIENTS), str(folders)], capture_output=True, text=True, cwd=tmp_path, timeout=900
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    for check in ("pipelines", "gradient-checkpointing", "compile", "export"):
+    for check in ("pipelines", "gradient-checkpointing", "compile", "export", "no-mask"):
         assert f"{check} ok" in result.stdout
