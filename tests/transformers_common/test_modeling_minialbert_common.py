@@ -4,8 +4,8 @@ default layout and in the published checkpoints' layout, as transformers tests A
 
 The common files come from the sdist of the installed transformers (`python tests/transformers_common/fetch.py`);
 `python -m pytest -q -n 2 tests/transformers_common` runs them (`.ci/run` does, as a step of its own). Tests the
-suite skips by its own conditions (no GPU, no RoPE, no MoE, ...) stay skipped with their reasons; the ones switched
-off here are listed in `NOT_APPLICABLE`, each with why it cannot apply to this architecture.
+suite skips by its own conditions (no GPU, no RoPE, no MoE, ...) stay skipped with their reasons; none is switched off
+here: every test that applies to an encoder passes as it is.
 """
 
 import unittest
@@ -30,9 +30,6 @@ from .test_modeling_common import ModelTesterMixin, ids_tensor, random_attention
 
 # The published MiniALBERT checkpoints' layout (`minialbert import-published`), beside the default one.
 PUBLISHED_LAYOUT = {"embedding_layout": "albert", "adapter_layout": "post_norm", "mlm_decoder": "untied"}
-
-# Common tests switched off, with why each cannot apply to MiniAlbert.
-NOT_APPLICABLE: dict[str, str] = {}
 
 registered_names = ExitStack()
 
