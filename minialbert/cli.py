@@ -7,6 +7,8 @@ Each subcommand parses its options with `HfArgumentParser` from the library's do
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ from .data import DataArguments
 from .distill_job import StudentArguments, format_summary, run_distillation
 from .distillation import DistillationArguments
 from .export import ExportArguments, calibration_texts, export_onnx
-from .folders import OutputArguments
+from .folders import Interrupted, OutputArguments
 from .hub import push_to_hub
 from .published import PUBLISHED_CHECKPOINTS, ImportArguments, import_published
 from .runtimes import PATHS, fastest_runtime
@@ -181,14 +183,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help="the command's options (see COMMAND --help)")
     parsed = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # Outside a training loop (which saves a checkpoint first, folders.CheckpointOnSignal) SIGTERM stops a command
+    # as Ctrl-C does: with one line, and with what it holds (locks, staging folders) cleaned up on the way out.
+    previous = signal.signal(signal.SIGTERM, stop_now)
     try:
         return COMMANDS[parsed.command][1](parsed.arguments)
-    except ValueError as error:  # bad input, found before any work
-        print(f"minialbert {parsed.command}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a write that failed (full disk, read-only folder): the message says what was left
-        print(f"minialbert {parsed.command}: error: {error}", file=sys.stderr)
-        return 1
+    except (ValueError, ImportError, OSError, KeyboardInterrupt) as error:
+        if os.environ.get("MINIALBERT_DEBUG") == "1":
+            raise
+        message, status = exit_message(error)
+        print(f"minialbert {parsed.command}: {message}", file=sys.stderr)
+        return status
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_now(signal_number: int, frame) -> None:
+    name = signal.Signals(signal_number).name
+    raise Interrupted(f"stopped by {name}; {RERUN}", signal_number)
+
+
+RERUN = "run the same command again (a training command resumes from its last complete checkpoint)."
+
+
+def exit_message(error: BaseException) -> tuple[str, int]:
+    """One line and an exit status for what ends a command early; `MINIALBERT_DEBUG=1` shows the traceback instead.
+    Bad input (a value, a file, a missing optional extra) exits 2, a failure (a full disk) 1, a stop by a signal
+    128 + its number. Any other exception is a bug and keeps its traceback."""
+    if isinstance(error, Interrupted):
+        return str(error), error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return f"stopped by Ctrl-C (SIGINT); {RERUN}", 128 + signal.SIGINT
+    if isinstance(error, ImportError):  # an optional extra that is not installed: the message names it
+        return f"error: {error}", 2
+    if isinstance(error, ValueError):  # bad input, found before any work
+        return f"error: {error}", 2
+    return f"error: {error}", 1  # a write that failed (full disk, read-only folder): the message says what was left
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from transformers.utils import logging as transformers_logging
 
 from .configuration_minialbert import MiniAlbertConfig
 from .corpora import SourceNotInstalled
-from .folders import check_output_dir, write_folder
+from .folders import claim_output, write_folder
 from .modeling_minialbert import LowRankDelta, MiniAlbertForMaskedLM, MiniAlbertLayer, MiniAlbertRelaxation
 
 logger = logging.getLogger(__name__)
@@ -635,7 +635,14 @@ def convert_and_save(
     teacher: str | os.PathLike, output_dir: str | os.PathLike, arguments: ConversionArguments, overwrite: bool = False
 ) -> Path:
     """`minialbert convert`: convert `teacher` and write the student with the teacher's tokenizer."""
-    check_output_dir(output_dir, overwrite)
+    # The output folder is checked and locked before the teacher loads.
+    with claim_output(output_dir, overwrite):
+        return _convert_and_save(teacher, output_dir, arguments, overwrite)
+
+
+def _convert_and_save(
+    teacher: str | os.PathLike, output_dir: str | os.PathLike, arguments: ConversionArguments, overwrite: bool
+) -> Path:
     loaded = load_teacher(teacher, arguments.revision)
     tokenizer_source = arguments.tokenizer or str(teacher)
     try:

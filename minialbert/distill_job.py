@@ -8,7 +8,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import AutoTokenizer, enable_full_determinism, set_seed
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, enable_full_determinism, set_seed
 
 from .convert import ConversionArguments, convert_bert_to_minialbert, load_teacher
 from .data import (
@@ -30,7 +30,14 @@ from .distillation import (
     recipe_name,
     sentence_batches,
 )
-from .folders import OutputArguments, prepare_training_output, read_minialbert_config
+from .folders import (
+    OutputArguments,
+    TrainingOutput,
+    prepare_training_output,
+    read_minialbert_config,
+    reading_weights,
+    train,
+)
 from .modeling_minialbert import MiniAlbertForMaskedLM
 from .sentence_embeddings import save_sentence_modules
 
@@ -59,7 +66,20 @@ def load_student(name_or_path: str) -> MiniAlbertForMaskedLM:
         "pass a MiniAlbert folder (from minialbert convert or distill), or pass the BERT checkpoint as --teacher to "
         "convert it.",
     )
-    return MiniAlbertForMaskedLM.from_pretrained(name_or_path)
+    with reading_weights(f"--student {name_or_path!r}", "pass a complete MiniAlbert folder (copy it again)."):
+        return MiniAlbertForMaskedLM.from_pretrained(name_or_path)
+
+
+def load_tokenizer(name_or_path: str, subject: str) -> PreTrainedTokenizerBase:
+    fix = "save the student's tokenizer into that folder (tokenizer.save_pretrained)."
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{subject} has no tokenizer that loads ({error}); {fix}") from error
+    # transformers builds an empty tokenizer (special tokens only) from a folder without tokenizer files.
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        raise ValueError(f"{subject} has no tokenizer files (no vocabulary beyond special tokens); {fix}")
+    return tokenizer
 
 
 def held_out_sets(
@@ -99,7 +119,24 @@ def run_distillation(
     """`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer`, save it Hub-ready
     and write `distillation_summary.json` beside it. Returns the summary."""
     check_fsdp_device(training_arguments)
-    # Read first: a corpus or teacher that cannot be read fails before the output folder is touched.
+    # The output folder first, in a second: checked and locked before the corpus or the teacher is loaded.
+    output = prepare_training_output(
+        training_arguments.output_dir,
+        (output_arguments or OutputArguments()).overwrite_output_dir,
+        training_arguments.process_index == 0,
+    )
+    with output:
+        return distill_into(output, student_arguments, conversion_arguments, data_arguments, training_arguments)
+
+
+def distill_into(
+    output: TrainingOutput,
+    student_arguments: StudentArguments,
+    conversion_arguments: ConversionArguments,
+    data_arguments: DataArguments,
+    training_arguments: DistillationArguments,
+) -> dict:
+    """`run_distillation` once its output folder is locked."""
     with training_arguments.main_process_first(desc="Reading the corpus"):
         corpus = load_text_corpus(data_arguments)
     teacher_name = student_arguments.teacher or bundled_teacher_path()
@@ -110,16 +147,11 @@ def run_distillation(
             f"--max_seq_length {data_arguments.max_seq_length} is longer than the teacher's {positions} positions; "
             f"pass --max_seq_length {positions} or less."
         )
-    output = prepare_training_output(
-        training_arguments.output_dir,
-        (output_arguments or OutputArguments()).overwrite_output_dir,
-        training_arguments.process_index == 0,
-    )
     # Seeded before the student is built: its new adapters are drawn at random, and `--seed` must reproduce them.
     (enable_full_determinism if training_arguments.full_determinism else set_seed)(training_arguments.seed)
     if student_arguments.student:
         student = load_student(student_arguments.student)
-        tokenizer = AutoTokenizer.from_pretrained(student_arguments.student)
+        tokenizer = load_tokenizer(student_arguments.student, f"--student {student_arguments.student!r}")
     else:
         if training_arguments.layer_map and not conversion_arguments.teacher_layer_map:
             conversion_arguments.teacher_layer_map = training_arguments.layer_map
@@ -150,9 +182,8 @@ def run_distillation(
     trainer.add_callback(SentenceAgreementCallback(trainer, {"sentence_spearman": unmasked} | sentence_sets))
     tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
     # Training, saving and the summary happen in the output's working folder, put in place once all succeeded.
-    with output.writing(training_arguments):
-        result = trainer.train(resume_from_checkpoint=training_arguments.resume_from_checkpoint or output.resume_from)
-        trainer.save_model()
+    with output.writing(trainer):
+        result = train(trainer, training_arguments.resume_from_checkpoint or output.resume_from)
         distilled = trainer.accelerator.unwrap_model(trainer.model)
         after = agreement_report(distilled, trainer.teacher, batches, layers, sentence_sets)
         by_depth = agreement_by_depth(distilled, trainer.teacher, {"sentence_spearman": unmasked} | sentence_sets)
@@ -187,11 +218,16 @@ def run_distillation(
                 name.removeprefix("teacher_"): value for name, value in before.items() if name.startswith("teacher_")
             },
         }
-        if trainer.is_world_process_zero():
-            output_dir = training_arguments.output_dir
-            if trainer.sentence_modules is not None:
-                save_sentence_modules(trainer.sentence_modules, output_dir, student.config.hidden_size)
-            Path(output_dir, "distillation_summary.json").write_text(json.dumps(summary, indent=2))
+
+        def write(folder: Path) -> None:
+            trainer.save_model(str(folder))
+            if trainer.is_world_process_zero():
+                if trainer.sentence_modules is not None:
+                    save_sentence_modules(trainer.sentence_modules, folder, student.config.hidden_size)
+                Path(folder, "distillation_summary.json").write_text(json.dumps(summary, indent=2))
+
+        # Scored first, written last: a stop before this point leaves no student at the top of the folder.
+        output.write_result(write)
     return summary
 
 

@@ -33,7 +33,7 @@ from transformers.utils import ModelOutput
 
 from . import modeling_minialbert
 from .configuration_minialbert import HEADS, MiniAlbertConfig, check_num_recursions
-from .folders import read_minialbert_config, write_folder
+from .folders import claim_output, read_minialbert_config, write_folder
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
     MiniAlbertForQuestionAnswering,
@@ -391,6 +391,19 @@ def export_onnx(
         raise ImportError(
             f"Exporting to ONNX needs onnx and onnxruntime: pip install 'minialbert[onnx]' ({error})"
         ) from error
+    with claim_output(output_dir, overwrite):  # checked and locked before the model loads
+        return _export_onnx(folder, output_dir, arguments, overwrite, config, task, depth)
+
+
+def _export_onnx(
+    folder: str | os.PathLike,
+    output_dir: Path,
+    arguments: ExportArguments,
+    overwrite: bool,
+    config: MiniAlbertConfig,
+    task: str,
+    depth: dict[str, int],
+) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     needs_texts = "int8-static" in (arguments.quantize or ()) or arguments.bench
     texts = calibration_texts(arguments.calibration_file) if needs_texts else []

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import HfArgumentParser, Trainer, TrainingArguments, enable_full_determinism, set_seed
 
 from .distillation import check_fsdp_device
-from .folders import OutputArguments, TrainingOutput, prepare_training_output
+from .folders import OutputArguments, TrainingOutput, prepare_training_output, train
 from .hub import push_to_hub, save_results
 from .tuning import TUNING_MODES, enable_tuning, save_tuned, trainable_parameters
 
@@ -133,10 +133,10 @@ def tokenize_splits(
 
 @dataclass
 class TaskRun:
-    """One fine-tuning run of an example. Created before any work: it checks the output folder (resuming from its
-    last complete checkpoint, refusing a non-empty folder without one, or replacing it with --overwrite_output_dir
-    only once the run is complete) and takes over --push_to_hub, so the Trainer does not upload checkpoints and the
-    end result is pushed once, checked and with its card."""
+    """One fine-tuning run of an example. Created before any work: it checks and locks the output folder
+    (resuming from its last complete checkpoint, refusing a non-empty folder without one, or replacing it with
+    --overwrite_output_dir only once the run is complete; `run` releases the lock) and takes over --push_to_hub, so
+    the Trainer does not upload checkpoints and the end result is pushed once, checked and with its card."""
 
     model_args: ModelArguments
     tuning_args: TuningArguments
@@ -164,7 +164,7 @@ class TaskRun:
         test (--do_predict) splits, record the scores for the model card, and push (--push_to_hub). Returns every
         metric; each phase also lands in `<phase>_results.json`."""
         args = self.training_args
-        with self.output.writing(args):
+        with self.output, self.output.writing(trainer):
             all_metrics, results = self.train_and_evaluate(trainer, splits)
             if args.do_train and trainer.is_world_process_zero():
                 save_results(args.output_dir, results)
@@ -189,9 +189,7 @@ class TaskRun:
                 raise ValueError("--do_train needs a train split (--train_file or a data set with one).")
             counts = trainable_parameters(trainer.model)
             start = time.perf_counter()
-            metrics = trainer.train(
-                resume_from_checkpoint=args.resume_from_checkpoint or self.output.resume_from
-            ).metrics
+            metrics = train(trainer, args.resume_from_checkpoint or self.output.resume_from).metrics
             metrics |= {
                 "train_wall_seconds": round(time.perf_counter() - start, 1),
                 "total_parameters": counts["total"],

@@ -1,26 +1,36 @@
 """The one output-folder policy of every minialbert command (`convert`, `distill`, `export-onnx`, `import-published`
 and the fine-tuning examples), and the one way a command reads a student folder it is given.
 
-Before any work starts, an absent or empty `output_dir` is used as is; one holding a Trainer checkpoint is resumed
-by the commands that train, from the newest checkpoint that was written completely; any other non-empty folder is
-refused unless `--overwrite_output_dir`. A refused folder is never touched, and an overwritten one is only
-replaced once its replacement is complete: the commands that write at once build it in a staging folder
-(`write_folder`), the commands that train train in a sibling folder (`TrainingOutput`). Either way a failure
-leaves the old folder as it was and no staging folder behind.
+Before any work starts, the output path is checked (a file, an unwritable place, or a non-empty folder with nothing
+to resume is refused) and locked: one job per output folder, the lock an OS-level one on `.NAME.lock` beside it,
+released by the OS when a job dies, so a killed job never blocks the next. An absent or empty `output_dir` is used
+as is; one holding a Trainer checkpoint is resumed by the commands that train, from the newest checkpoint that was
+written completely; any other non-empty folder is refused unless `--overwrite_output_dir`. A refused folder is never
+touched, and an overwritten one is only replaced once its replacement is complete: the commands that write at once
+build it in a staging folder (`write_folder`), the commands that train train in a sibling folder (`TrainingOutput`),
+which an interruption or a failure never deletes. Training jobs stop on SIGTERM or Ctrl-C (SIGINT) at the end of
+the current step with a checkpoint saved (`CheckpointOnSignal`), and write their result files last.
 """
 
 import json
 import logging
 import os
 import shutil
+import signal
+import socket
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import PretrainedConfig, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+import filelock
+from safetensors import SafetensorError
+from transformers import PretrainedConfig, Trainer, TrainerCallback, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from .configuration_minialbert import MiniAlbertConfig
 
@@ -41,6 +51,97 @@ class OutputArguments:
 def _check_is_not_a_file(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise ValueError(f"Output path {str(path)!r} is a file; choose a folder.")
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output path nothing can be written at (a read-only mount, a folder without write permission),
+    before any work: the nearest existing folder on the way must take a new file (one is made and removed)."""
+    existing = path.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"Output folder {str(path)!r} cannot be written: {str(existing)!r} takes no new files "
+            f"({error.strerror or error}); choose a writable location."
+        ) from error
+
+
+class OutputLock:
+    """One job per output folder: an exclusive OS-level lock (`filelock`) on `.NAME.lock` beside the folder, taken
+    before anything is written and without waiting. The OS releases it when its process ends, killed or not, so a
+    stale lock file never blocks the next job; a clean release removes the file. Reentrant within a process (a
+    command that claims its folder, then writes it through `write_folder`)."""
+
+    held: dict[Path, "OutputLock"] = {}
+
+    def __init__(self, output_dir: str | os.PathLike):
+        self.folder = Path(output_dir).resolve()
+        self.path = self.folder.parent / f".{self.folder.name}.lock"
+        self.depth = 0
+        self.lock = filelock.FileLock(self.path, timeout=0)
+
+    @classmethod
+    def acquire(cls, output_dir: str | os.PathLike) -> "OutputLock":
+        """Lock `output_dir` for this process, or raise a ValueError that names it and the job holding it."""
+        lock = cls.held.get(Path(output_dir).resolve()) or cls(output_dir)
+        if lock.depth == 0:
+            try:
+                lock.folder.parent.mkdir(parents=True, exist_ok=True)
+                lock.lock.acquire()
+            except filelock.Timeout:
+                raise ValueError(
+                    f"Output folder {str(lock.folder)!r} is in use by another job ({lock.holder()}); wait for it to "
+                    "end or choose another folder."
+                ) from None
+            except OSError as error:
+                raise ValueError(
+                    f"Output folder {str(lock.folder)!r} cannot be written ({error.strerror or error}); choose a "
+                    "writable location."
+                ) from error
+            with suppress(OSError), open(lock.path, "w") as record:  # who holds it, for the message above
+                record.write(f"process {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}")
+            cls.held[lock.folder] = lock
+        lock.depth += 1
+        return lock
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "its process did not say which"
+        except OSError:
+            return "its process did not say which"
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            del self.held[self.folder]
+            with suppress(OSError):
+                self.path.unlink()  # while still held: no other job can have taken this file meanwhile
+            self.lock.release()
+
+
+@contextmanager
+def claim_output(output_dir: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
+    """For the commands that write their output at once: check `output_dir` (`check_output_dir`) and hold its lock
+    for the block, before the command loads anything heavy."""
+    check_output_dir(output_dir, overwrite)
+    lock = OutputLock.acquire(output_dir)
+    try:
+        yield lock.folder
+    finally:
+        lock.release()
+
+
+@contextmanager
+def reading_weights(subject: str, fix: str) -> Iterator[None]:
+    """Turn weights that cannot be read (a truncated or corrupt safetensors file) into a ValueError that names them
+    (`subject`) and `fix`, as every other bad input is."""
+    try:
+        yield
+    except SafetensorError as error:
+        raise ValueError(f"{subject}: its model.safetensors cannot be read ({error}); {fix}") from error
 
 
 def _is_empty(path: Path) -> bool:
@@ -89,13 +190,15 @@ def _remove_cut_off(cut_off: list[Path], is_main_process: bool) -> None:
 
 
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> None:
-    """For the commands that write their output at once: refuse a non-empty `output_dir` unless `overwrite`."""
+    """For the commands that write their output at once: refuse a file, an unwritable place, or a non-empty
+    `output_dir` unless `overwrite`."""
     path = Path(output_dir)
     _check_is_not_a_file(path)
     if not overwrite and not _is_empty(path):
         raise ValueError(
             f"Output folder {str(path)!r} is not empty; choose another folder or pass --overwrite_output_dir."
         )
+    _check_writable(path)
 
 
 def _swap_in(staging: Path, path: Path) -> None:
@@ -128,73 +231,221 @@ def _failed(error: OSError, action: str, path: Path, existed: bool) -> OSError:
 def write_folder(output_dir: str | os.PathLike, write: Callable[[Path], None], overwrite: bool = False) -> Path:
     """Have `write` fill a new folder and put it at `output_dir` atomically: it appears complete or not at all, and
     an overwritten folder is only deleted once the new one is in its place."""
-    check_output_dir(output_dir, overwrite)
-    path = Path(output_dir).resolve()
-    existed = path.exists()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
-    except OSError as error:
-        raise _failed(error, "Writing", path, existed) from error
-    try:
-        write(staging)
-        _swap_in(staging, path)
-    except OSError as error:
-        raise _failed(error, "Writing", path, existed) from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with claim_output(output_dir, overwrite) as path:
+        existed = path.exists()
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
+        except OSError as error:
+            raise _failed(error, "Writing", path, existed) from error
+        try:
+            write(staging)
+            _swap_in(staging, path)
+        except OSError as error:
+            raise _failed(error, "Writing", path, existed) from error
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+class Interrupted(KeyboardInterrupt):
+    """A job stopped by SIGTERM or SIGINT; `str()` is the one line to show, `exit_code` the shell's convention
+    (128 + the signal's number). A KeyboardInterrupt, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
+class CheckpointOnSignal(TrainerCallback):
+    """SIGTERM (a scheduler, a preemption, `docker stop`) or SIGINT (Ctrl-C) during training: finish the current
+    step, save a checkpoint there exactly as a scheduled save would (so the rerun resumes to the uninterrupted run's
+    weights), then stop with `Interrupted`. A second signal, or one outside the training loop, stops at once.
+
+    transformers' own JIT checkpointing (`enable_jit_checkpoint`) handles SIGTERM only, waits 3 s first, may save
+    before the optimiser step (a resume then redraws that step's dropout and masks), and lets `train()` return as if
+    finished; hence this callback. Tested in one process; under torchrun each process handles the signal it gets."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, output: "TrainingOutput"):
+        self.output = output
+        self.received: int | None = None
+        self.previous_handlers: dict[int, object] = {}
+
+    def handle(self, signal_number: int, frame) -> None:
+        name = signal.Signals(signal_number).name
+        if self.received is not None:
+            raise Interrupted(
+                f"stopped by a second {name} before the checkpoint; {self.output.rerun()}", signal_number
+            )
+        self.received = signal_number
+        logger.warning("%s received: saving a checkpoint at the end of this step, then stopping.", name)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():  # only the main thread may handle signals
+            self.previous_handlers = {number: signal.signal(number, self.handle) for number in self.SIGNALS}
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.restore()
+        if self.received is not None:  # after the last step's end: the rerun redoes the steps since the last save
+            raise Interrupted(
+                f"stopped by {signal.Signals(self.received).name} as training ended; {self.output.rerun()}",
+                self.received,
+            )
+
+    def restore(self) -> None:
+        for number, handler in self.previous_handlers.items():
+            signal.signal(number, handler)
+        self.previous_handlers = {}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.received is not None:
+            self.restore()
+            checkpoint = Path(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            raise Interrupted(
+                f"stopped by {signal.Signals(self.received).name} after step {state.global_step}, with "
+                f"{checkpoint} saved; {self.output.rerun()}",
+                self.received,
+            )
 
 
 @dataclass
 class TrainingOutput:
-    """Where a Trainer job writes and what it resumes from (`prepare_training_output`).
+    """Where a Trainer job writes, what it resumes from, and the lock it holds (`prepare_training_output`); a
+    context manager whose exit releases the lock.
 
     A new, empty or resumable `output_dir` is written in place. One replaced with `--overwrite_output_dir` keeps
     its content until the job completes: training writes into the sibling `working_dir` (`.NAME.overwrite`), which
-    `writing` swaps in at the end; a job that fails there leaves the old folder as it was and removes the sibling,
-    and a job killed outright leaves the sibling for the same command to resume from.
+    `writing` swaps in at the end. A job that fails, is interrupted or is killed there leaves the old folder as it
+    was and keeps the sibling, which the same command resumes; it goes only when swapped in, or when the user
+    deletes it to start over.
     """
 
     output_dir: Path
     working_dir: Path
     resume_from: str | None
     is_main_process: bool = True
+    lock: OutputLock | None = None
+
+    def __enter__(self) -> "TrainingOutput":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    @property
+    def replacing(self) -> bool:
+        return self.working_dir != self.output_dir
+
+    def rerun(self) -> str:
+        """What to do after a stop, in words."""
+        if self.replacing:
+            return (
+                f"run the same command (with --overwrite_output_dir) to resume the replacement kept in "
+                f"{self.working_dir}, or delete that folder to start over; {self.output_dir} is unchanged."
+            )
+        return "run the same command to resume."
 
     @contextmanager
-    def writing(self, args: TrainingArguments) -> Iterator[None]:
-        """Point `args.output_dir` at `working_dir` for the block (training, saving, evaluating) and, once it
-        ends without error, put the result at `output_dir` (the main process does; any other process leaves)."""
-        replacing = self.working_dir != self.output_dir
+    def writing(self, trainer: Trainer) -> Iterator[None]:
+        """Point the trainer's `output_dir` at `working_dir` for the block (training, saving, evaluating), stop
+        training on SIGTERM/SIGINT with a checkpoint (`CheckpointOnSignal`), and once the block ends without error,
+        put the result at `output_dir` (the main process does; any other process leaves)."""
+        args = trainer.args
         args.output_dir = str(self.working_dir)
+        on_signal = CheckpointOnSignal(self)
+        trainer.add_callback(on_signal)
         try:
             yield
-            if replacing and self.is_main_process:
+            if self.replacing and self.is_main_process:
                 _swap_in(self.working_dir, self.output_dir)
-        except BaseException as error:
-            if not replacing:
-                raise  # what was written so far stays, to resume from
-            if self.is_main_process:
-                shutil.rmtree(self.working_dir, ignore_errors=True)
-            if isinstance(error, OSError):
-                raise _failed(error, "Replacing", self.output_dir, existed=True) from error
-            raise
+        except OSError as error:
+            raise self._training_failed(error) from error
         finally:
+            on_signal.restore()
+            trainer.remove_callback(on_signal)
             args.output_dir = str(self.output_dir)
+
+    def _training_failed(self, error: OSError) -> OSError:
+        """`error` (a full disk, say) with where it hit, what is left to resume from, and what was kept."""
+        checkpoint, _ = last_complete_checkpoint(self.working_dir)
+        kept = f"the last complete checkpoint is {checkpoint}" if checkpoint else "no checkpoint was complete yet"
+        return OSError(
+            error.errno,
+            f"Training into {self.working_dir} failed ({error.strerror or error}); {kept}; free space (or fix the "
+            f"cause) and {self.rerun()}",
+        )
+
+    def write_result(self, write: Callable[[Path], None]) -> None:
+        """Write the job's result files with `write` into a staging folder, then move them to the top of the
+        working folder, its `config.json` and `model.safetensors` last: a job stopped at any point leaves a folder
+        that either lacks them (the same command resumes) or is complete, never one that looks finished and is
+        not. Main process only; `write` may be called on every process (the Trainer's `save_model` needs them all
+        under FSDP) as long as only the main one writes."""
+        staging = self.working_dir / ".result"
+        if self.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        write(staging)
+        if not self.is_main_process:
+            return
+        last = ["config.json", "model.safetensors"]
+        for entry in sorted(
+            staging.iterdir(), key=lambda entry: last.index(entry.name) + 1 if entry.name in last else 0
+        ):
+            target = self.working_dir / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        staging.rmdir()
+
+
+def train(trainer: Trainer, resume_from: str | bool | None) -> TrainOutput:
+    """`trainer.train(resume_from_checkpoint=resume_from)`, except from the last checkpoint of a run whose training
+    had ended (stopped or killed during its final scoring or writing): from there transformers trains one step past
+    `max_steps` (seen with 5.24), so the checkpoint's weights and state are restored instead and no step runs (the
+    returned metrics then time nothing)."""
+    if isinstance(resume_from, str | os.PathLike):
+        state = TrainerState.load_from_json(str(Path(resume_from, TRAINER_STATE_NAME)))
+        if state.max_steps and state.global_step >= state.max_steps:
+            trainer._load_from_checkpoint(str(resume_from))  # the Trainer's own loader (FSDP, PEFT, safetensors)
+            trainer.state = state
+            logger.info("%s is the last checkpoint of a finished training: restored, no step run.", resume_from)
+            metrics = {"train_runtime": 0.0, "train_samples_per_second": 0.0, "train_steps_per_second": 0.0}
+            return TrainOutput(state.global_step, 0.0, metrics | {"epoch": state.epoch})
+    return trainer.train(resume_from_checkpoint=resume_from)
 
 
 def prepare_training_output(
     output_dir: str | os.PathLike, overwrite: bool, is_main_process: bool = True
 ) -> TrainingOutput:
-    """Apply the policy to a Trainer job's `output_dir` before any work: where it trains and what it resumes from.
+    """Apply the policy to a Trainer job's `output_dir` before any work: refuse what cannot be used, lock it (main
+    process), and say where it trains and what it resumes from. Use the result as a context manager (its exit
+    releases the lock).
 
     Only the main process deletes anything (an abandoned replacement, checkpoints cut off while being written).
     """
     path = Path(output_dir)
     _check_is_not_a_file(path)
-    if overwrite and not _is_empty(path):
-        working = path.parent / f".{path.name}.overwrite"
-        checkpoint, cut_off = last_complete_checkpoint(working)
+    working = path.parent / f".{path.name}.overwrite" if overwrite and not _is_empty(path) else path
+    checkpoint, cut_off = last_complete_checkpoint(working)
+    if not overwrite and checkpoint is None and not _is_empty(path) and set(path.iterdir()) != set(cut_off):
+        raise ValueError(
+            f"Output folder {str(path)!r} is not empty and holds no checkpoint to resume from; choose another "
+            "folder or pass --overwrite_output_dir."
+        )
+    _check_writable(path)
+    lock = OutputLock.acquire(path) if is_main_process else None
+    if working != path:
         if checkpoint is None and working.exists() and is_main_process:
             shutil.rmtree(working)  # an abandoned replacement with nothing to resume: start it over
         elif checkpoint is not None:
@@ -205,18 +456,13 @@ def prepare_training_output(
                 checkpoint,
                 working,
             )
-        return TrainingOutput(path, working, checkpoint and str(checkpoint), is_main_process)
-    checkpoint, cut_off = last_complete_checkpoint(path)
-    if checkpoint is None and not _is_empty(path) and set(path.iterdir()) != set(cut_off):
-        raise ValueError(
-            f"Output folder {str(path)!r} is not empty and holds no checkpoint to resume from; choose another "
-            "folder or pass --overwrite_output_dir."
-        )
-    # Checkpoints cut off while being written are ours to remove, also where only they are left (the run starts over).
-    _remove_cut_off(cut_off, is_main_process)
-    if checkpoint is not None:
-        logger.info("Resuming from %s (pass --overwrite_output_dir to start over).", checkpoint)
-    return TrainingOutput(path, path, checkpoint and str(checkpoint), is_main_process)
+    else:
+        # Checkpoints cut off while being written are ours to remove, also where only they are left (the run starts
+        # over).
+        _remove_cut_off(cut_off, is_main_process)
+        if checkpoint is not None:
+            logger.info("Resuming from %s (pass --overwrite_output_dir to start over).", checkpoint)
+    return TrainingOutput(path, working, checkpoint and str(checkpoint), is_main_process, lock)
 
 
 def read_minialbert_config(

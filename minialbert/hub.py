@@ -31,7 +31,7 @@ from .export import (
     max_difference,
     task_of,
 )
-from .folders import read_minialbert_config
+from .folders import read_minialbert_config, reading_weights
 from .runtimes import RUNTIME_REPORT_FILE, RuntimeReport
 from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
@@ -136,7 +136,8 @@ def _check_model(folder: Path, with_onnx: bool = False) -> Artifact:
     head = (config.architectures or ["MiniAlbertModel"])[0]
     head_of(head)  # an unknown head: a ValueError that names the known ones
     try:
-        model, info = getattr(modeling_minialbert, head).from_pretrained(folder, output_loading_info=True)
+        with reading_weights(str(folder), "save the model again (save_pretrained) or copy the folder again."):
+            model, info = getattr(modeling_minialbert, head).from_pretrained(folder, output_loading_info=True)
     except RuntimeError as error:  # shapes that contradict the config
         raise ValueError(f"{folder}/model.safetensors does not match its config ({head}): {error}") from error
     problems = {key: value for key, value in info.items() if value and key != "error_msgs"}

@@ -26,7 +26,7 @@ from huggingface_hub import snapshot_download
 from safetensors.torch import load_file
 
 from .configuration_minialbert import MiniAlbertConfig
-from .folders import write_folder
+from .folders import claim_output, write_folder
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
     MiniAlbertForSequenceClassification,
@@ -257,7 +257,13 @@ def import_published(
     Every key must find its place and every place its key, with the shape the config gives it; any other
     checkpoint is refused with what it is and which command fits. Nothing is written on failure.
     """
-    arguments = arguments or ImportArguments()
+    with claim_output(output_dir, overwrite):  # checked and locked before the checkpoint is read
+        return _import_published(source, output_dir, arguments or ImportArguments(), overwrite)
+
+
+def _import_published(
+    source: str | os.PathLike, output_dir: str | os.PathLike, arguments: ImportArguments, overwrite: bool
+) -> Path:
     folder, commit = read_checkpoint(source, arguments.revision)
     if not (folder / "config.json").is_file():
         raise ValueError(f"{source} has no config.json; it is not a model checkpoint.")

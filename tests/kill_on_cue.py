@@ -1,6 +1,7 @@
 """Run a training command and SIGKILL it where MINIALBERT_TEST_KILL says: "step:N" once step N has ended,
 "saving:N" while checkpoint-N is half written (its weights on disk, its optimiser and trainer state not yet), or
-nothing (empty: the command runs to its end).
+nothing (empty: the command runs to its end). "SIGTERM:N" and "SIGINT:N" send that signal instead, while step N
+runs (as it begins), as a scheduler or Ctrl-C would; "SIGINT:end" as training ends, before the final scoring.
 
 `python tests/kill_on_cue.py minialbert ARGS...` runs the `minialbert` command; `python tests/kill_on_cue.py
 SCRIPT.py ARGS...` runs a script (an example). `conftest.run_training` starts it.
@@ -17,9 +18,17 @@ where, _, step = os.environ.get("MINIALBERT_TEST_KILL", "").partition(":")
 
 
 class KillAfterStep(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        if where in ("SIGTERM", "SIGINT") and step.isdigit() and state.global_step + 1 == int(step):
+            os.kill(os.getpid(), getattr(signal, where))
+
     def on_step_end(self, args, state, control, **kwargs):
         if where == "step" and state.global_step == int(step):
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if where == "SIGINT" and step == "end":
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 original_init, original_save = Trainer.__init__, Trainer._save_optimizer_and_scheduler

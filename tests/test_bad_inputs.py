@@ -3,7 +3,9 @@ and nothing written anywhere."""
 
 import contextlib
 import io
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,10 @@ def bad(tmp_path_factory, tiny_bert_path, teacher_path) -> Path:
     copy(tiny_bert_path, "teacher-without-tokenizer",
          lambda d: [path.unlink() for path in d.iterdir() if path.name.startswith(tokenizer_files)])  # fmt: skip
     copy(root / "student", "student-config-not-json", lambda d: (d / "config.json").write_text("[1,"))
+    copy(root / "student", "student-cut-off-weights",
+         lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:5000]))  # fmt: skip
+    copy(root / "student", "student-without-tokenizer",
+         lambda d: [path.unlink() for path in d.iterdir() if path.name.startswith(tokenizer_files)])  # fmt: skip
     (root / "empty.txt").write_text("")
     (root / "binary.bin").write_bytes(bytes(range(256)) * 40)
     (root / "latin-1.txt").write_bytes("Café crème, naïve façade. ".encode("latin-1") * 50)
@@ -114,6 +120,21 @@ CASES = {
     "distill: existing output": (
         ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--output_dir", "{bad}/existing", *TINY_DISTILL],
         ["existing' is not empty and holds no checkpoint", "--overwrite_output_dir"]),
+    "distill: cut-off student weights": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--student", "{bad}/student-cut-off-weights",
+         "--output_dir", "{bad}/out", *TINY_DISTILL],
+        ["student-cut-off-weights': its model.safetensors cannot be read", "pass a complete MiniAlbert folder"]),
+    "distill: student without a tokenizer": (
+        ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--student", "{bad}/student-without-tokenizer",
+         "--output_dir", "{bad}/out", *TINY_DISTILL], ["student-without-tokenizer' has no tokenizer",
+                                                         "save the student's tokenizer into that folder"]),
+    # The output is checked first: its error comes before the empty corpus file's.
+    "distill: output is a file": (
+        ["distill", "--teacher", "{teacher}", "--train_files", "{bad}/empty.txt", "--output_dir", "{bad}/binary.bin",
+         *TINY_DISTILL], ["binary.bin' is a file", "choose a folder"]),
+    "distill: output on a location that takes no files": (
+        ["distill", "--teacher", "{teacher}", "--train_files", "{bad}/empty.txt", "--output_dir", "/sys/minialbert",
+         *TINY_DISTILL], ["'/sys/minialbert' cannot be written: '/sys' takes no new files", "choose a writable"]),
     "distill: --fsdp on CPU": (
         ["distill", "--teacher", "{teacher}", "--corpus", "bbc", "--fsdp", "--output_dir", "{bad}/out", *TINY_DISTILL],
         ["--fsdp on CPU", "Drop --fsdp to train with DDP"]),
@@ -136,6 +157,11 @@ CASES = {
     "export-onnx: existing output": (
         ["export-onnx", "{bad}/student", "--output_dir", "{bad}/existing"], ["existing' is not empty",
                                                                             "--overwrite_output_dir"]),
+    "convert: output on a location that takes no files": (
+        ["convert", "{teacher}", "/sys/minialbert"], ["'/sys/minialbert' cannot be written", "choose a writable"]),
+    "push: cut-off weights": (
+        ["push", "{bad}/student-cut-off-weights", "me/student"],
+        ["student-cut-off-weights: its model.safetensors cannot be read", "save the model again"]),
     "push: a BERT folder": (["push", "{teacher}", "me/student"], ["holds a 'bert' model", "minialbert convert"]),
     "push: config.json not JSON": (
         ["push", "{bad}/student-config-not-json", "me/student"], ["no readable config.json", "minialbert convert"]),
@@ -180,3 +206,14 @@ def test_bad_input_is_refused_before_any_work_naming_the_value_and_the_fix(case,
     assert snapshot(bad) == before, "a refused call wrote or changed files"
     assert not (bad / "out").exists()
     assert not [path.name for path in bad.iterdir() if path.name.startswith(".")], "a staging folder was left"
+
+
+def test_a_missing_optional_extra_is_one_line_and_debug_shows_the_traceback(bad, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as without the onnx extra
+    message = cli("export-onnx", str(bad / "student"), "--output_dir", str(bad / "out"))
+    assert message.startswith("minialbert export-onnx: error: Exporting to ONNX needs onnx and onnxruntime: pip ")
+    assert "install 'minialbert[onnx]'" in message and len(message.strip().splitlines()) == 1
+    monkeypatch.setenv("MINIALBERT_DEBUG", "1")
+    with pytest.raises(ImportError, match=re.escape("pip install 'minialbert[onnx]'")):
+        main(["export-onnx", str(bad / "student"), "--output_dir", str(bad / "out")])
+    assert not (bad / "out").exists()

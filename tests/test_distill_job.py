@@ -1,7 +1,10 @@
-"""The `minialbert distill` job under faults and launchers: killed and resumed, overwritten, failing on a full
-disk, under torchrun (DDP), sharded with FSDP2, compiled. Each test starts training processes of its own (`slow`)."""
+"""The `minialbert distill` job under faults and launchers: killed, stopped by SIGTERM or Ctrl-C and resumed,
+overwritten, failing on a full disk, under torchrun (DDP), sharded with FSDP2, compiled. Each test starts training
+processes of its own (`slow`)."""
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import random
@@ -79,40 +82,110 @@ def test_sigkill_anywhere_then_the_same_command_ends_as_an_uninterrupted_run(tin
 
 
 @pytest.mark.slow
-def test_an_overwrite_killed_or_failing_keeps_the_old_student(tiny_bert_path, uninterrupted_run, tmp_path):
-    """The issue's case: `--overwrite_output_dir` over a finished student, killed part way."""
+def test_sigterm_and_ctrl_c_cost_nothing_and_the_rerun_ends_as_an_uninterrupted_run(tiny_bert_path, uninterrupted_run,
+                                                                                     tmp_path):  # fmt: skip
+    """SIGTERM during step 5 of a run saving every 2 steps: step 5 ends, checkpoint-5 is saved, one line says how to
+    resume. Ctrl-C as the resumed run's training ends (its final scoring ahead): no student at the top of the
+    folder, which must never look finished before it is. The third run ends with the uninterrupted run's weights."""
+    stopped = tmp_path / "stopped"
+    command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(stopped)]
+
+    result = run_training(command, kill="SIGTERM:5")
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert result.stderr.splitlines()[-1] == (
+        f"minialbert distill: stopped by SIGTERM after step 5, with {stopped / 'checkpoint-5'} saved; run the same "
+        "command to resume."
+    )
+    assert "Traceback" not in result.stderr
+    assert sorted(path.name for path in stopped.iterdir()) == ["checkpoint-2", "checkpoint-4", "checkpoint-5"]
+    assert [path.name for path in tmp_path.iterdir()] == ["stopped"], "the lock was left behind"
+
+    result = run_training(command, kill="SIGINT:end")
+    assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
+    assert f"Resuming from {stopped / 'checkpoint-5'}" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "minialbert distill: stopped by SIGINT as training ended; run the same command to resume."
+    )
+    assert sorted(path.name for path in stopped.iterdir()) == [f"checkpoint-{step}" for step in (2, 4, 5, 6, 8)]
+
+    result = run_training(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming from {stopped / 'checkpoint-8'}" in result.stderr
+    state = json.loads((stopped / "checkpoint-8" / "trainer_state.json").read_text())
+    reference = json.loads((uninterrupted_run / "checkpoint-8" / "trainer_state.json").read_text())
+    losses = [(entry["step"], entry["loss"]) for entry in state["log_history"] if "loss" in entry]
+    assert losses == [(entry["step"], entry["loss"]) for entry in reference["log_history"] if "loss" in entry]
+    ours, theirs = checksums(stopped), checksums(uninterrupted_run)
+    for name in ("model.safetensors", "checkpoint-8/model.safetensors", "checkpoint-8/optimizer.pt"):
+        assert ours[name] == theirs[name], f"{name} differs"
+    # The same files as the uninterrupted run, with the signal's checkpoint-5: no staging folder, no step past 8.
+    assert set(ours) - set(theirs) == {name for name in ours if name.startswith("checkpoint-5/")}
+    assert set(theirs) <= set(ours)
+    assert json.loads((stopped / "distillation_summary.json").read_text())["global_step"] == 8
+    assert [path.name for path in tmp_path.iterdir()] == ["stopped"]
+
+
+@pytest.mark.slow
+def test_an_overwrite_killed_stopped_or_failing_keeps_the_old_student_and_its_replacement(
+    tiny_bert_path, uninterrupted_run, tmp_path
+):
+    """`--overwrite_output_dir` over a finished student: SIGKILLed, then Ctrl-C, then a full disk while a checkpoint
+    is saved. The old student is never touched, the replacement is never thrown away, and the same command resumes
+    it and swaps it in once complete."""
     output_dir = tmp_path / "student"
     shutil.copytree(uninterrupted_run, output_dir)
     old = checksums(output_dir)
+    sibling = tmp_path / ".student.overwrite"
     command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir), "--overwrite_output_dir",
                "--seed", "7"]  # fmt: skip
 
     result = run_training(command, kill="step:3")
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
     assert checksums(output_dir) == old, "the old student was touched"
-    sibling = tmp_path / ".student.overwrite"
     assert sorted(path.name for path in sibling.iterdir()) == ["checkpoint-2"]
+
+    result = run_training(command, kill="SIGINT:4")
+    assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
+    assert f"Resuming the interrupted replacement of {output_dir} from {sibling / 'checkpoint-2'}" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"minialbert distill: stopped by SIGINT after step 4, with {sibling / 'checkpoint-4'} saved; run the same "
+        f"command (with --overwrite_output_dir) to resume the replacement kept in {sibling}, or delete that folder "
+        f"to start over; {output_dir} is unchanged."
+    )
+    assert checksums(output_dir) == old
+    assert sorted(path.name for path in sibling.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+
+    # A full disk while checkpoint-6 is saved (in this process): the cause named, checkpoint-4 and the student kept.
+    from minialbert.cli import main
+
+    def disk_full(self, output_dir):
+        if self.state.global_step == 6:
+            raise OSError(28, "No space left on device")
+        original_save(self, output_dir)
+
+    original_save = Trainer._save_optimizer_and_scheduler
+    errors = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(errors):
+        patch.setattr(Trainer, "_save_optimizer_and_scheduler", disk_full)
+        assert main(command[1:]) == 1  # in this process: the arguments after `minialbert`
+    assert errors.getvalue().splitlines()[-1] == (
+        f"minialbert distill: error: [Errno 28] Training into {sibling} failed (No space left on device); the last "
+        f"complete checkpoint is {sibling / 'checkpoint-4'}; free space (or fix the cause) and run the same command "
+        f"(with --overwrite_output_dir) to resume the replacement kept in {sibling}, or delete that folder to start "
+        f"over; {output_dir} is unchanged."
+    )
+    assert checksums(output_dir) == old
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".student.overwrite", "student"]
 
     result = run_training(command)  # the same command resumes the replacement, and swaps it in once complete
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Resuming the interrupted replacement of {output_dir} from {sibling / 'checkpoint-2'}" in result.stderr
+    assert f"{sibling / 'checkpoint-6'} was cut off while being written" in result.stderr
+    assert f"Resuming the interrupted replacement of {output_dir} from {sibling / 'checkpoint-4'}" in result.stderr
     assert [path.name for path in tmp_path.iterdir()] == ["student"]
     new = checksums(output_dir)
     assert new["model.safetensors"] != old["model.safetensors"]  # seed 7's student, not the old one
     assert json.loads((output_dir / "distillation_summary.json").read_text())["global_step"] == 8
     assert MiniAlbertForMaskedLM.from_pretrained(output_dir).config.num_hidden_layers == 2
-
-    # A failure that raises (here a full disk at the first checkpoint): the student stays, the sibling goes.
-    from minialbert.cli import main
-
-    def disk_full(self, output_dir):
-        raise OSError(28, "No space left on device")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Trainer, "_save_optimizer_and_scheduler", disk_full)
-        assert main(command[1:]) == 1  # in this process: the arguments after `minialbert`
-    assert checksums(output_dir) == new
-    assert [path.name for path in tmp_path.iterdir()] == ["student"]
 
 
 @pytest.mark.slow

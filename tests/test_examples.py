@@ -214,21 +214,27 @@ def test_run_classification_survives_sigkill_and_an_overwrite_that_fails(student
     for name in ("model.safetensors", "checkpoint-6/optimizer.pt"):
         assert (killed / name).read_bytes() == (uninterrupted / name).read_bytes(), name
 
-    # --overwrite_output_dir that fails part way (a full disk while saving checkpoint-4): the old result stays whole.
+    # --overwrite_output_dir that fails part way (a full disk while saving checkpoint-4): the old result stays whole,
+    # and the replacement stays beside it to resume from its checkpoint-2.
     before = {path: path.read_bytes() for path in uninterrupted.rglob("*") if path.is_file()}
 
     def disk_full(self, output_dir):
-        raise OSError(28, "No space left on device")
+        if self.state.global_step == 4:
+            raise OSError(28, "No space left on device")
+        original_save(self, output_dir)
 
+    original_save = Trainer._save_optimizer_and_scheduler
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", disk_full)
-    with pytest.raises(OSError, match=rf"Replacing {uninterrupted} failed \(No space left on device\)"):
+    sibling = tmp_path / ".uninterrupted.overwrite"
+    with pytest.raises(OSError, match=rf"Training into {sibling} failed \(No space left on device\); the last "
+                                      rf"complete checkpoint is {sibling / 'checkpoint-2'}"):  # fmt: skip
         run_example(
             "run_classification.py",
             [*arguments, "--output_dir", str(uninterrupted), "--overwrite_output_dir", "--seed", "1"],
             monkeypatch,
         )
     assert {path: path.read_bytes() for path in uninterrupted.rglob("*") if path.is_file()} == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["killed", "uninterrupted"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".uninterrupted.overwrite", "killed", "uninterrupted"]
 
 
 def test_run_classification_pushes_with_a_card_carrying_its_results(student, tmp_path):

@@ -1,15 +1,24 @@
 """The output-folder policy: resume points, replacing a folder only once its replacement is complete, and failed
 writes that leave the previous output as it was."""
 
+import contextlib
 import errno
+import io
 import json
+import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from transformers import TrainingArguments
+from transformers import Trainer, TrainingArguments
 
+from minialbert import MiniAlbertModel
+from minialbert.cli import main
 from minialbert.folders import last_complete_checkpoint, prepare_training_output, write_folder
+
+from .conftest import tiny_config
 
 
 def checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
@@ -35,17 +44,19 @@ def test_a_checkpoint_cut_off_while_being_written_is_never_resumed_from(tmp_path
     checkpoint(output, 9)
     assert last_complete_checkpoint(output) == (output / "checkpoint-10", [truncated, output / "checkpoint-20"])
 
-    prepared = prepare_training_output(output, overwrite=False)
-    assert prepared.resume_from == str(output / "checkpoint-10")
-    assert prepared.working_dir == output
+    with prepare_training_output(output, overwrite=False) as prepared:
+        assert prepared.resume_from == str(output / "checkpoint-10")
+        assert prepared.working_dir == output
     # The cut-off ones are removed, so the resumed run writes its own in their place.
     assert sorted(path.name for path in output.iterdir()) == ["checkpoint-10", "checkpoint-9"]
+    assert [path.name for path in tmp_path.iterdir()] == ["student"], "the lock was left behind"
 
 
 def test_only_cut_off_checkpoints_start_over_but_a_folder_with_other_files_is_refused_untouched(tmp_path):
     output = tmp_path / "student"
     checkpoint(output, 5, complete=False)
-    assert prepare_training_output(output, overwrite=False).resume_from is None
+    with prepare_training_output(output, overwrite=False) as prepared:
+        assert prepared.resume_from is None
     assert list(output.iterdir()) == []
 
     checkpoint(output, 5, complete=False)
@@ -54,36 +65,99 @@ def test_only_cut_off_checkpoints_start_over_but_a_folder_with_other_files_is_re
     with pytest.raises(ValueError, match="is not empty and holds no checkpoint to resume from; choose another folder"):
         prepare_training_output(output, overwrite=False)
     assert contents(output) == before
+    assert [path.name for path in tmp_path.iterdir()] == ["student"]
 
 
-def test_an_overwrite_trains_beside_the_old_folder_and_swaps_only_at_the_end(tmp_path):
+def tiny_trainer(output: Path) -> Trainer:
+    return Trainer(
+        model=MiniAlbertModel(tiny_config()), args=TrainingArguments(output_dir=str(output), report_to="none")
+    )
+
+
+def test_an_overwrite_trains_beside_the_old_folder_and_a_failure_keeps_both(tmp_path):
     output = tmp_path / "student"
     output.mkdir()
     (output / "model.safetensors").write_bytes(b"old")
-    args = TrainingArguments(output_dir=str(output), report_to="none")
+    trainer = tiny_trainer(output)
+    sibling = tmp_path / ".student.overwrite"
 
-    prepared = prepare_training_output(output, overwrite=True)
-    assert prepared.working_dir == tmp_path / ".student.overwrite" and prepared.resume_from is None
-    with pytest.raises(OSError, match=r"Replacing .*student failed \(No space left on device\); the previous .* is "
-                                      "unchanged"):  # fmt: skip
-        with prepared.writing(args):
-            assert args.output_dir == str(tmp_path / ".student.overwrite")
-            checkpoint(Path(args.output_dir), 2)
-            raise OSError(errno.ENOSPC, "No space left on device")
-    assert args.output_dir == str(output)
+    with prepare_training_output(output, overwrite=True) as prepared:
+        assert prepared.working_dir == sibling and prepared.resume_from is None
+        with pytest.raises(OSError) as raised:
+            with prepared.writing(trainer):
+                assert trainer.args.output_dir == str(sibling)
+                checkpoint(sibling, 2)
+                checkpoint(sibling, 4, complete=False)  # the disk filled up while it was written
+                raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(raised.value) == (
+        f"[Errno 28] Training into {sibling} failed (No space left on device); the last complete checkpoint is "
+        f"{sibling / 'checkpoint-2'}; free space (or fix the cause) and run the same command (with "
+        f"--overwrite_output_dir) to resume the replacement kept in {sibling}, or delete that folder to start over; "
+        f"{output} is unchanged."
+    )
+    assert trainer.args.output_dir == str(output)
     assert contents(output) == {"model.safetensors": b"old"}
-    assert [path.name for path in tmp_path.iterdir()] == ["student"], "the sibling folder was left behind"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".student.overwrite", "student"]
 
-    # Killed outright, the sibling stays: the same command resumes the replacement from its last complete checkpoint.
-    checkpoint(tmp_path / ".student.overwrite", 2)
-    checkpoint(tmp_path / ".student.overwrite", 4, complete=False)
-    prepared = prepare_training_output(output, overwrite=True)
-    assert prepared.resume_from == str(tmp_path / ".student.overwrite" / "checkpoint-2")
-    with prepared.writing(args):
-        (Path(args.output_dir) / "model.safetensors").write_bytes(b"new")
+    # The same command resumes the replacement from its last complete checkpoint, and swaps it in at the end.
+    with prepare_training_output(output, overwrite=True) as prepared:
+        assert prepared.resume_from == str(sibling / "checkpoint-2")
+        with prepared.writing(trainer):
+            (Path(trainer.args.output_dir) / "model.safetensors").write_bytes(b"new")
     assert contents(output) == {"model.safetensors": b"new", "checkpoint-2/model.safetensors": b"weights",
                                 "checkpoint-2/trainer_state.json": b'{"global_step": 2}'}  # fmt: skip
     assert [path.name for path in tmp_path.iterdir()] == ["student"]
+
+
+def test_one_job_per_output_folder(tmp_path):
+    """A second job on a folder in use is refused at once, naming the folder and the job that holds it; the lock is
+    the OS's, so a killed holder frees it, and a clean exit leaves no lock file."""
+    output = tmp_path / "student"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from minialbert.folders import OutputLock; OutputLock.acquire({str(output)!r}); "
+         "print('locked', flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        for claim in (
+            lambda: prepare_training_output(output, overwrite=False),
+            lambda: write_folder(output, lambda staging: None),
+        ):
+            with pytest.raises(ValueError) as refused:
+                claim()
+            assert f"Output folder {str(output)!r} is in use by another job (process {holder.pid} on " in str(
+                refused.value
+            )
+            assert "wait for it to end or choose another folder" in str(refused.value)
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):  # the command refuses at once, before its teacher or corpus loads
+            assert main(["distill", "--output_dir", str(output)]) == 2
+        assert f"is in use by another job (process {holder.pid} on " in errors.getvalue()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / ".student.lock").exists()  # killed: its file stays, its lock does not
+    with prepare_training_output(output, overwrite=False) as prepared:
+        assert prepared.resume_from is None
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("a-file", "is a file; choose a folder"),
+        ("/", "Output folder '/' is not empty"),
+        ("/sys/minialbert-student", "cannot be written: '/sys' takes no new files ("),
+    ],
+)
+def test_unusable_output_paths_are_refused_before_anything_is_written(path, message, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    output = tmp_path / path
+    for claim in (lambda: prepare_training_output(output, overwrite=False), lambda: write_folder(output, print)):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            claim()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
 
 
 @pytest.mark.parametrize(
