@@ -33,7 +33,7 @@ from transformers.utils import ModelOutput
 
 from . import modeling_minialbert
 from .configuration_minialbert import HEADS, MiniAlbertConfig, check_num_recursions
-from .folders import claim_output, read_minialbert_config, write_folder
+from .folders import claim_output, read_minialbert_config, reading_weights, write_folder
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
     MiniAlbertForQuestionAnswering,
@@ -166,7 +166,8 @@ def load_encoder(folder: str | os.PathLike, config: MiniAlbertConfig, **kwargs) 
     goes unused (and none is reported unexpected)."""
     architecture = (config.architectures or ["MiniAlbertModel"])[0]
     model_class = getattr(modeling_minialbert, architecture) if architecture in HEADS else MiniAlbertModel
-    return model_class.from_pretrained(str(folder), **kwargs).base_model.eval()
+    with reading_weights(repr(str(folder)), "pass a complete student folder (save or copy it again)."):
+        return model_class.from_pretrained(str(folder), **kwargs).base_model.eval()
 
 
 def task_of(config: MiniAlbertConfig, task: str | None) -> str:
@@ -410,7 +411,8 @@ def _export_onnx(
     if task == "feature-extraction":
         model = load_encoder(folder, config, **depth)
     else:
-        model = ONNX_TASKS[task].model_class.from_pretrained(str(folder), **depth).eval()
+        with reading_weights(repr(str(folder)), "pass a complete student folder (save or copy it again)."):
+            model = ONNX_TASKS[task].model_class.from_pretrained(str(folder), **depth).eval()
 
     def write(staging: Path) -> None:
         model.config.save_pretrained(staging)

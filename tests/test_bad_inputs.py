@@ -151,6 +151,12 @@ CASES = {
     "export-onnx: config.json not JSON": (
         ["export-onnx", "{bad}/student-config-not-json", "--output_dir", "{bad}/out"],
         ["no readable config.json", "pass a folder written by minialbert"]),
+    "export-onnx: cut-off weights": (
+        ["export-onnx", "{bad}/student-cut-off-weights", "--output_dir", "{bad}/out"],
+        ["student-cut-off-weights': its model.safetensors cannot be read", "pass a complete student folder"]),
+    "bench: cut-off weights": (
+        ["bench", "{bad}/student-cut-off-weights", "--paths", "pytorch-fp32"],
+        ["student-cut-off-weights': its model.safetensors cannot be read", "pass a complete student folder"]),
     "export-onnx: no such folder": (
         ["export-onnx", "{bad}/nowhere", "--output_dir", "{bad}/out"], ["nowhere' is not a folder",
                                                                         "pass the folder of a student"]),

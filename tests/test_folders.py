@@ -109,6 +109,7 @@ def test_an_overwrite_trains_beside_the_old_folder_and_a_failure_keeps_both(tmp_
     assert [path.name for path in tmp_path.iterdir()] == ["student"]
 
 
+@pytest.mark.slow
 def test_one_job_per_output_folder(tmp_path):
     """A second job on a folder in use is refused at once, naming the folder and the job that holds it; the lock is
     the OS's, so a killed holder frees it, and a clean exit leaves no lock file."""
