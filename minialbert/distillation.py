@@ -22,6 +22,7 @@ import math
 import os
 import re
 import time
+import weakref
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -815,6 +816,26 @@ def encode(model: nn.Module, batches: list[dict[str, torch.Tensor]], pooling: st
     return torch.cat(embeddings)
 
 
+# The teacher never trains: its pooled embeddings of a held-out set are computed once per teacher and set, and reused
+# by every scoring of a run (before, each point of the curve, after, each depth). Keyed by the set's identity, which
+# the entry keeps alive; the teacher's entries go with it.
+_teacher_embeddings: "weakref.WeakKeyDictionary[nn.Module, dict[int, tuple[list, torch.Tensor]]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def encode_teacher(
+    teacher: Teacher, batches: list[dict[str, torch.Tensor]], source: list | None = None
+) -> torch.Tensor:
+    """`encode(teacher.bert, batches)`, computed once for the held-out set `source` (default: `batches` itself; a
+    caller that rebuilds `batches` from the same set on every call passes the set)."""
+    cache = _teacher_embeddings.setdefault(teacher.bert, {})
+    key = source if source is not None else batches
+    if id(key) not in cache:
+        cache[id(key)] = (key, encode(teacher.bert, batches))
+    return cache[id(key)][1]
+
+
 def sentence_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, max_length: int = 128):
     """Padded, unmasked batches of `texts`, in order."""
     return [
@@ -871,10 +892,10 @@ def agreement_report(
         for name, total in totals.items()
     }
     report["sentence_spearman"] = similarity_spearman(
-        encode(student.minialbert, unmasked_batches), encode(teacher.bert, unmasked_batches)
+        encode(student.minialbert, unmasked_batches), encode_teacher(teacher, unmasked_batches, source=batches)
     )
     for name, sentences in (sentence_sets or {}).items():
-        report[name] = similarity_spearman(encode(student.minialbert, sentences), encode(teacher.bert, sentences))
+        report[name] = similarity_spearman(encode(student.minialbert, sentences), encode_teacher(teacher, sentences))
     student.train(was_training)
     return {name: round(value, 4) for name, value in report.items()}
 
@@ -899,7 +920,7 @@ def agreement_by_depth(
     `{"num_recursions": d, name: score, ...}`."""
     was_training = student.training
     student.eval()
-    teacher_embeddings = {name: encode(teacher.bert, batches) for name, batches in sentence_sets.items()}
+    teacher_embeddings = {name: encode_teacher(teacher, batches) for name, batches in sentence_sets.items()}
     report = []
     for depth in range(1, student.config.num_hidden_layers + 1):
         with running_depth(student, depth):
@@ -947,7 +968,7 @@ class SentenceAgreementCallback(TrainerCallback):
         student.eval()
         scores = {}
         for name, batches in self.held_out.items():
-            embeddings = encode(student.minialbert, batches), encode(self.trainer.teacher.bert, batches)
+            embeddings = encode(student.minialbert, batches), encode_teacher(self.trainer.teacher, batches)
             scores[f"agreement_{name}"] = round(similarity_spearman(*embeddings), 4)
         student.train(was_training)
         # Logging clears `control.should_log`; keep it, or the Trainer would skip its own loss log of this step.

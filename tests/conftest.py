@@ -97,7 +97,6 @@ REMOTE_CODE_CHECK = textwrap.dedent(
     import torch
     import transformers
 
-    folder, auto_class_name, expected_path = sys.argv[1:]
     try:
         import minialbert  # noqa: F401
     except ImportError:
@@ -105,35 +104,44 @@ REMOTE_CODE_CHECK = textwrap.dedent(
     else:
         raise SystemExit("minialbert should not be importable here")
 
-    model = getattr(transformers, auto_class_name).from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
-    expected = torch.load(expected_path)
-    with torch.no_grad():
-        outputs = model(**expected["inputs"]).to_tuple()
-    assert len(outputs) == len(expected["outputs"])
-    for got, want in zip(outputs, expected["outputs"], strict=True):
-        torch.testing.assert_close(got, want, rtol=0, atol=0)
-    print("remote", type(model).__name__)
+    arguments = sys.argv[1:]
+    for folder, auto_class_name, expected_path in zip(arguments[::3], arguments[1::3], arguments[2::3]):
+        model = getattr(transformers, auto_class_name).from_pretrained(folder, trust_remote_code=True).eval()
+        assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+        expected = torch.load(expected_path)
+        with torch.no_grad():
+            outputs = model(**expected["inputs"]).to_tuple()
+        assert len(outputs) == len(expected["outputs"])
+        for got, want in zip(outputs, expected["outputs"], strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        print("remote", type(model).__name__, folder)
     """
 )
+
+
+def assert_remote_code_loads_match(cases: list[tuple[torch.nn.Module, Path, str, dict]], tmp_path: Path) -> None:
+    """For each `(model, folder, auto_class_name, inputs)`: load `folder` with `trust_remote_code=True` in a process
+    where `import minialbert` fails, and check that it gives exactly `model`'s outputs on `inputs`. One process for
+    all of them: each start costs seconds."""
+    arguments = []
+    for index, (model, folder, auto_class_name, inputs) in enumerate(cases):
+        with torch.no_grad():
+            expected = {"inputs": inputs, "outputs": model.eval()(**inputs).to_tuple()}
+        torch.save(expected, tmp_path / f"expected-{index}.pt")
+        arguments += [str(folder), auto_class_name, str(tmp_path / f"expected-{index}.pt")]
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_CHECK, *arguments], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for model, folder, _, _ in cases:
+        assert f"remote {type(model).__name__} {folder}" in result.stdout
 
 
 def assert_remote_code_load_matches(
     model: torch.nn.Module, folder: Path, auto_class_name: str, inputs: dict, tmp_path: Path
 ) -> None:
-    """Load `folder` with `trust_remote_code=True` in a process where `import minialbert` fails, and check that
-    it gives exactly `model`'s outputs on `inputs`."""
-    with torch.no_grad():
-        expected = {"inputs": inputs, "outputs": model.eval()(**inputs).to_tuple()}
-    torch.save(expected, tmp_path / "expected.pt")
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_CODE_CHECK, str(folder), auto_class_name, str(tmp_path / "expected.pt")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"remote {type(model).__name__}" in result.stdout
+    """`assert_remote_code_loads_match` for one model."""
+    assert_remote_code_loads_match([(model, folder, auto_class_name, inputs)], tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from minialbert import (
 from minialbert.configuration_minialbert import AUTO_MAP, head_of
 from minialbert.modeling_minialbert import MiniAlbertLayer
 
-from .conftest import assert_remote_code_load_matches, tiny_config
+from .conftest import assert_remote_code_load_matches, assert_remote_code_loads_match, tiny_config
 
 ALL_HEADS = list(AUTO_CLASSES.values())
 # The published MiniALBERT checkpoints' layout (minialbert import-published), beside the default one.
@@ -481,15 +481,17 @@ def test_base_model_loads_from_a_head_checkpoint(tmp_path, inputs):
     torch.testing.assert_close(base(**inputs).last_hidden_state, model.minialbert(**inputs).last_hidden_state)
 
 
-@LAYOUTS
-@pytest.mark.parametrize("model_class", ALL_HEADS)
-def test_remote_code_load_without_the_package_is_exact(model_class, layout, inputs, tmp_path):
-    model = randomise(model_class(tiny_config(recursion_lora_rank=2, **layout))).eval()
-    batch = head_inputs(model_class, inputs)
-    folder = tmp_path / "student"
-    model.save_pretrained(folder)
-    auto_class = getattr(transformers, head_of(model_class.__name__).auto_class)
-    assert_remote_code_load_matches(model, folder, auto_class.__name__, batch, tmp_path)
+def test_remote_code_load_without_the_package_is_exact(inputs, tmp_path):
+    """Every head in both layouts, loaded through its Auto class from the saved code alone (one process)."""
+    cases = []
+    for layout_name, layout in (("default", {}), ("published", PUBLISHED_LAYOUT)):
+        for model_class in ALL_HEADS:
+            model = randomise(model_class(tiny_config(recursion_lora_rank=2, **layout))).eval()
+            folder = tmp_path / f"{model_class.__name__}-{layout_name}"
+            model.save_pretrained(folder)
+            auto_class = head_of(model_class.__name__).auto_class
+            cases.append((model, folder, auto_class, head_inputs(model_class, inputs)))
+    assert_remote_code_loads_match(cases, tmp_path)
 
 
 def test_fill_mask_pipeline_runs_with_the_teacher_tokenizer(teacher_path, tmp_path):
