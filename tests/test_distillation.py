@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, Trainer, TrainingArguments
 
 from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert, data
-from minialbert.convert import ConversionArguments
+from minialbert.convert import ConversionArguments, load_teacher
 from minialbert.corpora import SourceNotInstalled
 from minialbert.data import DataArguments, load_text_corpus, masked_lm_collator, tokenize_windows
 from minialbert.distill_job import StudentArguments, format_summary, load_student, run_distillation
@@ -22,6 +22,7 @@ from minialbert.distillation import (
     DistillationArguments,
     DistillationLoss,
     DistillationTrainer,
+    agreement_by_depth,
     attention_kl,
     bert_attention_probabilities,
     cosine_loss,
@@ -30,6 +31,7 @@ from minialbert.distillation import (
     relational_loss,
     resolve_recipe,
     running_depth,
+    sentence_batches,
     teacher_targets,
 )
 from minialbert.folders import OutputArguments
@@ -571,3 +573,21 @@ def test_sentence_similarity_example_compares_student_and_teacher(default_run, m
     assert printed.count("  1-2") == 1 and re.search(
         r"Spearman correlation of the 15 pair similarities: -?0\.\d{3}", printed
     )
+
+
+def test_scoring_encodes_the_teachers_held_out_embeddings_once(tiny_bert_path):
+    """The teacher never trains: every scoring of a run (before, the curve, after, by depth) reuses its embeddings
+    of a held-out set, and another set is encoded afresh."""
+    teacher = load_teacher(tiny_bert_path)
+    student = convert_bert_to_minialbert(teacher, embedding_size=16, num_recursions=2, calibration_samples=0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_path)
+    texts = ["The cat sat.", "A dog ran far away.", "Rain fell all day long.", "Tea is hot."]
+    held_out = sentence_batches(tokenizer, texts, batch_size=2)
+    teacher_passes = []
+    teacher.bert.register_forward_hook(lambda *args: teacher_passes.append(1))
+    first = agreement_by_depth(student, teacher, {"held_out": held_out})
+    assert len(teacher_passes) == 2  # one per batch
+    assert agreement_by_depth(student, teacher, {"held_out": held_out}) == first
+    assert len(teacher_passes) == 2
+    agreement_by_depth(student, teacher, {"other": sentence_batches(tokenizer, texts[:3], batch_size=2)})
+    assert len(teacher_passes) == 4
