@@ -220,7 +220,8 @@ def distill_into(
         }
 
         def write(folder: Path) -> None:
-            trainer.save_model(str(folder))
+            # `_internal_call`: --push_to_hub uploads the output folder once the result is in it (below), not now.
+            trainer.save_model(str(folder), _internal_call=True)
             if trainer.is_world_process_zero():
                 if trainer.sentence_modules is not None:
                     save_sentence_modules(trainer.sentence_modules, folder, student.config.hidden_size)
@@ -228,6 +229,8 @@ def distill_into(
 
         # Scored first, written last: a stop before this point leaves no student at the top of the folder.
         output.write_result(write)
+        if training_arguments.push_to_hub:
+            trainer.push_to_hub(commit_message="Model save", revision=training_arguments.hub_revision)
     return summary
 
 
