@@ -5,7 +5,7 @@ share of the same global batch (masked once, with a fixed seed, so every world s
 `DistillationLoss` on it, and steps AdamW; with one process the global batch is cut into the same shares and their
 losses averaged, the very sum that FSDP's gradient reduction computes. Rank 0 writes the per-step losses
 (`losses.json`) and the student, gathered into full tensors and saved as a normal folder (`student/`).
-`tests/test_distill_job.py` compares the runs.
+`tests/test_distill_launchers.py` compares the runs.
 """
 
 import json
