@@ -214,9 +214,7 @@ def exit_message(error: BaseException) -> tuple[str, int]:
         return str(error), error.exit_code
     if isinstance(error, KeyboardInterrupt):
         return f"stopped by Ctrl-C (SIGINT); {RERUN}", 128 + signal.SIGINT
-    if isinstance(error, ImportError):  # an optional extra that is not installed: the message names it
-        return f"error: {error}", 2
-    if isinstance(error, ValueError):  # bad input, found before any work
+    if isinstance(error, ValueError | ImportError):  # bad input found before any work, or a missing optional extra
         return f"error: {error}", 2
     return f"error: {error}", 1  # a write that failed (full disk, read-only folder): the message says what was left
 

@@ -817,9 +817,10 @@ def encode(model: nn.Module, batches: list[dict[str, torch.Tensor]], pooling: st
 
 
 # The teacher never trains: its pooled embeddings of a held-out set are computed once per teacher and set, and reused
-# by every scoring of a run (before, each point of the curve, after, each depth). Keyed by the set's identity, which
-# the entry keeps alive; the teacher's entries go with it.
-_teacher_embeddings: "weakref.WeakKeyDictionary[nn.Module, dict[int, tuple[list, torch.Tensor]]]" = (
+# by every scoring of a run (before, each point of the curve, after, each depth). Keyed by the set's identity (and
+# whether the batches are the set itself or derived from it), which the entry keeps alive; the teacher's entries go
+# with it.
+_teacher_embeddings: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, bool], tuple[list, torch.Tensor]]]" = (
     weakref.WeakKeyDictionary()
 )
 
@@ -830,10 +831,11 @@ def encode_teacher(
     """`encode(teacher.bert, batches)`, computed once for the held-out set `source` (default: `batches` itself; a
     caller that rebuilds `batches` from the same set on every call passes the set)."""
     cache = _teacher_embeddings.setdefault(teacher.bert, {})
-    key = source if source is not None else batches
-    if id(key) not in cache:
-        cache[id(key)] = (key, encode(teacher.bert, batches))
-    return cache[id(key)][1]
+    held_out = batches if source is None else source
+    key = (id(held_out), source is not None)  # the set's own batches and batches derived from it differ
+    if key not in cache:
+        cache[key] = (held_out, encode(teacher.bert, batches))
+    return cache[key][1]
 
 
 def sentence_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, max_length: int = 128):

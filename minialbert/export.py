@@ -166,8 +166,13 @@ def load_encoder(folder: str | os.PathLike, config: MiniAlbertConfig, **kwargs) 
     goes unused (and none is reported unexpected)."""
     architecture = (config.architectures or ["MiniAlbertModel"])[0]
     model_class = getattr(modeling_minialbert, architecture) if architecture in HEADS else MiniAlbertModel
-    with reading_weights(repr(str(folder)), "pass a complete student folder (save or copy it again)."):
+    with reading_student_weights(folder):
         return model_class.from_pretrained(str(folder), **kwargs).base_model.eval()
+
+
+def reading_student_weights(folder: str | os.PathLike):
+    """`reading_weights` for the student folder a command was given."""
+    return reading_weights(repr(str(folder)), "pass a complete student folder (save or copy it again).")
 
 
 def task_of(config: MiniAlbertConfig, task: str | None) -> str:
@@ -411,7 +416,7 @@ def _export_onnx(
     if task == "feature-extraction":
         model = load_encoder(folder, config, **depth)
     else:
-        with reading_weights(repr(str(folder)), "pass a complete student folder (save or copy it again)."):
+        with reading_student_weights(folder):
             model = ONNX_TASKS[task].model_class.from_pretrained(str(folder), **depth).eval()
 
     def write(staging: Path) -> None:

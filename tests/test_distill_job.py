@@ -30,6 +30,21 @@ def checksums(folder: Path) -> dict[str, str]:
     }
 
 
+def assert_ends_as_the_uninterrupted_run(folder: Path, reference: Path, context: str) -> tuple[dict, dict]:
+    """Same seed, batches, masks and dropout: a resumed run logs the uninterrupted run's losses at steps 1 to 8 and
+    ends with exactly its weights and optimiser state. Returns both folders' checksums."""
+    losses = [
+        [(entry["step"], entry["loss"]) for entry in json.loads(path.read_text())["log_history"] if "loss" in entry]
+        for path in (folder / "checkpoint-8" / "trainer_state.json", reference / "checkpoint-8" / "trainer_state.json")
+    ]
+    assert losses[0] == losses[1], context
+    assert [step for step, _ in losses[0]] == list(range(1, 9)), context
+    ours, theirs = checksums(folder), checksums(reference)
+    for name in ("model.safetensors", "checkpoint-8/model.safetensors", "checkpoint-8/optimizer.pt"):
+        assert ours[name] == theirs[name], f"{name} differs ({context})"
+    return ours, theirs
+
+
 @pytest.fixture(scope="module")
 def uninterrupted_run(tiny_bert_path, tmp_path_factory) -> Path:
     output_dir = tmp_path_factory.mktemp("uninterrupted") / "student"
@@ -66,15 +81,7 @@ def test_sigkill_anywhere_then_the_same_command_ends_as_an_uninterrupted_run(tin
     assert f"Resuming from {killed / last}" in result.stderr, f"killed at step {step}"
     assert checksums(killed / "checkpoint-2") == saved, "resuming rewrote an existing checkpoint"
 
-    # Same seed, batches, masks and dropout: the resumed run ends with exactly the uninterrupted run's weights.
-    state = json.loads((killed / "checkpoint-8" / "trainer_state.json").read_text())
-    reference = json.loads((uninterrupted_run / "checkpoint-8" / "trainer_state.json").read_text())
-    losses = [(entry["step"], entry["loss"]) for entry in state["log_history"] if "loss" in entry]
-    assert losses == [(entry["step"], entry["loss"]) for entry in reference["log_history"] if "loss" in entry]
-    assert [step for step, _ in losses] == list(range(1, 9))
-    ours, theirs = checksums(killed), checksums(uninterrupted_run)
-    for name in ("model.safetensors", "checkpoint-8/model.safetensors", "checkpoint-8/optimizer.pt"):
-        assert ours[name] == theirs[name], f"{name} differs (killed at step {step})"
+    assert_ends_as_the_uninterrupted_run(killed, uninterrupted_run, f"killed at step {step}")
 
 
 @pytest.mark.slow
@@ -107,13 +114,7 @@ def test_sigterm_and_ctrl_c_cost_nothing_and_the_rerun_ends_as_an_uninterrupted_
     result = run_training(command)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Resuming from {stopped / 'checkpoint-8'}" in result.stderr
-    state = json.loads((stopped / "checkpoint-8" / "trainer_state.json").read_text())
-    reference = json.loads((uninterrupted_run / "checkpoint-8" / "trainer_state.json").read_text())
-    losses = [(entry["step"], entry["loss"]) for entry in state["log_history"] if "loss" in entry]
-    assert losses == [(entry["step"], entry["loss"]) for entry in reference["log_history"] if "loss" in entry]
-    ours, theirs = checksums(stopped), checksums(uninterrupted_run)
-    for name in ("model.safetensors", "checkpoint-8/model.safetensors", "checkpoint-8/optimizer.pt"):
-        assert ours[name] == theirs[name], f"{name} differs"
+    ours, theirs = assert_ends_as_the_uninterrupted_run(stopped, uninterrupted_run, "stopped at step 5")
     # The same files as the uninterrupted run, with the signal's checkpoint-5: no staging folder, no step past 8.
     assert set(ours) - set(theirs) == {name for name in ours if name.startswith("checkpoint-5/")}
     assert set(theirs) <= set(ours)
