@@ -21,7 +21,7 @@ def main() -> None:
             print(f"| `{name}` | {source.domain} | {source.licence} | `{source.install}` | missing: {missing} | | |")
             continue
         words = sum(len(re.findall(r"[A-Za-z]+", text)) for text in documents)
-        train, held_out = source_splits(name, arguments)
+        train, held_out = source_splits(name, arguments.validation_split_percentage / 100, arguments.split_seed)
         print(
             f"| `{name}` | {source.domain} | {source.licence} | `{source.install}` | {len(documents):,} | "
             f"{words / 1e6:.2f}M | "

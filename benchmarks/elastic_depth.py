@@ -21,15 +21,10 @@ from transformers import AutoTokenizer
 
 from minialbert.convert import load_teacher
 from minialbert.data import DataArguments, bbc_paragraphs, bundled_teacher_path, load_text_corpus, tokenize_windows
-from minialbert.distill_job import held_out_sets
-from minialbert.distillation import (
-    DistillationArguments,
-    DistillationLoss,
-    agreement_by_depth,
-    running_depth,
-    sentence_batches,
-)
+from minialbert.distillation import DistillationSummary, agreement_by_depth, running_depth
+from minialbert.held_out import held_out_sets
 from minialbert.modeling_minialbert import MiniAlbertForMaskedLM
+from minialbert.sentence_embeddings import sentence_batches
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run import median_seconds  # noqa: E402
@@ -48,12 +43,11 @@ def main() -> None:
     # The held-out sets of the main job: its default data options, windows cut by its tokenizer.
     data = DataArguments(sentence_samples=True)
     windows = tokenize_windows(load_text_corpus(data), tokenizer, data)
-    batches, sentence_sets, _ = held_out_sets(
-        windows["validation"], tokenizer, data, DistillationArguments(output_dir="unused", report_to="none")
-    )
-    sets = {"sentence_spearman": [DistillationLoss.unmasked(batch) for batch in batches]} | sentence_sets
+    sets = held_out_sets(windows["validation"], tokenizer, batch_size=8).agreement_sets()
 
     students = {folder: MiniAlbertForMaskedLM.from_pretrained(folder).eval() for folder in arguments.folders}
+    # How each student was distilled (elastic depth or not), from the summary `minialbert distill` wrote beside it.
+    summaries = {folder: DistillationSummary.read(folder) for folder in arguments.folders}
     results = {folder: agreement_by_depth(student, teacher, sets) for folder, student in students.items()}
 
     paragraphs = sentence_batches(tokenizer, bbc_paragraphs("test", 256), 32)
@@ -90,6 +84,10 @@ def main() -> None:
         "real_tokens": real_tokens,
         "teacher_tokens_per_second": round(teacher_speed),
         "students": results,
+        "distillation": {
+            folder: summary and {"recipe": summary.recipe.describe(), "global_step": summary.global_step}
+            for folder, summary in summaries.items()
+        },
     }
     Path(__file__).with_name("elastic_depth.json").write_text(json.dumps(report, indent=2))
     print("| student | recursions | BBC | Python reference | broad | tokens/s | vs full depth | vs teacher |")
@@ -104,6 +102,9 @@ def main() -> None:
             print(f"| {folder} | {row['num_recursions']} | {' | '.join(shares)} | {row['tokens_per_second']:,} | "
                   f"{row['speed_vs_full_depth']:.2f}x | {row['speed_vs_teacher']:.2f}x |")  # fmt: skip
     print(f"teacher: {report['teacher_tokens_per_second']:,} tokens/s")
+    for folder, distillation in report["distillation"].items():
+        print(f"{folder}: " + (f"{distillation['recipe']}; {distillation['global_step']} steps" if distillation
+                               else "no distillation summary"))  # fmt: skip
 
 
 if __name__ == "__main__":

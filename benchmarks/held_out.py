@@ -4,7 +4,7 @@ The three sets of `minialbert distill`'s summary: 256 BBC News validation window
 text, so that models with other tokenizers read the same words), 256 sentences of the Python language reference
 (never trained on) and 64 held-out sentences of each installed broad corpus source. A contender is any function
 from texts to embeddings; `agreement` is the Spearman correlation of its pairwise cosine similarities with the
-teacher's (`minialbert.distillation.similarity_spearman`).
+teacher's (`minialbert.sentence_embeddings.similarity_spearman`).
 """
 
 from collections.abc import Callable
@@ -14,12 +14,11 @@ from transformers import AutoTokenizer
 
 from minialbert.data import (
     DataArguments,
-    broad_held_out_sentences,
     load_text_corpus,
-    python_docs_sentences,
     tokenize_windows,
 )
-from minialbert.distillation import encode, sentence_batches, similarity_spearman
+from minialbert.held_out import broad_held_out_sentences, python_docs_sentences
+from minialbert.sentence_embeddings import encode, sentence_batches, similarity_spearman
 
 Encoder = Callable[[list[str]], torch.Tensor]
 
@@ -30,7 +29,7 @@ def held_out_texts(tokenizer_path: str, windows: int = 256) -> dict[str, list[st
     arguments = DataArguments(corpus="bbc", corpus_samples=0, sentence_samples=False)
     validation = tokenize_windows(load_text_corpus(arguments), tokenizer, arguments)["validation"]
     bbc = tokenizer.batch_decode(list(validation["input_ids"][:windows]), skip_special_tokens=True)
-    broad = [text for texts in broad_held_out_sentences(DataArguments()).values() for text in texts]
+    broad = [text for texts in broad_held_out_sentences().values() for text in texts]
     return {"bbc": bbc, "python_reference": python_docs_sentences(), "broad": broad}
 
 

@@ -33,19 +33,17 @@ from minialbert import ConversionArguments, convert_bert_to_minialbert
 from minialbert.convert import load_teacher
 from minialbert.data import (
     DataArguments,
-    broad_held_out_sentences,
     bundled_teacher_path,
     load_text_corpus,
-    python_docs_sentences,
     tokenize_windows,
 )
 from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
     agreement_report,
-    held_out_batches,
-    sentence_batches,
 )
+from minialbert.held_out import broad_held_out_sentences, held_out_batches, python_docs_sentences
+from minialbert.sentence_embeddings import sentence_batches
 
 RESULTS = Path(__file__).with_name("recipe_study.json")
 STAGES = {"screen": 120.0, "full": 600.0, "long": 1800.0}  # seconds of training per variant

@@ -72,8 +72,6 @@ from minialbert.distillation import (
     DistillationTrainer,
     attention_kl,
     cosine_loss,
-    sentence_batches,
-    similarity_spearman,
 )
 from minialbert.export import (
     EXPORTERS,
@@ -84,7 +82,7 @@ from minialbert.export import (
     quantize_int8,
 )
 from minialbert.runtimes import cpu_name
-from minialbert.sentence_embeddings import pool
+from minialbert.sentence_embeddings import pool, sentence_batches, similarity_spearman
 
 TARGETS = {
     # Like for like: the same modules as AlbertModel (no adapters); the adapters' cost is its own figure.

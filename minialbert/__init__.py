@@ -3,14 +3,19 @@
 Importing the package registers `MiniAlbertConfig` and every head with transformers' Auto classes, and
 registers each class for its Auto class so that `save_pretrained` copies the two code files beside the
 weights: the saved folder then loads anywhere with `trust_remote_code=True`, without this package.
+
+Only the config and model classes load with the package; every other public name loads its module on first use
+(as transformers' own `__init__` does), so `import minialbert` does not pay for the Trainer, `datasets`, PEFT or
+ONNX Runtime.
 """
+
+import importlib
+from typing import TYPE_CHECKING
 
 import transformers
 
 from . import modeling_minialbert
 from .configuration_minialbert import HEADS, MiniAlbertConfig
-from .convert import ConversionArguments, convert_bert_to_minialbert, layer_map
-from .export import ExportArguments, OnnxRuntimeModel, export_onnx
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
     MiniAlbertForMultipleChoice,
@@ -20,9 +25,6 @@ from .modeling_minialbert import (
     MiniAlbertModel,
     MiniAlbertPreTrainedModel,
 )
-from .published import ImportArguments, import_published
-from .runtimes import RuntimeReport, fastest_runtime
-from .tuning import enable_tuning, load_tuned, save_tuned
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,38 @@ MiniAlbertConfig.register_for_auto_class()
 for auto_class, model_class in AUTO_CLASSES.items():
     auto_class.register(MiniAlbertConfig, model_class, exist_ok=True)
     model_class.register_for_auto_class(auto_class.__name__)
+
+# The public names loaded on first use, by the module that defines them.
+_LAZY_NAMES = {
+    "convert": ("ConversionArguments", "convert_bert_to_minialbert", "layer_map"),
+    "export": ("OnnxRuntimeModel",),
+    "export_job": ("ExportArguments", "export_onnx"),
+    "published": ("ImportArguments", "import_published"),
+    "runtimes": ("RuntimeReport", "fastest_runtime"),
+    "tuning": ("enable_tuning", "load_tuned", "save_tuned"),
+}
+_MODULE_OF = {name: module for module, names in _LAZY_NAMES.items() for name in names}
+
+if TYPE_CHECKING:
+    from .convert import ConversionArguments, convert_bert_to_minialbert, layer_map
+    from .export import OnnxRuntimeModel
+    from .export_job import ExportArguments, export_onnx
+    from .published import ImportArguments, import_published
+    from .runtimes import RuntimeReport, fastest_runtime
+    from .tuning import enable_tuning, load_tuned, save_tuned
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value  # loaded once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
+
 
 __all__ = [
     "AUTO_CLASSES",

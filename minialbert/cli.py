@@ -20,7 +20,7 @@ from .convert import ConversionArguments, convert_and_save
 from .data import DataArguments
 from .distill_job import StudentArguments, format_summary, run_distillation
 from .distillation import DistillationArguments
-from .export import ExportArguments, calibration_texts, export_onnx
+from .export_job import ExportArguments, calibration_texts, export_onnx
 from .folders import Interrupted, OutputArguments
 from .hub import push_to_hub
 from .published import PUBLISHED_CHECKPOINTS, ImportArguments, import_published

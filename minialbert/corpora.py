@@ -5,7 +5,7 @@ technical prose) for a student that follows its teacher beyond one domain.
 Each source is a `CorpusSource` in `SOURCES`: its reader returns the source's documents, cleaned and deduplicated, in
 a fixed order, or raises `SourceNotInstalled` naming the command that installs it. `held_out_split` splits them, per
 source and with a seed, into a training part and a held-out part. Never a source here: the Python documentation,
-which is the out-of-domain measure (`minialbert.data.python_docs_sentences`).
+which is the out-of-domain measure (`minialbert.held_out.python_docs_sentences`).
 """
 
 import functools

@@ -1,4 +1,4 @@
-"""Distillation text and held-out sets: the bundled teacher, a mix of the installed corpus sources
+"""Distillation text: the bundled teacher, a mix of the installed corpus sources
 (`minialbert.corpora`), any `datasets` data set or local text files, cut into masked-LM windows and sentences."""
 
 import logging
@@ -259,12 +259,14 @@ def installed_sources(names) -> list[str]:
     return installed
 
 
-def source_splits(name: str, arguments: DataArguments) -> tuple[list[str], list[str]]:
-    """(training, held-out) documents of one source: BBC News keeps its seeded, topic-stratified split."""
+def source_splits(name: str, held_out_share: float, seed: int) -> tuple[list[str], list[str]]:
+    """(training, held-out) documents of one source, `held_out_share` of them held out with `seed`
+    (`DataArguments.validation_split_percentage / 100` and `split_seed`); BBC News keeps its seeded,
+    topic-stratified split."""
     if name == "bbc":
         splits = bbc_news_splits()
         return list(splits["train"]["text"]), list(splits["validation"]["text"])
-    return held_out_split(read_source(name), arguments.validation_split_percentage / 100, arguments.split_seed)
+    return held_out_split(read_source(name), held_out_share, seed)
 
 
 def load_corpus_mix(arguments: DataArguments) -> DatasetDict:
@@ -280,7 +282,7 @@ def load_corpus_mix(arguments: DataArguments) -> DatasetDict:
     total = mix_size(arguments, len(names))
     train, validation, generator = [], [], random.Random(arguments.split_seed)
     for name in names:
-        documents, held_out = source_splits(name, arguments)
+        documents, held_out = source_splits(name, arguments.validation_split_percentage / 100, arguments.split_seed)
         if total:
             # Each document gives at least one sample: more than a source's share of documents is never needed.
             needed = round(total * shares[name])
@@ -397,68 +399,3 @@ def masked_lm_collator(
     """Pads windows and masks `mlm_probability` of the real tokens (80% [MASK], 10% random, 10% kept); with a
     `seed`, from its own generator, so the same windows always get the same masks."""
     return DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
-
-
-def broad_held_out_sentences(
-    arguments: DataArguments | None = None, per_source: int | None = None, seed: int = 42
-) -> dict[str, list[str]]:
-    """Held-out sentences of every installed corpus source but BBC News (whose held-out set is its validation
-    windows): `per_source` (default: `arguments.broad_eval_sentences`) sentences of 6-40 words each, drawn with
-    `seed` from the part of the source that `arguments` (its `split_seed` and `validation_split_percentage`) never
-    trains on. Sources with too few such sentences, or not installed, are left out with a warning."""
-    arguments = arguments or DataArguments()
-    per_source = arguments.broad_eval_sentences if per_source is None else per_source
-    found = {}
-    if not per_source:
-        return found
-    for name in installed_sources([name for name in SOURCES if name != "bbc"]):
-        _, held_out = source_splits(name, arguments)
-        candidates = sorted(
-            {
-                sentence
-                for text in held_out
-                for sentence in split_sentences(text)
-                if 6 <= len(sentence.split()) <= 40 and sentence[0].isalpha()
-            }
-        )
-        if len(candidates) < per_source:
-            logger.warning(
-                "Corpus source %r has %d held-out sentences, fewer than %d.", name, len(candidates), per_source
-            )
-            continue
-        found[name] = random.Random(seed).sample(candidates, per_source)
-    return found
-
-
-def python_docs_sentences(count: int = 256, seed: int = 42) -> list[str]:
-    """Short English prose sentences from the Python language reference (`pydoc_data.topics`, part of every
-    Python installation): an out-of-domain held-out set for sentence agreement, never used for training.
-
-    Indented blocks (code) are skipped, and sentences of 8-30 words without code symbols or digits are kept;
-    `count` of them are drawn with `seed`, in a fixed order.
-    """
-    import random
-
-    try:
-        from pydoc_data.topics import topics
-    except ImportError as error:
-        raise ImportError(
-            "The out-of-domain sentences come from Python's `pydoc_data` module, which this Python installation "
-            "lacks; install the Python standard library's documentation data (e.g. Debian's libpython3-stdlib)."
-        ) from error
-    sentences = set()
-    for topic in sorted(topics):
-        for paragraph in re.split(r"\n\s*\n", topics[topic]):
-            if paragraph.startswith((" ", "\t")):
-                continue
-            for sentence in split_sentences(paragraph):
-                if (
-                    8 <= len(sentence.split()) <= 30
-                    and sentence[0].isupper()
-                    and sentence.endswith(".")
-                    and not re.search(r"[=(){}\[\]*_`<>|\\\"#@$%^~+]|\d", sentence)
-                ):
-                    sentences.add(sentence)
-    if len(sentences) < count:
-        raise ValueError(f"Only {len(sentences)} sentences qualify; ask for at most that many, not {count}.")
-    return random.Random(seed).sample(sorted(sentences), count)

@@ -3,32 +3,23 @@ Hub-ready (with the teacher's sentence-transformers modules where it has them), 
 the teacher before and after, in `distillation_summary.json` and in print.
 """
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, enable_full_determinism, set_seed
 
 from .convert import ConversionArguments, convert_bert_to_minialbert, load_teacher
-from .data import (
-    DataArguments,
-    broad_held_out_sentences,
-    bundled_teacher_path,
-    load_text_corpus,
-    python_docs_sentences,
-    tokenize_windows,
-)
+from .data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows
+from .devices import check_fsdp_device
 from .distillation import (
     DistillationArguments,
+    DistillationSummary,
     DistillationTrainer,
     SentenceAgreementCallback,
     agreement_by_depth,
     agreement_report,
-    check_fsdp_device,
-    held_out_batches,
     recipe_name,
-    sentence_batches,
 )
 from .folders import (
     OutputArguments,
@@ -38,6 +29,7 @@ from .folders import (
     reading_weights,
     train,
 )
+from .held_out import held_out_sets
 from .modeling_minialbert import MiniAlbertForMaskedLM
 from .sentence_embeddings import save_sentence_modules
 
@@ -82,33 +74,6 @@ def load_tokenizer(name_or_path: str, subject: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def held_out_sets(
-    validation_windows, tokenizer, data_arguments: DataArguments, training_arguments: DistillationArguments
-) -> tuple[list[dict], dict[str, list[dict]], dict[str, list[str]]]:
-    """What `distill` scores the student on: the held-out windows masked once with a fixed seed, and unmasked
-    sentence batches of other sources: the Python reference (never trained on) and the held-out parts of the broad
-    corpus sources (in domain for the sources of --corpus, out of domain for the others), returned too by source
-    (`python_reference` and the broad sources' names)."""
-    batches = held_out_batches(
-        validation_windows,
-        tokenizer,
-        training_arguments.mlm_probability,
-        data_arguments.split_seed,
-        training_arguments.per_device_eval_batch_size,
-    )
-    sentences = {"python_reference": python_docs_sentences()} | broad_held_out_sentences(data_arguments)
-    sentence_sets = {
-        name: sentence_batches(tokenizer, texts, training_arguments.per_device_eval_batch_size)
-        for name, texts in {
-            "ood_sentence_spearman": sentences["python_reference"],
-            "broad_sentence_spearman": [text for source, texts in sentences.items() if source != "python_reference"
-                                        for text in texts],
-        }.items()
-        if texts
-    }  # fmt: skip
-    return batches, sentence_sets, sentences
-
-
 def run_distillation(
     student_arguments: StudentArguments,
     conversion_arguments: ConversionArguments,
@@ -117,7 +82,8 @@ def run_distillation(
     output_arguments: OutputArguments | None = None,
 ) -> dict:
     """`minialbert distill`: convert (or load) a student, distil it with `DistillationTrainer`, save it Hub-ready
-    and write `distillation_summary.json` beside it. Returns the summary."""
+    and write `distillation_summary.json` beside it. Returns the summary as written there
+    (`DistillationSummary.to_dict()`)."""
     check_fsdp_device(training_arguments)
     # The output folder first, in a second: checked and locked before the corpus or the teacher is loaded.
     output = prepare_training_output(
@@ -171,53 +137,55 @@ def distill_into(
         eval_dataset=windows["validation"],
         processing_class=tokenizer,
     )
-    batches, sentence_sets, sentences = held_out_sets(
-        windows["validation"], tokenizer, data_arguments, training_arguments
+    held_out = held_out_sets(
+        windows["validation"],
+        tokenizer,
+        training_arguments.per_device_eval_batch_size,
+        training_arguments.mlm_probability,
+        data_arguments.split_seed,
+        data_arguments.broad_eval_sentences,
+        data_arguments.validation_split_percentage / 100,
     )
-    out_of_domain = sentences.pop("python_reference")
-    broad = sentences
+    broad = {source: texts for source, texts in held_out.sentences.items() if source != "python_reference"}
     layers = trainer.layer_map
-    before = agreement_report(student.to(training_arguments.device), trainer.teacher, batches, layers, sentence_sets)
-    unmasked = [trainer.unmasked(batch) for batch in batches]
-    trainer.add_callback(SentenceAgreementCallback(trainer, {"sentence_spearman": unmasked} | sentence_sets))
+    before = agreement_report(
+        student.to(training_arguments.device), trainer.teacher, held_out.masked_windows, layers, held_out.sentence_sets
+    )
+    trainer.add_callback(SentenceAgreementCallback(trainer, held_out.agreement_sets()))
     tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
     # Training, saving and the summary happen in the output's working folder, put in place once all succeeded.
     with output.writing(trainer):
         result = train(trainer, training_arguments.resume_from_checkpoint or output.resume_from)
         distilled = trainer.accelerator.unwrap_model(trainer.model)
-        after = agreement_report(distilled, trainer.teacher, batches, layers, sentence_sets)
-        by_depth = agreement_by_depth(distilled, trainer.teacher, {"sentence_spearman": unmasked} | sentence_sets)
-        summary = {
-            "teacher": teacher_name,
-            "teacher_parameters": teacher.bert.num_parameters(),
-            "student_parameters": student.num_parameters(),
-            "layer_map": layers,
-            "recipe": asdict(trainer.recipe),
-            "bf16_autocast": training_arguments.bf16,
-            "train_samples": len(windows["train"]),
-            "held_out_windows": len(windows["validation"]),
-            "out_of_domain_sentences": len(out_of_domain),
-            # broad_sentence_spearman: these sources' held-out sentences, pooled; which of them the corpus trained on.
-            "broad_held_out_sentences": {source: len(sentences) for source, sentences in broad.items()},
-            "trained_on_sources": sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),
-            "global_step": trainer.state.global_step,
-            "processes": training_arguments.world_size,
-            "train_runtime_seconds": round(result.metrics["train_runtime"], 1),
-            "train_tokens_per_second": round(result.metrics["train_samples_per_second"] * tokens_per_window),
-            "at_initialisation": before,
-            "after_distillation": after,
-            # Each depth a user may load the student at (num_recursions), scored on the same sentences.
-            "agreement_by_depth": by_depth,
-            "agreement_curve": [
+        after = agreement_report(distilled, trainer.teacher, held_out.masked_windows, layers, held_out.sentence_sets)
+        summary = DistillationSummary(
+            teacher=teacher_name,
+            teacher_parameters=teacher.bert.num_parameters(),
+            student_parameters=student.num_parameters(),
+            layer_map=layers,
+            recipe=trainer.recipe,
+            bf16_autocast=training_arguments.bf16,
+            train_samples=len(windows["train"]),
+            held_out_windows=len(windows["validation"]),
+            out_of_domain_sentences=len(held_out.sentences["python_reference"]),
+            broad_held_out_sentences={source: len(texts) for source, texts in broad.items()},
+            trained_on_sources=sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),
+            global_step=trainer.state.global_step,
+            processes=training_arguments.world_size,
+            train_runtime_seconds=round(result.metrics["train_runtime"], 1),
+            train_tokens_per_second=round(result.metrics["train_samples_per_second"] * tokens_per_window),
+            at_initialisation=before,
+            after_distillation=after,
+            agreement_by_depth=agreement_by_depth(distilled, trainer.teacher, held_out.agreement_sets()),
+            agreement_curve=[
                 {key.removeprefix("agreement_"): value for key, value in entry.items()}
                 for entry in trainer.state.log_history
                 if "agreement_sentence_spearman" in entry
             ],
-            # The teacher's own scores, where one exists (masked-LM accuracy, with a head): the report has them.
-            "teacher_figures": {
+            teacher_figures={
                 name.removeprefix("teacher_"): value for name, value in before.items() if name.startswith("teacher_")
             },
-        }
+        )
 
         def write(folder: Path) -> None:
             # `_internal_call`: --push_to_hub uploads the output folder once the result is in it (below), not now.
@@ -225,43 +193,15 @@ def distill_into(
             if trainer.is_world_process_zero():
                 if trainer.sentence_modules is not None:
                     save_sentence_modules(trainer.sentence_modules, folder, student.config.hidden_size)
-                Path(folder, "distillation_summary.json").write_text(json.dumps(summary, indent=2))
+                summary.save(folder)
 
         # Scored first, written last: a stop before this point leaves no student at the top of the folder.
         output.write_result(write)
         if training_arguments.push_to_hub:
             trainer.push_to_hub(commit_message="Model save", revision=training_arguments.hub_revision)
-    return summary
+    return summary.to_dict()
 
 
 def format_summary(summary: dict) -> str:
-    recipe = summary["recipe"]
-    terms = ", ".join(f"{name} {weight:g}" for name, weight in recipe["weights"].items() if weight)
-    lines = [
-        f"teacher {summary['teacher']}: {summary['teacher_parameters'] / 1e6:.2f}M parameters; "
-        f"student: {summary['student_parameters'] / 1e6:.2f}M; layer map {summary['layer_map']}",
-        f"recipe {recipe['name']!r} ({recipe['reason']}): {terms}; hidden {recipe['hidden_loss']} on "
-        f"{recipe['hidden_layers']} mapped layers, sentence {recipe['sentence_loss']} of {recipe['sentence_pooling']} "
-        f"pooling, relational {recipe['relational_loss']}, on {recipe['distill_inputs']} input; elastic depth "
-        f"{recipe['elastic_depth']} {recipe['depth_weights'] or ''}; bf16 autocast "
-        f"{'on' if summary['bf16_autocast'] else 'off'}",
-        f"{summary['global_step']} steps on {summary['train_samples']} training samples in "
-        f"{summary['train_runtime_seconds']} s ({summary['train_tokens_per_second']} tokens/s); held-out: "
-        f"{summary['held_out_windows']} windows, {summary['out_of_domain_sentences']} out-of-domain sentences, "
-        f"{sum(summary['broad_held_out_sentences'].values())} sentences of the broad sources "
-        f"({', '.join(summary['broad_held_out_sentences']) or 'none'}; trained on: "
-        f"{', '.join(summary['trained_on_sources']) or 'none'})",
-        f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",
-    ]
-    teacher = {f"teacher_{name}": value for name, value in summary["teacher_figures"].items()}
-    for name, value in summary["after_distillation"].items():
-        if name.startswith("teacher_"):
-            continue
-        own = teacher.get(name.replace("student_", "teacher_"), "")
-        own = f"{own:>8.4f}" if own != "" else f"{'':>8}"
-        lines.append(f"{name:<22} {summary['at_initialisation'][name]:>14.4f} {value:>10.4f} {own}")
-    for scores in summary["agreement_by_depth"]:
-        depth = scores["num_recursions"]
-        figures = ", ".join(f"{name} {value:.4f}" for name, value in scores.items() if name != "num_recursions")
-        lines.append(f"at {depth} recursion{'s' if depth > 1 else ''}: {figures}")
-    return "\n".join(lines)
+    """A `run_distillation` summary as `minialbert distill` prints it."""
+    return DistillationSummary.from_dict(summary).describe()

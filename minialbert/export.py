@@ -9,19 +9,16 @@ only beside transformers < 4.58, so this module exports with `torch.onnx.export`
 `onnxruntime.quantization` itself, and `OnnxRuntimeModel` runs the files under any transformers.
 """
 
-import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from transformers import AutoTokenizer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -32,13 +29,9 @@ from transformers.modeling_outputs import (
 from transformers.utils import ModelOutput
 
 from . import modeling_minialbert
-from .configuration_minialbert import HEADS, MiniAlbertConfig, check_num_recursions
-from .folders import claim_output, read_minialbert_config, reading_weights, write_folder
+from .configuration_minialbert import HEADS, MiniAlbertConfig
+from .folders import CODE_FILES, read_minialbert_config, reading_weights
 from .modeling_minialbert import (
-    MiniAlbertForMaskedLM,
-    MiniAlbertForQuestionAnswering,
-    MiniAlbertForSequenceClassification,
-    MiniAlbertForTokenClassification,
     MiniAlbertModel,
     MiniAlbertPreTrainedModel,
 )
@@ -71,84 +64,26 @@ class OnnxTask(NamedTuple):
     ort_model_class: str
 
 
-ONNX_TASKS = {
-    "feature-extraction": OnnxTask(
-        MiniAlbertModel, ("last_hidden_state",), BaseModelOutput, "ORTModelForFeatureExtraction"
+# What each exportable head returns; its task is its `HEADS` pipeline tag.
+_ONNX_OUTPUTS = {
+    "MiniAlbertModel": (("last_hidden_state",), BaseModelOutput, "ORTModelForFeatureExtraction"),
+    "MiniAlbertForMaskedLM": (("logits",), MaskedLMOutput, "ORTModelForMaskedLM"),
+    "MiniAlbertForSequenceClassification": (
+        ("logits",),
+        SequenceClassifierOutput,
+        "ORTModelForSequenceClassification",
     ),
-    "fill-mask": OnnxTask(MiniAlbertForMaskedLM, ("logits",), MaskedLMOutput, "ORTModelForMaskedLM"),
-    "text-classification": OnnxTask(
-        MiniAlbertForSequenceClassification, ("logits",), SequenceClassifierOutput, "ORTModelForSequenceClassification"
-    ),
-    "token-classification": OnnxTask(
-        MiniAlbertForTokenClassification, ("logits",), TokenClassifierOutput, "ORTModelForTokenClassification"
-    ),
-    "question-answering": OnnxTask(
-        MiniAlbertForQuestionAnswering,
+    "MiniAlbertForTokenClassification": (("logits",), TokenClassifierOutput, "ORTModelForTokenClassification"),
+    "MiniAlbertForQuestionAnswering": (
         ("start_logits", "end_logits"),
         QuestionAnsweringModelOutput,
         "ORTModelForQuestionAnswering",
     ),
 }
-
-
-@dataclass
-class ExportArguments:
-    task: str | None = field(
-        default=None,
-        metadata={
-            "help": "What the exported model computes: the folder's own head task (the default) or "
-            "feature-extraction (the encoder of any head).",
-            "choices": list(ONNX_TASKS),
-        },
-    )
-    exporter: str = field(
-        default="torchscript",
-        metadata={
-            "help": "torch.onnx's TorchScript-based exporter (faster graphs here, measured in benchmarks/run.py) "
-            "or its torch.export-based one.",
-            "choices": list(EXPORTERS),
-        },
-    )
-    num_recursions: int | None = field(
-        default=None,
-        metadata={
-            "help": "Elastic depth: export a graph that runs only the first N of the student's recursions (faster, "
-            "shallower; see `minialbert bench` for what each depth costs in agreement). Default: all."
-        },
-    )
-    quantize: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Also write int8 copies with onnxruntime.quantization: 'int8' (model_quantized.onnx, dynamic: "
-            "int8 weights, activations quantised at run time) and/or 'int8-static' (model_static_quantized.onnx, "
-            "QDQ with activation ranges calibrated on --calibration_file).",
-            "choices": list(QUANTIZATIONS),
-        },
-    )
-    calibration_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "Text file, one text per line, that calibrates int8-static's activation ranges: text like what "
-            f"the model will encode (default: {CALIBRATION_TEXTS} BBC News paragraphs of the bundled corpus)."
-        },
-    )
-    bench: bool = field(
-        default=False,
-        metadata={
-            "help": "After exporting a feature-extraction model, time every runtime path on this machine "
-            "(minialbert bench) on the calibration text, and write the report (runtime_report.json, which the "
-            "model card of `minialbert push --with_onnx` shows)."
-        },
-    )
-
-    def __post_init__(self):
-        if isinstance(self.quantize, str):
-            self.quantize = [self.quantize]
-        unknown = [name for name in self.quantize or () if name not in QUANTIZATIONS]
-        if unknown:
-            raise ValueError(f"--quantize {' '.join(unknown)}: choose from {', '.join(QUANTIZATIONS)}.")
-        if self.bench and self.task != "feature-extraction":
-            raise ValueError("--bench times the encoder: export with --task feature-extraction.")
+ONNX_TASKS = {
+    HEADS[name].pipeline_tag: OnnxTask(getattr(modeling_minialbert, name), *outputs)
+    for name, outputs in _ONNX_OUTPUTS.items()
+}
 
 
 def read_student_config(folder: str | os.PathLike) -> MiniAlbertConfig:
@@ -270,26 +205,6 @@ def export_model(
     onnx.save(graph, str(path))
 
 
-def calibration_texts(text_file: str | os.PathLike | None, option: str = "--calibration_file") -> list[str]:
-    """The texts that calibrate static int8 and that `--bench` and `minialbert bench` time: a file's lines (named
-    `option` in errors), or bundled BBC News paragraphs of the training split (never of the test split the
-    benchmarks score on)."""
-    if text_file is not None:
-        path = Path(text_file)
-        if not path.is_file():
-            raise ValueError(f"{option} {str(path)!r} is not a file; pass a text file, one text per line.")
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if len(texts) < 3:
-            raise ValueError(
-                f"{option} {str(path)!r} holds {len(texts)} text(s); pass at least 3 (a few hundred like those the "
-                "model will encode)."
-            )
-        return texts
-    from .data import bbc_paragraphs
-
-    return bbc_paragraphs("train", CALIBRATION_TEXTS)
-
-
 # Embedding lookups (Gather) stay fp32: quantising the word-embedding table per tensor cost the fine-tuned topic
 # classifier of benchmarks/run.py its 0.99 top-1 agreement with fp32 (README, Deploy); it costs file size only.
 QUANTIZED_OPS = ["MatMul"]
@@ -373,77 +288,34 @@ def max_difference(model: MiniAlbertPreTrainedModel, onnx_model: "OnnxRuntimeMod
     return worst
 
 
-def export_onnx(
-    folder: str | os.PathLike,
-    output_dir: str | os.PathLike | None = None,
-    arguments: ExportArguments | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Export the MiniAlbert in `folder` to ONNX (and optionally int8) in `output_dir` (default `folder/onnx`).
-
-    The export is checked before it is written: ONNX Runtime must reproduce the PyTorch outputs within 1e-4 on
-    padded batches of several shapes. The folder appears complete or not at all.
-    """
-    arguments = arguments or ExportArguments()
-    config = read_student_config(folder)
-    task = task_of(config, arguments.task)
-    check_num_recursions(arguments.num_recursions, config.num_hidden_layers)
-    depth = {} if arguments.num_recursions is None else {"num_recursions": arguments.num_recursions}
-    output_dir = Path(output_dir) if output_dir is not None else Path(folder) / "onnx"
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as error:
-        raise ImportError(
-            f"Exporting to ONNX needs onnx and onnxruntime: pip install 'minialbert[onnx]' ({error})"
-        ) from error
-    with claim_output(output_dir, overwrite):  # checked and locked before the model loads
-        return _export_onnx(folder, output_dir, arguments, overwrite, config, task, depth)
-
-
-def _export_onnx(
-    folder: str | os.PathLike,
-    output_dir: Path,
-    arguments: ExportArguments,
-    overwrite: bool,
-    config: MiniAlbertConfig,
+def write_export(
+    model: MiniAlbertPreTrainedModel,
+    tokenizer,
+    folder: Path,
     task: str,
-    depth: dict[str, int],
-) -> Path:
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    needs_texts = "int8-static" in (arguments.quantize or ()) or arguments.bench
-    texts = calibration_texts(arguments.calibration_file) if needs_texts else []
-    if task == "feature-extraction":
-        model = load_encoder(folder, config, **depth)
-    else:
-        with reading_student_weights(folder):
-            model = ONNX_TASKS[task].model_class.from_pretrained(str(folder), **depth).eval()
-
-    def write(staging: Path) -> None:
-        model.config.save_pretrained(staging)
-        for code_file in ("configuration_minialbert.py", "modeling_minialbert.py"):
-            shutil.copy(Path(__file__).with_name(code_file), staging / code_file)
-        tokenizer.save_pretrained(staging)
-        export_model(model, task, staging / ONNX_FILE, arguments.exporter)
-        difference = max_difference(model, OnnxRuntimeModel.from_pretrained(staging), task)
-        if difference > PARITY_TOLERANCE:
-            raise RuntimeError(
-                f"The ONNX graph differs from the PyTorch model by {difference:.2e} (more than {PARITY_TOLERANCE}); "
-                "nothing was written. Please report this with the folder's config.json."
-            )
-        logger.info("ONNX export of %s (%s): largest difference from PyTorch %.2e.", folder, task, difference)
-        if "int8" in (arguments.quantize or ()):
-            quantize_int8(staging / ONNX_FILE, staging / QUANTIZED_ONNX_FILE)
-        if "int8-static" in (arguments.quantize or ()):
-            quantize_int8_static(staging / ONNX_FILE, staging / STATIC_QUANTIZED_ONNX_FILE, tokenizer, texts)
-        if arguments.bench:
-            from .runtimes import RUNTIME_REPORT_FILE, fastest_runtime
-
-            report = fastest_runtime(folder, texts, onnx_folder=staging, num_recursions=arguments.num_recursions)
-            (staging / RUNTIME_REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
-            logger.info("Runtime paths on this machine:\n%s", report.table())
-
-    return write_folder(output_dir, write, overwrite)
+    exporter: str = "torchscript",
+    quantize: list[str] | None = None,
+    texts: list[str] | None = None,
+) -> None:
+    """Write the exported folder's files into `folder`: config, code files, tokenizer, the ONNX graph of `model`
+    for `task` (refused unless ONNX Runtime reproduces the PyTorch outputs within `PARITY_TOLERANCE`) and the
+    `quantize` copies (static int8 calibrated on `texts`)."""
+    model.config.save_pretrained(folder)
+    for code_file in CODE_FILES:
+        shutil.copy(Path(__file__).with_name(code_file), folder / code_file)
+    tokenizer.save_pretrained(folder)
+    export_model(model, task, folder / ONNX_FILE, exporter)
+    difference = max_difference(model, OnnxRuntimeModel.from_pretrained(folder), task)
+    if difference > PARITY_TOLERANCE:
+        raise RuntimeError(
+            f"The ONNX graph differs from the PyTorch model by {difference:.2e} (more than {PARITY_TOLERANCE}); "
+            "nothing was written. Please report this with the folder's config.json."
+        )
+    logger.info("ONNX export (%s): largest difference from PyTorch %.2e.", task, difference)
+    if "int8" in (quantize or ()):
+        quantize_int8(folder / ONNX_FILE, folder / QUANTIZED_ONNX_FILE)
+    if "int8-static" in (quantize or ()):
+        quantize_int8_static(folder / ONNX_FILE, folder / STATIC_QUANTIZED_ONNX_FILE, tokenizer, texts)
 
 
 class OnnxRuntimeModel:

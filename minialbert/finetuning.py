@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult
 from torch import nn
 from transformers import HfArgumentParser, Trainer, TrainingArguments, enable_full_determinism, set_seed
 
-from .distillation import check_fsdp_device
+from .devices import check_fsdp_device
 from .folders import OutputArguments, TrainingOutput, prepare_training_output, train
 from .hub import push_to_hub, save_results
 from .tuning import TUNING_MODES, enable_tuning, save_tuned, trainable_parameters

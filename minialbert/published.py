@@ -26,7 +26,7 @@ from huggingface_hub import snapshot_download
 from safetensors.torch import load_file
 
 from .configuration_minialbert import MiniAlbertConfig
-from .folders import claim_output, write_folder
+from .folders import TOKENIZER_FILES, claim_output, write_folder
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
     MiniAlbertForSequenceClassification,
@@ -67,7 +67,6 @@ MLM_KEYS = {"vocab_transform": "predictions.dense", "vocab_layer_norm": "predict
 # Stored but unused by the published models: ALBERT's pooler (the heads read the CLS state) and a buffer.
 UNUSED = ("albert.pooler.", "embeddings.position_ids")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
 @dataclass

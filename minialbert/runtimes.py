@@ -28,17 +28,17 @@ import torch
 from transformers import AutoTokenizer
 
 from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
-from .distillation import cpu_has_native_bf16, sentence_batches, similarity_spearman
+from .devices import cpu_has_native_bf16
 from .export import (
     ONNX_FILE,
     QUANTIZATIONS,
-    ExportArguments,
     OnnxRuntimeModel,
-    export_onnx,
     load_encoder,
     read_student_config,
+    write_export,
 )
-from .sentence_embeddings import pool
+from .folders import write_folder
+from .sentence_embeddings import pool, sentence_batches, similarity_spearman
 
 logger = logging.getLogger(__name__)
 
@@ -153,14 +153,13 @@ def _onnx_exports(
     if onnx_folder is None:
         quantize = [path.removeprefix("onnxruntime-") for path in onnx_paths if path != "onnxruntime-fp32"]
         # Static int8 is calibrated on the texts it is timed on: the user's own.
-        (scratch / "texts.txt").write_text("\n".join(text.replace("\n", " ") for text in texts), encoding="utf-8")
-        arguments = ExportArguments(
-            task="feature-extraction",
-            num_recursions=depth,
-            quantize=quantize or None,
-            calibration_file=str(scratch / "texts.txt"),
-        )
-        return export_onnx(folder, scratch / "onnx", arguments), {}
+        model = load_encoder(folder, read_student_config(folder), num_recursions=depth)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+
+        def write(staging: Path) -> None:
+            write_export(model, tokenizer, staging, "feature-extraction", quantize=quantize, texts=texts)
+
+        return write_folder(scratch / "onnx", write), {}
     export_config = read_student_config(onnx_folder)
     fix = (
         f"export it with `minialbert export-onnx {folder} --task feature-extraction --num_recursions {depth} "

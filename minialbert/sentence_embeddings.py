@@ -1,5 +1,6 @@
-"""Sentence-embedding teachers: read a teacher's sentence-transformers modules, pool like it, and give the student
-the same modules so that `SentenceTransformer(student_dir, trust_remote_code=True)` encodes like the teacher.
+"""Sentence embeddings: read a teacher's sentence-transformers modules, pool like it, encode texts and score how
+closely two encoders agree, and give the student the same modules so that
+`SentenceTransformer(student_dir, trust_remote_code=True)` encodes like the teacher.
 
 Only the module stacks this package can reproduce exactly are carried over: a Transformer, then Pooling (mean or
 CLS token), then an optional Normalize. Configs are read as data; nothing from the teacher's folder is executed.
@@ -11,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,39 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, pooling: str
         return hidden_states[:, 0]
     weights = attention_mask.unsqueeze(-1).to(hidden_states.dtype)
     return (hidden_states * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+
+
+def sentence_batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int, max_length: int = 128):
+    """Padded, unmasked batches of `texts`, in order."""
+    return [
+        dict(tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length,
+                       return_tensors="pt"))
+        for start in range(0, len(texts), batch_size)
+    ]  # fmt: skip
+
+
+@torch.no_grad()
+def encode(model: nn.Module, batches: list[dict[str, torch.Tensor]], pooling: str = "mean") -> torch.Tensor:
+    """Pooled last hidden states of a bare encoder (`MiniAlbertModel` or `BertModel`) over unmasked batches."""
+    device = next(model.parameters()).device
+    embeddings = []
+    for batch in batches:
+        batch = {name: tensor.to(device) for name, tensor in batch.items() if name != "special_tokens_mask"}
+        embeddings.append(pool(model(**batch).last_hidden_state, batch["attention_mask"], pooling))
+    return torch.cat(embeddings)
+
+
+def similarity_spearman(student_embeddings: torch.Tensor, teacher_embeddings: torch.Tensor) -> float:
+    """Spearman correlation between the student's and the teacher's pairwise cosine similarities of the same
+    texts: 1 when the student ranks every pair of texts as the teacher does (what search and clustering use)."""
+    from scipy.stats import spearmanr
+
+    similarities = []
+    for embeddings in (student_embeddings, teacher_embeddings):
+        normalised = F.normalize(embeddings.float(), dim=-1)
+        upper = torch.triu_indices(len(normalised), len(normalised), offset=1)
+        similarities.append((normalised @ normalised.T)[upper[0], upper[1]].cpu().numpy())
+    return float(spearmanr(*similarities).statistic)
 
 
 def _read_json(name_or_path: str, filename: str, revision: str | None) -> dict | list | None:

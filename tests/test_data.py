@@ -11,11 +11,9 @@ from minialbert.data import (
     BBC_NEWS_TOPICS,
     DataArguments,
     bbc_news_splits,
-    broad_held_out_sentences,
     draw_mix,
     load_bbc_news,
     load_text_corpus,
-    python_docs_sentences,
     split_sentences,
     tokenize_windows,
 )
@@ -81,15 +79,6 @@ def test_sentence_samples_join_the_training_windows_only(tokenizer):
         len(tokenize_windows(corpus, tokenizer, DataArguments(sentence_samples=True, max_train_samples=3))["train"])
         == 3
     )
-
-
-def test_out_of_domain_sentences_are_fixed_prose_from_the_python_reference():
-    sentences = python_docs_sentences()
-    assert len(sentences) == len(set(sentences)) == 256 and sentences == python_docs_sentences()
-    assert all(8 <= len(sentence.split()) <= 30 and sentence.endswith(".") for sentence in sentences)
-    assert python_docs_sentences(seed=1) != sentences
-    with pytest.raises(ValueError, match="ask for at most that many"):
-        python_docs_sentences(count=100_000)
 
 
 def test_local_text_files_and_folders(tmp_path):
@@ -226,15 +215,3 @@ def test_a_corpus_mix_with_no_source_installed_is_refused_before_any_work(monkey
     message = str(error.value)
     assert "No source of --corpus wordnet,gcide is installed" in message
     assert "apt-get install -y wordnet-base" in message and "apt-get install -y dict-gcide" in message
-
-
-def test_broad_held_out_sentences_come_from_the_parts_training_never_sees(monkeypatch):
-    documents = fake_sources(monkeypatch)
-    held_out = broad_held_out_sentences(DataArguments(validation_split_percentage=30), per_source=12)
-    assert set(held_out) == {"wordnet", "fortunes"}, "gcide is not installed; bbc is scored on its windows"
-    corpus = load_text_corpus(DataArguments(corpus="wordnet,fortunes", validation_split_percentage=30))
-    train = " ".join(corpus["train"]["text"])
-    for name, sentences in held_out.items():
-        assert len(sentences) == len(set(sentences)) == 12
-        assert all(sentence in " ".join(documents[name]) and sentence not in train for sentence in sentences)
-    assert broad_held_out_sentences(DataArguments(broad_eval_sentences=0)) == {}

@@ -26,11 +26,16 @@ from minialbert.distillation import (
     relational_loss,
     resolve_recipe,
     running_depth,
-    sentence_batches,
     teacher_targets,
 )
 from minialbert.folders import OutputArguments
-from minialbert.sentence_embeddings import SentenceModules, pool, read_sentence_modules, save_sentence_modules
+from minialbert.sentence_embeddings import (
+    SentenceModules,
+    pool,
+    read_sentence_modules,
+    save_sentence_modules,
+    sentence_batches,
+)
 
 from .conftest import booby_trap
 

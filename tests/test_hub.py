@@ -25,6 +25,7 @@ import minialbert
 from minialbert import ConversionArguments
 from minialbert.cli import main
 from minialbert.convert import convert_and_save
+from minialbert.distillation import RECIPES
 from minialbert.hub import RESULTS_NAME, check_shareable, model_card, push_to_hub, save_results
 from minialbert.tuning import enable_tuning, save_tuned
 
@@ -356,18 +357,30 @@ def test_card_carries_measured_results_as_model_index(tmp_path, teacher_path):
         EvalResult("text-classification", "SetFit/bbc-news", "BBC News", "f1", 0.93, dataset_split="test"),
     ]
     save_results(tmp_path, results)
+    recipe = {"name": "paper", "reason": "--recipe paper", "sentence_pooling": "mean", "depth_weights": None}
+    recipe |= {option: values for option, values in RECIPES["paper"].items() if not option.endswith("_weight")}
+    recipe["weights"] = {"mlm": 1.0, "attention": 3.0, "hidden": 3.0, "logit": 0.0, "embedding": 0.0, "sentence": 0.0}
     summary = {
+        "teacher": "sentence-transformers/all-MiniLM-L6-v2",
         "teacher_parameters": 22565376,
-        "global_step": 561,
+        "student_parameters": 6270000,
+        "layer_map": [2, 4, 6],
+        "recipe": recipe,
+        "bf16_autocast": False,
+        "train_samples": 40000,
         "held_out_windows": 256,
         "out_of_domain_sentences": 256,
-        "recipe": {
-            "name": "paper",
-            "reason": "--recipe paper",
-            "weights": {"mlm": 1.0, "attention": 3.0, "hidden": 3.0, "logit": 0.0, "embedding": 0.0, "sentence": 0.0},
-        },
+        "broad_held_out_sentences": {},
+        "trained_on_sources": [],
+        "global_step": 561,
+        "processes": 1,
+        "train_runtime_seconds": 900.0,
+        "train_tokens_per_second": 5000,
         "at_initialisation": {"hidden_cosine": 0.2613},
         "after_distillation": {"hidden_cosine": 0.7696},
+        "agreement_by_depth": [],
+        "agreement_curve": [],
+        "teacher_figures": {},
     }
     (tmp_path / "distillation_summary.json").write_text(json.dumps(summary))
     card = model_card(tmp_path, "me/classifier", check_shareable(tmp_path), revision="abc")

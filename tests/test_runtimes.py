@@ -8,15 +8,9 @@ import torch
 from minialbert import MiniAlbertModel, OnnxRuntimeModel, export_onnx, fastest_runtime
 from minialbert.cli import main
 from minialbert.convert import ConversionArguments, convert_and_save
-from minialbert.distillation import cpu_has_native_bf16
-from minialbert.export import (
-    ONNX_FILE,
-    QUANTIZED_ONNX_FILE,
-    STATIC_QUANTIZED_ONNX_FILE,
-    ExportArguments,
-    calibration_texts,
-    length_groups,
-)
+from minialbert.devices import cpu_has_native_bf16
+from minialbert.export import ONNX_FILE, QUANTIZED_ONNX_FILE, STATIC_QUANTIZED_ONNX_FILE, length_groups
+from minialbert.export_job import ExportArguments, calibration_texts
 from minialbert.runtimes import PATHS, RUNTIME_REPORT_FILE
 
 from .test_export import HEADS, save_random, tokenizer  # noqa: F401  (a fixture)

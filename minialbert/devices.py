@@ -1,0 +1,67 @@
+"""What the machine can do, decided before work starts: whether bf16 pays on this CPU, and whether `--fsdp`
+can apply. Light on purpose: inference (`minialbert.runtimes`) and training (`minialbert.distillation`,
+`minialbert.finetuning`) both ask."""
+
+import functools
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16); elsewhere it is emulated, and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+
+
+@functools.cache
+def cpu_bf16_is_faster() -> bool:
+    """Whether to train under bf16 autocast on this CPU: only with native bf16 in its flags, and, in a single
+    process, only when a timed feed-forward step (forward and backward, BERT-small shapes) runs at least 10%
+    faster than in fp32. Machines of one kind differ (without native support bf16 is emulated and slower), so this
+    is decided per machine. Processes of a torchrun launch decide from the flags alone, so that all agree."""
+    if not cpu_has_native_bf16():
+        return False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return True
+    generator = torch.Generator().manual_seed(0)
+    block = nn.Sequential(nn.Linear(384, 1536), nn.GELU(), nn.Linear(1536, 384))
+    inputs = torch.randn(2048, 384, generator=generator)
+
+    def seconds(enabled: bool) -> float:
+        timings = []
+        for _ in range(4):
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+                block(inputs).float().square().mean().backward()
+            timings.append(time.perf_counter() - start)
+        return min(timings[1:])
+
+    fp32, bf16 = seconds(False), seconds(True)
+    logger.info("bf16 autocast step %.1f ms vs fp32 %.1f ms on this CPU.", bf16 * 1e3, fp32 * 1e3)
+    return bf16 < 0.9 * fp32
+
+
+def check_fsdp_device(args: "TrainingArguments") -> None:
+    """Refuse `--fsdp` where accelerate would not apply it: it shards only processes that each have an accelerator
+    (GPU, XPU, NPU, ...); CPU processes would train with plain DDP instead, silently."""
+    if args.fsdp and args.device.type == "cpu":
+        raise ValueError(
+            f"--fsdp on CPU: accelerate applies FSDP only to processes with an accelerator (GPU, XPU, NPU, ...), so "
+            f"these {args.world_size} CPU process(es) would train unsharded (DDP). Drop --fsdp to train with DDP on "
+            "CPU; the student itself shards with torch's FSDP2 on CPU (README, Distillation)."
+        )

@@ -1,0 +1,165 @@
+"""`minialbert export-onnx`: export a MiniAlbert folder to ONNX (`minialbert.export` does the graph, the parity
+check and the int8 copies) into a folder that appears complete or not at all, and with `--bench`, time every runtime
+path on this machine (`minialbert.runtimes`) and keep the report beside the files.
+"""
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
+from .export import (
+    CALIBRATION_TEXTS,
+    EXPORTERS,
+    ONNX_TASKS,
+    QUANTIZATIONS,
+    load_encoder,
+    read_student_config,
+    reading_student_weights,
+    task_of,
+    write_export,
+)
+from .folders import claim_output, write_folder
+from .runtimes import RUNTIME_REPORT_FILE, fastest_runtime
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportArguments:
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "What the exported model computes: the folder's own head task (the default) or "
+            "feature-extraction (the encoder of any head).",
+            "choices": list(ONNX_TASKS),
+        },
+    )
+    exporter: str = field(
+        default="torchscript",
+        metadata={
+            "help": "torch.onnx's TorchScript-based exporter (faster graphs here, measured in benchmarks/run.py) "
+            "or its torch.export-based one.",
+            "choices": list(EXPORTERS),
+        },
+    )
+    num_recursions: int | None = field(
+        default=None,
+        metadata={
+            "help": "Elastic depth: export a graph that runs only the first N of the student's recursions (faster, "
+            "shallower; see `minialbert bench` for what each depth costs in agreement). Default: all."
+        },
+    )
+    quantize: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Also write int8 copies with onnxruntime.quantization: 'int8' (model_quantized.onnx, dynamic: "
+            "int8 weights, activations quantised at run time) and/or 'int8-static' (model_static_quantized.onnx, "
+            "QDQ with activation ranges calibrated on --calibration_file).",
+            "choices": list(QUANTIZATIONS),
+        },
+    )
+    calibration_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text file, one text per line, that calibrates int8-static's activation ranges: text like what "
+            f"the model will encode (default: {CALIBRATION_TEXTS} BBC News paragraphs of the bundled corpus)."
+        },
+    )
+    bench: bool = field(
+        default=False,
+        metadata={
+            "help": "After exporting a feature-extraction model, time every runtime path on this machine "
+            "(minialbert bench) on the calibration text, and write the report (runtime_report.json, which the "
+            "model card of `minialbert push --with_onnx` shows)."
+        },
+    )
+
+    def __post_init__(self):
+        if isinstance(self.quantize, str):
+            self.quantize = [self.quantize]
+        unknown = [name for name in self.quantize or () if name not in QUANTIZATIONS]
+        if unknown:
+            raise ValueError(f"--quantize {' '.join(unknown)}: choose from {', '.join(QUANTIZATIONS)}.")
+        if self.bench and self.task != "feature-extraction":
+            raise ValueError("--bench times the encoder: export with --task feature-extraction.")
+
+
+def calibration_texts(text_file: str | os.PathLike | None, option: str = "--calibration_file") -> list[str]:
+    """The texts that calibrate static int8 and that `--bench` and `minialbert bench` time: a file's lines (named
+    `option` in errors), or bundled BBC News paragraphs of the training split (never of the test split the
+    benchmarks score on)."""
+    if text_file is not None:
+        path = Path(text_file)
+        if not path.is_file():
+            raise ValueError(f"{option} {str(path)!r} is not a file; pass a text file, one text per line.")
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(texts) < 3:
+            raise ValueError(
+                f"{option} {str(path)!r} holds {len(texts)} text(s); pass at least 3 (a few hundred like those the "
+                "model will encode)."
+            )
+        return texts
+    from .data import bbc_paragraphs
+
+    return bbc_paragraphs("train", CALIBRATION_TEXTS)
+
+
+def export_onnx(
+    folder: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    arguments: ExportArguments | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Export the MiniAlbert in `folder` to ONNX (and optionally int8) in `output_dir` (default `folder/onnx`).
+
+    The export is checked before it is written: ONNX Runtime must reproduce the PyTorch outputs within 1e-4 on
+    padded batches of several shapes. The folder appears complete or not at all.
+    """
+    arguments = arguments or ExportArguments()
+    config = read_student_config(folder)
+    task = task_of(config, arguments.task)
+    check_num_recursions(arguments.num_recursions, config.num_hidden_layers)
+    depth = {} if arguments.num_recursions is None else {"num_recursions": arguments.num_recursions}
+    output_dir = Path(output_dir) if output_dir is not None else Path(folder) / "onnx"
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"Exporting to ONNX needs onnx and onnxruntime: pip install 'minialbert[onnx]' ({error})"
+        ) from error
+    with claim_output(output_dir, overwrite):  # checked and locked before the model loads
+        return _export_onnx(folder, output_dir, arguments, overwrite, config, task, depth)
+
+
+def _export_onnx(
+    folder: str | os.PathLike,
+    output_dir: Path,
+    arguments: ExportArguments,
+    overwrite: bool,
+    config: MiniAlbertConfig,
+    task: str,
+    depth: dict[str, int],
+) -> Path:
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    needs_texts = "int8-static" in (arguments.quantize or ()) or arguments.bench
+    texts = calibration_texts(arguments.calibration_file) if needs_texts else []
+    if task == "feature-extraction":
+        model = load_encoder(folder, config, **depth)
+    else:
+        with reading_student_weights(folder):
+            model = ONNX_TASKS[task].model_class.from_pretrained(str(folder), **depth).eval()
+
+    def write(staging: Path) -> None:
+        write_export(model, tokenizer, staging, task, arguments.exporter, arguments.quantize, texts)
+        if arguments.bench:
+            report = fastest_runtime(folder, texts, onnx_folder=staging, num_recursions=arguments.num_recursions)
+            (staging / RUNTIME_REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+            logger.info("Runtime paths on this machine:\n%s", report.table())
+
+    return write_folder(output_dir, write, overwrite)
