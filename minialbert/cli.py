@@ -13,21 +13,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 from . import __version__
-from .convert import ConversionArguments, convert_and_save
-from .data import DataArguments
-from .distill_job import StudentArguments, format_summary, run_distillation
-from .distillation import DistillationArguments
-from .export_job import ExportArguments, calibration_texts, export_onnx
-from .folders import Interrupted, OutputArguments
-from .hub import push_to_hub
-from .published import PUBLISHED_CHECKPOINTS, ImportArguments, import_published
-from .runtimes import PATHS, fastest_runtime
+
+# Each command imports what it runs when it runs: `minialbert --help` loads neither the Trainer nor ONNX Runtime.
 
 
 def convert_command(argv: list[str]) -> int:
+    from transformers import HfArgumentParser
+
+    from .convert import ConversionArguments, convert_and_save
+    from .folders import OutputArguments
+
     parser = HfArgumentParser(
         (ConversionArguments, OutputArguments),
         prog="minialbert convert",
@@ -42,6 +38,14 @@ def convert_command(argv: list[str]) -> int:
 
 
 def distill_command(argv: list[str]) -> int:
+    from transformers import HfArgumentParser
+
+    from .convert import ConversionArguments
+    from .data import DataArguments
+    from .distill_job import StudentArguments, format_summary, run_distillation
+    from .distillation import DistillationArguments
+    from .folders import OutputArguments
+
     parser = HfArgumentParser(
         (StudentArguments, ConversionArguments, DataArguments, DistillationArguments, OutputArguments),
         prog="minialbert distill",
@@ -55,6 +59,11 @@ def distill_command(argv: list[str]) -> int:
 
 
 def import_published_command(argv: list[str]) -> int:
+    from transformers import HfArgumentParser
+
+    from .folders import OutputArguments
+    from .published import PUBLISHED_CHECKPOINTS, ImportArguments, import_published
+
     parser = HfArgumentParser(
         (ImportArguments, OutputArguments),
         prog="minialbert import-published",
@@ -72,6 +81,11 @@ def import_published_command(argv: list[str]) -> int:
 
 
 def export_onnx_command(argv: list[str]) -> int:
+    from transformers import HfArgumentParser
+
+    from .export_job import ExportArguments, export_onnx
+    from .folders import OutputArguments
+
     parser = HfArgumentParser(
         (ExportArguments, OutputArguments),
         prog="minialbert export-onnx",
@@ -88,6 +102,9 @@ def export_onnx_command(argv: list[str]) -> int:
 
 
 def bench_command(argv: list[str]) -> int:
+    from .export_job import calibration_texts
+    from .runtimes import PATHS, fastest_runtime
+
     parser = argparse.ArgumentParser(
         prog="minialbert bench",
         description="Time every runtime path this machine offers for a student's encoder (PyTorch fp32, bf16 "
@@ -125,6 +142,8 @@ def bench_command(argv: list[str]) -> int:
 
 
 def push_command(argv: list[str]) -> int:
+    from .hub import push_to_hub
+
     parser = argparse.ArgumentParser(
         prog="minialbert push",
         description="Check a student or adapter folder, then upload it with a generated model card. Uploads only "
@@ -199,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def stop_now(signal_number: int, frame) -> None:
+    from .folders import Interrupted
+
     name = signal.Signals(signal_number).name
     raise Interrupted(f"stopped by {name}; {RERUN}", signal_number)
 
@@ -210,6 +231,8 @@ def exit_message(error: BaseException) -> tuple[str, int]:
     """One line and an exit status for what ends a command early; `MINIALBERT_DEBUG=1` shows the traceback instead.
     Bad input (a value, a file, a missing optional extra) exits 2, a failure (a full disk) 1, a stop by a signal
     128 + its number. Any other exception is a bug and keeps its traceback."""
+    from .folders import Interrupted
+
     if isinstance(error, Interrupted):
         return str(error), error.exit_code
     if isinstance(error, KeyboardInterrupt):

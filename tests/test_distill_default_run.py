@@ -19,7 +19,7 @@ from minialbert import MiniAlbertForMaskedLM
 from minialbert.convert import ConversionArguments
 from minialbert.data import DataArguments
 from minialbert.distill_job import StudentArguments, format_summary, run_distillation
-from minialbert.distillation import DistillationArguments
+from minialbert.distillation import DistillationArguments, DistillationSummary
 from minialbert.sentence_embeddings import pool
 
 from .conftest import assert_remote_code_load_matches
@@ -72,6 +72,24 @@ def test_short_default_run_raises_sentence_agreement_in_and_out_of_domain(defaul
     assert summary["teacher_figures"] == {}  # a headless teacher has no masked-LM accuracy of its own
     printed = format_summary(summary)
     assert "recipe 'sentence'" in printed and "ood_sentence_spearman" in printed
+
+
+def test_the_summary_reads_back_as_it_was_written(default_run, tmp_path):
+    output_dir, summary = default_run
+    typed = DistillationSummary.read(output_dir)
+    assert typed.to_dict() == summary and typed.recipe.name == summary["recipe"]["name"]
+    assert typed.describe() == format_summary(summary)
+    typed.save(tmp_path)
+    assert (tmp_path / DistillationSummary.FILE_NAME).read_text() == (
+        output_dir / "distillation_summary.json"
+    ).read_text()
+    assert DistillationSummary.read(tmp_path / "elsewhere") is None
+    (tmp_path / DistillationSummary.FILE_NAME).write_text(json.dumps({**summary, "recipe": None} | {"global_step": 1}))
+    with pytest.raises(ValueError, match="is not a distillation summary"):
+        DistillationSummary.read(tmp_path)
+    (tmp_path / DistillationSummary.FILE_NAME).write_text(json.dumps({"global_step": 60}))
+    with pytest.raises(ValueError, match="without teacher, teacher_parameters, .*; distil again"):
+        DistillationSummary.read(tmp_path)
 
 
 SENTENCE_TRANSFORMERS_CHECK = textwrap.dedent(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from torch.nn import functional as F
-from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, Trainer, TrainingArguments
+from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, HfArgumentParser, Trainer, TrainingArguments
 
 from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert, data
 from minialbert.convert import ConversionArguments, load_teacher
@@ -14,13 +14,19 @@ from minialbert.corpora import SourceNotInstalled
 from minialbert.data import DataArguments, load_text_corpus, masked_lm_collator, tokenize_windows
 from minialbert.distill_job import StudentArguments, load_student, run_distillation
 from minialbert.distillation import (
+    LOSS_NAMES,
+    RECIPE_OPTIONS,
+    RECIPE_TERMS,
+    RECIPES,
     DistillationArguments,
     DistillationLoss,
     DistillationTrainer,
+    Recipe,
     agreement_by_depth,
     attention_kl,
     bert_attention_probabilities,
     cosine_loss,
+    evaluating,
     logit_kl,
     masked_mean,
     relational_loss,
@@ -164,6 +170,29 @@ def test_teacher_targets_ignore_the_trainers_train_mode(tiny_bert_path, tmp_path
         assert torch.equal(left, right)
     assert torch.equal(first.logits, second.logits) and first.logits.shape == (int(masked.sum()), 30522)
     assert sorted(first.attentions) == [2, 4]
+
+
+def test_each_term_and_option_is_declared_once_and_every_table_derives_from_it():
+    """`RECIPE_TERMS` and `RECIPE_OPTIONS` are the only place a term or option is written: its argument (help,
+    choices, None for "the recipe's"), both recipes' defaults and the resolved recipe's fields come from them."""
+    actions = {action.dest: action for action in HfArgumentParser(DistillationArguments)._actions}
+    for row in (*RECIPE_TERMS, *RECIPE_OPTIONS):
+        argument = f"{row.name}_weight" if row in RECIPE_TERMS else row.name
+        assert actions[argument].default is None and actions[argument].help.startswith(row.help)
+        assert RECIPES["paper"][argument] == row.paper and RECIPES["sentence"][argument] == row.sentence
+    for option in RECIPE_OPTIONS:
+        assert tuple(actions[option.name].choices) == option.choices and option.name in Recipe.__dataclass_fields__
+    assert LOSS_NAMES == tuple(term.name for term in RECIPE_TERMS)
+
+
+def test_evaluating_restores_the_training_mode_it_found(tiny_bert_path):
+    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, num_recursions=2)
+    for mode in (True, False):
+        student.train(mode)
+        with pytest.raises(RuntimeError), evaluating(student):
+            assert not student.training
+            raise RuntimeError("a failing scoring")
+        assert student.training is mode
 
 
 def test_recipes_per_kind_of_teacher_and_options_that_cannot_apply(teacher_path, tiny_bert_path, tmp_path, caplog):
