@@ -140,11 +140,11 @@ def distill_into(
     held_out = held_out_sets(
         windows["validation"],
         tokenizer,
-        training_arguments.per_device_eval_batch_size,
-        training_arguments.mlm_probability,
-        data_arguments.split_seed,
-        data_arguments.broad_eval_sentences,
-        data_arguments.validation_split_percentage / 100,
+        batch_size=training_arguments.per_device_eval_batch_size,
+        mlm_probability=training_arguments.mlm_probability,
+        seed=data_arguments.split_seed,
+        broad_sentences=data_arguments.broad_eval_sentences,
+        held_out_share=data_arguments.validation_split_percentage / 100,
     )
     broad = {source: texts for source, texts in held_out.sentences.items() if source != "python_reference"}
     layers = trainer.layer_map

@@ -7,6 +7,8 @@ the layout `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained` loads. Export
 (the default), it is also where `SentenceTransformer(student, backend="onnx")` looks. `optimum-onnx` installs
 only beside transformers < 4.58, so this module exports with `torch.onnx.export` and quantises with
 `onnxruntime.quantization` itself, and `OnnxRuntimeModel` runs the files under any transformers.
+
+The `minialbert export-onnx` job over these (output folder, `--bench`) is `minialbert.export_job`.
 """
 
 import logging
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from transformers import PreTrainedTokenizerBase
 from transformers.modeling_outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -290,7 +293,7 @@ def max_difference(model: MiniAlbertPreTrainedModel, onnx_model: "OnnxRuntimeMod
 
 def write_export(
     model: MiniAlbertPreTrainedModel,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     folder: Path,
     task: str,
     exporter: str = "torchscript",
