@@ -9,12 +9,12 @@ Only the config and model classes load with the package; every other public name
 ONNX Runtime.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
 import transformers
 
 from . import modeling_minialbert
+from ._lazy import lazy_exports
 from .configuration_minialbert import HEADS, MiniAlbertConfig
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
@@ -38,16 +38,18 @@ for auto_class, model_class in AUTO_CLASSES.items():
     auto_class.register(MiniAlbertConfig, model_class, exist_ok=True)
     model_class.register_for_auto_class(auto_class.__name__)
 
-# The public names loaded on first use, by the module that defines them.
-_LAZY_NAMES = {
-    "convert": ("ConversionArguments", "convert_bert_to_minialbert", "layer_map"),
-    "export": ("OnnxRuntimeModel",),
-    "export_job": ("ExportArguments", "export_onnx"),
-    "published": ("ImportArguments", "import_published"),
-    "runtimes": ("RuntimeReport", "fastest_runtime"),
-    "tuning": ("enable_tuning", "load_tuned", "save_tuned"),
-}
-_MODULE_OF = {name: module for module, names in _LAZY_NAMES.items() for name in names}
+# Every other public name loads its module on first use.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "convert": ("ConversionArguments", "convert_bert_to_minialbert", "layer_map"),
+        "export": ("OnnxRuntimeModel",),
+        "export_job": ("ExportArguments", "export_onnx"),
+        "published": ("ImportArguments", "import_published"),
+        "runtimes": ("RuntimeReport", "fastest_runtime"),
+        "tuning": ("enable_tuning", "load_tuned", "save_tuned"),
+    },
+)
 
 if TYPE_CHECKING:
     from .convert import ConversionArguments, convert_bert_to_minialbert, layer_map
@@ -56,19 +58,6 @@ if TYPE_CHECKING:
     from .published import ImportArguments, import_published
     from .runtimes import RuntimeReport, fastest_runtime
     from .tuning import enable_tuning, load_tuned, save_tuned
-
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-    globals()[name] = value  # loaded once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MODULE_OF))
-
 
 __all__ = [
     "AUTO_CLASSES",

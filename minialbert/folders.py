@@ -25,17 +25,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import filelock
 from safetensors import SafetensorError
-from transformers import PretrainedConfig, Trainer, TrainerCallback, TrainerState
-from transformers.trainer import TRAINER_STATE_NAME
+from transformers import PretrainedConfig, TrainerCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from .configuration_minialbert import MiniAlbertConfig
 
+if TYPE_CHECKING:  # the Trainer itself loads with the commands that train, not with every command's folder checks
+    from transformers import Trainer
+
 logger = logging.getLogger(__name__)
 
+# transformers.trainer.TRAINER_STATE_NAME, which the Trainer writes last into a checkpoint.
+TRAINER_STATE_FILE = "trainer_state.json"
 # What a student folder holds beside its config and weights: the code files `save_pretrained` copies for remote code,
 # and the tokenizer's files (which of them a tokenizer writes varies).
 CODE_FILES = ("configuration_minialbert.py", "modeling_minialbert.py")
@@ -162,7 +167,7 @@ def _is_empty(path: Path) -> bool:
 def _is_complete(checkpoint: Path) -> bool:
     # The Trainer writes trainer_state.json last, after the weights, optimiser, scheduler and RNG states.
     try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        state = json.loads((checkpoint / TRAINER_STATE_FILE).read_text())
     except (OSError, ValueError):
         return False
     return f"{PREFIX_CHECKPOINT_DIR}-{state.get('global_step')}" == checkpoint.name
@@ -368,7 +373,7 @@ class TrainingOutput:
         return "run the same command to resume."
 
     @contextmanager
-    def writing(self, trainer: Trainer) -> Iterator[None]:
+    def writing(self, trainer: "Trainer") -> Iterator[None]:
         """Point the trainer's `output_dir` at `working_dir` for the block (training, saving, evaluating), stop
         training on SIGTERM/SIGINT with a checkpoint (`CheckpointOnSignal`), and once the block ends without error,
         put the result at `output_dir` (the main process does; any other process leaves)."""
@@ -420,13 +425,13 @@ class TrainingOutput:
         staging.rmdir()
 
 
-def train(trainer: Trainer, resume_from: str | bool | None) -> TrainOutput:
+def train(trainer: "Trainer", resume_from: str | bool | None) -> TrainOutput:
     """`trainer.train(resume_from_checkpoint=resume_from)`, except from the last checkpoint of a run whose training
     had ended (stopped or killed during its final scoring or writing): from there transformers trains one step past
     `max_steps` (seen with 5.24), so the checkpoint's weights and state are restored instead and no step runs (the
     returned metrics then time nothing)."""
     if isinstance(resume_from, str | os.PathLike):
-        state = TrainerState.load_from_json(str(Path(resume_from, TRAINER_STATE_NAME)))
+        state = TrainerState.load_from_json(str(Path(resume_from, TRAINER_STATE_FILE)))
         if state.max_steps and state.global_step >= state.max_steps:
             trainer._load_from_checkpoint(str(resume_from))  # the Trainer's own loader (FSDP, PEFT, safetensors)
             trainer.state = state

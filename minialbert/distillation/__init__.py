@@ -7,77 +7,49 @@
 - `summary`: `DistillationSummary`, what a run reports.
 
 The `minialbert distill` job built on them is `minialbert.distill_job`; its held-out sets, `minialbert.held_out`.
+Each name loads its module on first use: reading a summary (`minialbert.hub`) does not load the Trainer.
 """
 
-from .agreement import (
-    SentenceAgreementCallback,
-    agreement_by_depth,
-    agreement_report,
-    encode_teacher,
-    evaluating,
-    running_depth,
-    sentence_agreement,
-)
-from .losses import (
-    TeacherTargets,
-    attention_kl,
-    bert_attention_probabilities,
-    cosine_loss,
-    logit_kl,
-    mapped_attention_kl,
-    masked_mean,
-    relational_loss,
-    teacher_targets,
-)
-from .recipes import (
-    DEPTH_LOSS_NAMES,
-    LOSS_NAMES,
-    RECIPE_CHOICES,
-    RECIPE_OPTIONS,
-    RECIPE_TERMS,
-    RECIPES,
-    DistillationArguments,
-    Recipe,
-    RecipeOption,
-    RecipeTerm,
-    recipe_name,
-    resolve_depth_weights,
-    resolve_recipe,
-)
-from .summary import DistillationSummary
-from .trainer import DistillationLoss, DistillationTrainer
+from .._lazy import lazy_exports
 
-__all__ = [
-    "DEPTH_LOSS_NAMES",
-    "LOSS_NAMES",
-    "RECIPES",
-    "RECIPE_CHOICES",
-    "RECIPE_OPTIONS",
-    "RECIPE_TERMS",
-    "DistillationArguments",
-    "DistillationLoss",
-    "DistillationSummary",
-    "DistillationTrainer",
-    "Recipe",
-    "RecipeOption",
-    "RecipeTerm",
-    "SentenceAgreementCallback",
-    "TeacherTargets",
-    "agreement_by_depth",
-    "agreement_report",
-    "attention_kl",
-    "bert_attention_probabilities",
-    "cosine_loss",
-    "encode_teacher",
-    "evaluating",
-    "logit_kl",
-    "mapped_attention_kl",
-    "masked_mean",
-    "recipe_name",
-    "relational_loss",
-    "resolve_depth_weights",
-    "resolve_recipe",
-    "running_depth",
-    "sentence_agreement",
-    "teacher_targets",
-]
+_EXPORTS = {
+    "agreement": (
+        "SentenceAgreementCallback",
+        "agreement_by_depth",
+        "agreement_report",
+        "encode_teacher",
+        "evaluating",
+        "running_depth",
+        "sentence_agreement",
+    ),
+    "losses": (
+        "TeacherTargets",
+        "attention_kl",
+        "bert_attention_probabilities",
+        "cosine_loss",
+        "logit_kl",
+        "mapped_attention_kl",
+        "masked_mean",
+        "relational_loss",
+        "teacher_targets",
+    ),
+    "recipes": (
+        "DEPTH_LOSS_NAMES",
+        "LOSS_NAMES",
+        "RECIPES",
+        "RECIPE_CHOICES",
+        "RECIPE_OPTIONS",
+        "RECIPE_TERMS",
+        "DistillationArguments",
+        "Recipe",
+        "RecipeOption",
+        "RecipeTerm",
+        "recipe_name",
+        "resolve_depth_weights",
+        "resolve_recipe",
+    ),
+    "summary": ("DistillationSummary",),
+    "trainer": ("DistillationLoss", "DistillationTrainer"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
