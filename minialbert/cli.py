@@ -13,14 +13,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from transformers import HfArgumentParser
+
 from . import __version__
 
-# Each command imports what it runs when it runs: `minialbert --help` loads neither the Trainer nor ONNX Runtime.
+# Each command imports what it runs when it runs: `minialbert --help` loads neither the Trainer nor ONNX Runtime
+# (HfArgumentParser alone is light).
 
 
 def convert_command(argv: list[str]) -> int:
-    from transformers import HfArgumentParser
-
     from .convert import ConversionArguments, convert_and_save
     from .folders import OutputArguments
 
@@ -38,8 +39,6 @@ def convert_command(argv: list[str]) -> int:
 
 
 def distill_command(argv: list[str]) -> int:
-    from transformers import HfArgumentParser
-
     from .convert import ConversionArguments
     from .data import DataArguments
     from .distill_job import StudentArguments, format_summary, run_distillation
@@ -59,8 +58,6 @@ def distill_command(argv: list[str]) -> int:
 
 
 def import_published_command(argv: list[str]) -> int:
-    from transformers import HfArgumentParser
-
     from .folders import OutputArguments
     from .published import PUBLISHED_CHECKPOINTS, ImportArguments, import_published
 
@@ -81,8 +78,6 @@ def import_published_command(argv: list[str]) -> int:
 
 
 def export_onnx_command(argv: list[str]) -> int:
-    from transformers import HfArgumentParser
-
     from .export_job import ExportArguments, export_onnx
     from .folders import OutputArguments
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
 from .devices import cpu_has_native_bf16
@@ -133,6 +133,8 @@ def _check_texts(sample_texts: list[str]) -> list[str]:
 
 def _onnx_exports(
     folder: Path,
+    config: MiniAlbertConfig,
+    tokenizer: PreTrainedTokenizerBase,
     onnx_folder: Path | None,
     wanted: list[str],
     explicit: bool,
@@ -153,8 +155,7 @@ def _onnx_exports(
     if onnx_folder is None:
         quantize = [path.removeprefix("onnxruntime-") for path in onnx_paths if path != "onnxruntime-fp32"]
         # Static int8 is calibrated on the texts it is timed on: the user's own.
-        model = load_encoder(folder, read_student_config(folder), num_recursions=depth)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = load_encoder(folder, config, num_recursions=depth)
 
         def write(staging: Path) -> None:
             write_export(model, tokenizer, staging, "feature-extraction", quantize=quantize, texts=texts)
@@ -253,6 +254,8 @@ def fastest_runtime(
     with tempfile.TemporaryDirectory() as scratch:
         exported, unavailable = _onnx_exports(
             folder,
+            config,
+            tokenizer,
             Path(onnx_folder) if onnx_folder else None,
             wanted,
             paths is not None,
