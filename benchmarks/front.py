@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-import transformers  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from torch import nn  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
@@ -49,22 +47,32 @@ from recipe_study import BudgetedSchedule, BudgetedTrainer, TimeBudget, budgeted
 from minialbert import ConversionArguments, convert_bert_to_minialbert  # noqa: E402
 from minialbert.convert import load_teacher  # noqa: E402
 from minialbert.data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows  # noqa: E402
+from minialbert.devices import machine  # noqa: E402
 
 RESULTS = Path(__file__).with_name("front.json")
 PLOT = Path(__file__).with_name("front.png")
 LAYER_DROP = "layer drop: teacher layers 2, 4, 6 (sentence-transformers MSE)"
 MODEL2VEC = "model2vec static embeddings"
-# name -> ConversionArguments overrides of a MiniAlbert contender, or the name of another kind of contender.
+DEFAULT = "MiniAlbert, 3 recursions, relaxed rank 96, layers 1, 4, 6"  # `minialbert convert`'s default student
+# name -> overrides of a MiniAlbert contender (ConversionArguments; `train.NAME`: DistillationArguments), or the name
+# of another kind of contender.
 CONTENDERS: dict[str, dict | str] = {
-    "MiniAlbert, 3 recursions": {},
-    "MiniAlbert, 3 recursions, relaxed rank 32": {"recursion_lora_rank": 32},
-    "MiniAlbert, 3 recursions, relaxed rank 96": {"recursion_lora_rank": 96},
-    "MiniAlbert, 3 recursions, relaxed rank 96, layers 1, 4, 6": {
-        "recursion_lora_rank": 96,
-        "teacher_layer_map": [1, 4, 6],
+    "MiniAlbert, 3 recursions": {"student_shape": "paper"},
+    "MiniAlbert, 3 recursions, relaxed rank 32": {"student_shape": "paper", "recursion_lora_rank": 32},
+    "MiniAlbert, 3 recursions, relaxed rank 96": {"student_shape": "paper", "recursion_lora_rank": 96},
+    DEFAULT: {"train.depth_schedule": "full"},
+    **{
+        f"{DEFAULT}, depth schedule {schedule}": {"train.depth_schedule": schedule}
+        for schedule in ("switch:0.2", "switch:0.35", "switch:0.5", "ramp:0.5", "grow:0.5", "sample:0.5")
     },
-    "three distinct layers (full-rank relaxation), E=128": {"recursion_lora_rank": 384},
-    "no recursion: one layer once": {"num_recursions": 1},
+    "three distinct layers (full-rank relaxation), E=128": {"student_shape": "paper", "recursion_lora_rank": 384},
+    "no recursion: one layer once": {"student_shape": "paper", "num_recursions": 1},
+    # The default student's parameters (8.07M against 8.05M) in one layer: the wider embeddings take the rest.
+    "no recursion: one layer once, E=196 (the default's parameters)": {
+        "student_shape": "paper",
+        "num_recursions": 1,
+        "embedding_size": 196,
+    },
     LAYER_DROP: "layer_drop",
     MODEL2VEC: "model2vec",
 }
@@ -91,8 +99,10 @@ def measure(model: nn.Module, encoder: Encoder, texts: dict[str, list[str]], tea
 
 def train_minialbert(options: dict, budget: float, seed: int, shared: dict) -> tuple[nn.Module, Encoder, dict]:
     torch.manual_seed(seed)
-    student = convert_bert_to_minialbert(shared["teacher"], ConversionArguments(**options))
-    arguments = budgeted_arguments(tempfile.mkdtemp(), seed=seed)
+    training = {key.removeprefix("train."): value for key, value in options.items() if key.startswith("train.")}
+    conversion = {key: value for key, value in options.items() if not key.startswith("train.")}
+    student = convert_bert_to_minialbert(shared["teacher"], ConversionArguments(**conversion))
+    arguments = budgeted_arguments(tempfile.mkdtemp(), seed=seed, **training)
     trainer = BudgetedTrainer(
         shared["teacher"],
         student,
@@ -184,8 +194,10 @@ def run(name: str, budget: float, seed: int, shared: dict) -> dict:
     else:
         model, encoder, extra = train_minialbert(kind, budget, seed, shared)
     trained = time.perf_counter() - start
-    return {"budget_seconds": budget, "seed": seed, "train_seconds": round(trained, 1), **extra} | measure(
-        model, encoder, shared["held_out"], shared["teacher_embeddings"], shared["tokenizer"]
+    return (
+        {"budget_seconds": budget, "seed": seed, "train_seconds": round(trained, 1), **extra}
+        | measure(model, encoder, shared["held_out"], shared["teacher_embeddings"], shared["tokenizer"])
+        | {"machine": machine()}
     )
 
 
@@ -311,12 +323,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     shared = shared_material(any(CONTENDERS[name] != "model2vec" for name, _ in todo))
     results["teacher"] = shared["teacher_row"]
-    results["machine"] = {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-    }
+    results["machine"] = machine()
     for name, seed in todo:
         print(f"{name}, seed {seed} ...", flush=True)
         runs[key(name, arguments.budget, seed)] = {"contender": name} | run(name, arguments.budget, seed, shared)

@@ -165,6 +165,10 @@ class BudgetedSchedule:
         self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
         return self.lr_scheduler
 
+    def training_progress(self) -> float:
+        # The depth schedule of `DistillationTrainer` reads the share of the budget spent, not of max_steps.
+        return self.budget.fraction()
+
 
 class BudgetedTrainer(BudgetedSchedule, DistillationTrainer):
     """`DistillationTrainer` on a wall-clock schedule."""

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # full run
     python benchmarks/run.py --quick    # fewer repetitions, no torch.compile
+    python benchmarks/run.py --section alternatives   # one section; the others keep their figures
 
 Contenders run in one process, alternating, after warm-up; each figure is the median over repetitions.
 Peak memory of a distillation step is the growth of the resident set of a fresh process running only that
@@ -67,6 +68,7 @@ from minialbert import (
 )
 from minialbert.convert import load_teacher
 from minialbert.data import bbc_news_splits, bbc_paragraphs, bundled_teacher_path
+from minialbert.devices import machine
 from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
@@ -94,6 +96,8 @@ TARGETS = {
     "onnx.int8_speedup_vs_torch": 2.0,
     "onnx.int8_speedup_vs_torch_padded": 1.5,
     "alternatives.best_student_path_vs_teacher_fp32": 4.0,
+    # Worth deploying: faster than the teacher's own best path (its ONNX Runtime int8 here), on the same texts.
+    "alternatives.best_student_path_vs_best_teacher_path": 1.5,
     "onnx.int8_sentence_spearman": 0.99,
     "onnx.int8_top1_agreement": 0.99,
 }
@@ -459,14 +463,20 @@ def alternatives(student_folders: list[Path], work: Path, repeats: int, warmup: 
                 size,
             )
             contenders[f"{name}, PyTorch bf16"] = (pooled(bf16(model)), size)
-            export = export_onnx(folder, work / f"{folder.name}-{depth}", ExportArguments(
-                "feature-extraction", num_recursions=depth, quantize=["int8", "int8-static"]))  # fmt: skip
-            for path, file_name in (("int8", QUANTIZED_ONNX_FILE), ("int8-static", STATIC_QUANTIZED_ONNX_FILE)):
-                runner = OnnxRuntimeModel.from_pretrained(export, file_name, session_options=options)
-                contenders[f"{name}, ONNX Runtime {path}"] = (
-                    pooled(lambda batch, runner=runner: runner(**batch).last_hidden_state),
-                    (export / file_name).stat().st_size / 2**20,
-                )
+            # A relaxed student's export merges each recursion's relaxation into weights of its own (the default)
+            # or keeps the shared weights plus low-rank pairs: both measured.
+            merges = (True, False) if config.recursion_lora_rank else (True,)
+            for merge in merges:
+                export = export_onnx(folder, work / f"{folder.name}-{depth}-{merge}", ExportArguments(
+                    "feature-extraction", num_recursions=depth, quantize=["int8", "int8-static"],
+                    merge_relaxations=merge))  # fmt: skip
+                suffix = "" if len(merges) == 1 else ", merged" if merge else ", low-rank pairs"
+                for path, file_name in (("int8", QUANTIZED_ONNX_FILE), ("int8-static", STATIC_QUANTIZED_ONNX_FILE)):
+                    runner = OnnxRuntimeModel.from_pretrained(export, file_name, session_options=options)
+                    contenders[f"{name}, ONNX Runtime {path}{suffix}"] = (
+                        pooled(lambda batch, runner=runner: runner(**batch).last_hidden_state),
+                        (export / file_name).stat().st_size / 2**20,
+                    )
     try:
         from model2vec.distill import distill
 
@@ -493,19 +503,28 @@ def alternatives(student_folders: list[Path], work: Path, repeats: int, warmup: 
             "agreement_with_teacher": similarity_spearman(embeddings[name], reference),
             "size_mb": size,
         }
-    # Item 2's paths for the main student at full depth: the fastest whose embeddings agree with its own fp32 ones.
+
+    def fastest(prefix: str, fp32: torch.Tensor) -> str:
+        """The fastest path of a model whose embeddings agree with its own fp32 ones (Spearman >= 0.99)."""
+        qualified = [name for name in rows if name.startswith(prefix)
+                     and similarity_spearman(embeddings[name], fp32) >= 0.99]  # fmt: skip
+        return max(qualified, key=lambda name: rows[name]["tokens_per_second"])
+
+    # The teacher's own best path (its int8 included), and the main student's at full depth, on the same texts.
+    best_teacher = fastest("teacher, ", reference)
     main_student = student_folders[0] if student_folders else None
     best = None
     if main_student is not None:
         depth = MiniAlbertModel.config_class.from_pretrained(main_student).num_hidden_layers
         prefix = f"{main_student.name} at {depth} recursions, "
-        fp32 = embeddings[prefix + "PyTorch fp32"]
-        qualified = [name for name in rows if name.startswith(prefix)
-                     and similarity_spearman(embeddings[name], fp32) >= 0.99]  # fmt: skip
-        best = max(qualified, key=lambda name: rows[name]["tokens_per_second"])
+        best = fastest(prefix, embeddings[prefix + "PyTorch fp32"])
     return {
         "best_student_path": best,
         "best_student_path_vs_teacher_fp32": rows[best]["speed_vs_teacher_fp32"] if best else None,
+        "best_teacher_path": best_teacher,
+        "best_student_path_vs_best_teacher_path": (
+            rows[best]["tokens_per_second"] / rows[best_teacher]["tokens_per_second"] if best else None
+        ),
         "rows": rows,
         "real_tokens": real_tokens,
     }
@@ -646,6 +665,12 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
+        "--section",
+        action="append",
+        choices=("inference", "onnx", "distill", "alternatives"),
+        help="Run only this section (repeat for several; default: all); the others keep their figures in --output.",
+    )
+    parser.add_argument(
         "--alternatives",
         type=Path,
         nargs="*",
@@ -670,15 +695,30 @@ def main() -> None:
             )
         else:
             student = converted_student(Path(folder))
-        results = {
-            "inference": inference(student, repeats, warmup, compile_model=not args.quick),
-            "onnx": onnx_runtime(student, repeats, warmup),
+        # Sections not run this time keep their last figures, each with the machine that measured it.
+        results = json.loads(args.output.read_text()) if args.output.exists() else {}
+        results.pop("targets", None)
+        sections = {
+            "inference": lambda: inference(student, repeats, warmup, compile_model=not args.quick),
+            "onnx": lambda: onnx_runtime(student, repeats, warmup),
+            "distill": lambda: distillation(student, 1 if args.quick else 5, 1),
+            "alternatives": lambda: alternatives(
+                [folder for folder in args.alternatives if (folder / "config.json").is_file()],
+                Path(folder),
+                min(repeats, 5),
+                1,
+            ),
         }
-        if not args.student:
-            results["distill"] = distillation(student, 1 if args.quick else 5, 1)
-        students = [folder for folder in args.alternatives if (folder / "config.json").is_file()]
-        results["alternatives"] = alternatives(students, Path(folder), min(repeats, 5), 1)
-    flat = {f"{section}.{key}": value for section, values in results.items() for key, value in values.items()}
+        for section in args.section or list(sections):
+            if section == "distill" and args.student:
+                continue  # the distillation contenders distil from the bundled teacher
+            results[section] = sections[section]() | {"machine": machine()}
+    flat = {
+        f"{section}.{key}": value
+        for section, values in results.items()
+        if isinstance(values, dict)
+        for key, value in values.items()
+    }
     results["targets"] = {}
     for key, target in TARGETS.items():
         if not isinstance(flat.get(key), float):
@@ -693,6 +733,7 @@ def main() -> None:
         results["targets"][key] = {"target": f"<= {target}", "met": flat[key] <= target}
     results["environment"] = {
         "quick": args.quick,
+        "sections": args.section or "all",
         "student": str(args.student) if args.student else "the bundled teacher converted with default options",
         "repeats": repeats,
         "seconds": round(time.perf_counter() - start, 1),

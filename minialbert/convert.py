@@ -70,6 +70,36 @@ def layer_map(num_teacher_layers: int, num_recursions: int) -> list[int]:
     return [(2 * step * L + N) // (2 * N) for step in range(1, N + 1)]
 
 
+def spread_layer_map(num_teacher_layers: int, num_recursions: int) -> list[int]:
+    """The teacher's first and last layers and the rest evenly between, 1-based: round(1 + i·(L-1)/(N-1)).
+
+    The relaxed student's default: with 6 teacher layers and 3 recursions [1, 4, 6], which `benchmarks/front.py`
+    measured ahead of the evenly spaced [2, 4, 6] at equal budget (README, "Beside what a user would distil
+    instead"); with 12 layers and 6 recursions [1, 3, 5, 8, 10, 12]. One recursion follows the last layer.
+    """
+    if num_recursions == 1:
+        return layer_map(num_teacher_layers, 1)
+    layer_map(num_teacher_layers, num_recursions)  # the same refusals
+    L, N = num_teacher_layers, num_recursions
+    # Integer round-half-up of 1 + i·(L-1)/(N-1).
+    return [1 + (2 * step * (L - 1) + N - 1) // (2 * (N - 1)) for step in range(N)]
+
+
+# What each student shape defaults to: the relaxation's rank as a share of the hidden size, and the layer map.
+# "relaxed" is the best student within 40% of the teacher's parameters measured by benchmarks/front.py; "paper" is
+# Nouriborji et al.'s (no relaxation, evenly spaced layers).
+STUDENT_SHAPES = {
+    "relaxed": {"rank_share": 0.25, "layer_map": spread_layer_map},
+    "paper": {"rank_share": 0.0, "layer_map": layer_map},
+}
+
+
+def default_rank(hidden_size: int, student_shape: str) -> int:
+    """The relaxation rank a student shape gives a teacher of `hidden_size`: a quarter of it for "relaxed" (96 for
+    all-MiniLM-L6-v2's 384, 192 for BERT-base's 768, 8 for a 32-wide test BERT), 0 (none) for "paper"."""
+    return int(hidden_size * STUDENT_SHAPES[student_shape]["rank_share"])
+
+
 def check_layer_map(layers: list[int], num_teacher_layers: int, num_recursions: int, name: str = "layer_map") -> None:
     """Refuse a layer map that does not give one valid 1-based teacher layer per recursion."""
     if len(layers) != num_recursions or not all(1 <= k <= num_teacher_layers for k in layers):
@@ -99,20 +129,33 @@ class ConversionArguments:
             "(teacher layer K, 1-based)."
         },
     )
+    student_shape: str = field(
+        default="relaxed",
+        metadata={
+            "help": "The defaults of --recursion_lora_rank and --teacher_layer_map: 'relaxed' (rank a quarter of the "
+            "hidden size; the teacher's first and last layers and the rest evenly between: the best student of "
+            "benchmarks/front.py) or 'paper' (no relaxation, evenly spaced layers, as Nouriborji et al.).",
+            "choices": tuple(STUDENT_SHAPES),
+        },
+    )
     use_adapters: bool = field(
         default=True, metadata={"help": "Give each recursion its own bottleneck adapters (they start as identities)."}
     )
     adapter_reduction_factor: int = field(default=16, metadata={"help": "Adapter width = hidden size / this factor."})
-    recursion_lora_rank: int = field(
-        default=0,
+    recursion_lora_rank: int | None = field(
+        default=None,
         metadata={
             "help": "Rank of each recursion's relaxation, initialised from the SVD of its teacher layer minus the "
-            "shared layer (0 = off; the hidden size = exact)."
+            "shared layer (0 = off; the hidden size = exact; default: --student_shape's, a quarter of the hidden "
+            "size for 'relaxed')."
         },
     )
     teacher_layer_map: list[int] | None = field(
         default=None,
-        metadata={"help": "Override the teacher layer (1-based) each recursion stands for, one per recursion."},
+        metadata={
+            "help": "The teacher layer (1-based) each recursion stands for, one per recursion (default: "
+            "--student_shape's: first, last and evenly between for 'relaxed', evenly spaced for 'paper')."
+        },
     )
     calibration_samples: int = field(
         default=DEFAULT_CALIBRATION_SAMPLES,
@@ -129,6 +172,13 @@ class ConversionArguments:
     tokenizer: str | None = field(
         default=None, metadata={"help": "Tokenizer to save with the student (default: the teacher's own)."}
     )
+
+    def __post_init__(self):
+        if self.student_shape not in STUDENT_SHAPES:
+            raise ValueError(
+                f"student_shape must be one of {list(STUDENT_SHAPES)}, got {self.student_shape!r}; pass 'relaxed' "
+                "(the default) or 'paper'."
+            )
 
 
 @dataclass
@@ -237,8 +287,12 @@ def student_config(teacher: Teacher, arguments: ConversionArguments) -> MiniAlbe
             f"embedding_size ({arguments.embedding_size}) exceeds the teacher's hidden size ({bert.hidden_size}); "
             f"factorised embeddings must be at most {bert.hidden_size} wide."
         )
-    teacher_layers = arguments.teacher_layer_map or layer_map(bert.num_hidden_layers, num_recursions)
+    shape = STUDENT_SHAPES[arguments.student_shape]
+    teacher_layers = arguments.teacher_layer_map or shape["layer_map"](bert.num_hidden_layers, num_recursions)
     check_layer_map(teacher_layers, bert.num_hidden_layers, num_recursions, "teacher_layer_map")
+    rank = arguments.recursion_lora_rank
+    if rank is None:
+        rank = default_rank(bert.hidden_size, arguments.student_shape)
     parse_init(arguments.init, bert.num_hidden_layers, teacher_layers)
     return MiniAlbertConfig(
         vocab_size=bert.vocab_size,
@@ -257,7 +311,7 @@ def student_config(teacher: Teacher, arguments: ConversionArguments) -> MiniAlbe
         pad_token_id=bert.pad_token_id if bert.pad_token_id is not None else 0,
         use_adapters=arguments.use_adapters,
         adapter_reduction_factor=arguments.adapter_reduction_factor,
-        recursion_lora_rank=arguments.recursion_lora_rank,
+        recursion_lora_rank=rank,
         teacher_name_or_path=teacher.name_or_path,
         teacher_revision=teacher.revision,
         teacher_layer_map=teacher_layers,

@@ -5,6 +5,7 @@ can apply. Light on purpose: inference (`minialbert.runtimes`) and training (`mi
 import functools
 import logging
 import os
+import platform
 import re
 import time
 from pathlib import Path
@@ -17,6 +18,28 @@ if TYPE_CHECKING:
     from transformers import TrainingArguments
 
 logger = logging.getLogger(__name__)
+
+
+def machine() -> dict:
+    """What a measurement ran on, for the record beside it: the CPU model, whether it has native bf16
+    (avx512_bf16/amx_bf16) and int8 dot products (VNNI), the threads torch uses, and the torch and transformers
+    versions. Machines of one kind differ by more than 2x (native bf16 or AVX2 only): times compare only between
+    rows of one machine."""
+    import transformers
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    return {
+        "cpu": model.group(1).strip() if model else platform.processor() or platform.machine(),
+        "native_bf16": cpu_has_native_bf16(),
+        "vnni": re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", cpuinfo) is not None,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 def cpu_has_native_bf16() -> bool:

@@ -4,6 +4,7 @@ the teacher before and after, in `distillation_summary.json` and in print.
 """
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, enable_full_det
 
 from .convert import ConversionArguments, convert_bert_to_minialbert, load_teacher
 from .data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows
-from .devices import check_fsdp_device
+from .devices import check_fsdp_device, machine
 from .distillation import (
     DistillationArguments,
     DistillationSummary,
@@ -103,6 +104,7 @@ def distill_into(
     training_arguments: DistillationArguments,
 ) -> dict:
     """`run_distillation` once its output folder is locked."""
+    started = time.perf_counter()
     with training_arguments.main_process_first(desc="Reading the corpus"):
         corpus = load_text_corpus(data_arguments)
     teacher_name = student_arguments.teacher or bundled_teacher_path()
@@ -185,6 +187,8 @@ def distill_into(
             teacher_figures={
                 name.removeprefix("teacher_"): value for name, value in before.items() if name.startswith("teacher_")
             },
+            wall_clock_seconds=round(time.perf_counter() - started, 1),
+            machine=machine(),
         )
 
         def write(folder: Path) -> None:

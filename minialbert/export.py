@@ -165,10 +165,31 @@ def example_batches(config: MiniAlbertConfig) -> list[dict[str, torch.Tensor]]:
 
 
 def export_model(
-    model: MiniAlbertPreTrainedModel, task: str, path: str | os.PathLike, exporter: str = "torchscript"
+    model: MiniAlbertPreTrainedModel,
+    task: str,
+    path: str | os.PathLike,
+    exporter: str = "torchscript",
+    merge_relaxations: bool = True,
 ) -> None:
     """Write `model` as an ONNX graph for `task` with dynamic batch and sequence axes, weights inside the file and
-    its task in the file's metadata. `exporter`: see `EXPORTERS`."""
+    its task in the file's metadata. `exporter`: see `EXPORTERS`. `merge_relaxations`: a relaxed student's
+    recursions get their own merged weights in the graph (`MiniAlbertEncoder.merge_relaxations`: one matrix multiply
+    per linear, int8-quantised like any other, for a larger file) instead of the shared weights plus low-rank pairs;
+    benchmarks/run.py measures both."""
+    encoder = getattr(model.base_model, "encoder", None)
+    merge = merge_relaxations and getattr(encoder, "relaxations", None) is not None and not encoder.relaxations_merged
+    if merge:
+        encoder.merge_relaxations()
+    try:
+        # Traced without autograd, as inference runs: under it the relaxations would be merged afresh in the graph.
+        with torch.no_grad():
+            _export_graph(model, task, path, exporter)
+    finally:
+        if merge:
+            encoder.unmerge_relaxations()
+
+
+def _export_graph(model: MiniAlbertPreTrainedModel, task: str, path: str | os.PathLike, exporter: str) -> None:
     import onnx
 
     # eval() on the wrapper too: exporters restore the wrapper's mode, and with it the model's, after tracing.
@@ -299,15 +320,16 @@ def write_export(
     exporter: str = "torchscript",
     quantize: list[str] | None = None,
     texts: list[str] | None = None,
+    merge_relaxations: bool = True,
 ) -> None:
     """Write the exported folder's files into `folder`: config, code files, tokenizer, the ONNX graph of `model`
-    for `task` (refused unless ONNX Runtime reproduces the PyTorch outputs within `PARITY_TOLERANCE`) and the
-    `quantize` copies (static int8 calibrated on `texts`)."""
+    for `task` (refused unless ONNX Runtime reproduces the PyTorch outputs within `PARITY_TOLERANCE`; relaxations
+    merged as `export_model` says) and the `quantize` copies (static int8 calibrated on `texts`)."""
     model.config.save_pretrained(folder)
     for code_file in CODE_FILES:
         shutil.copy(Path(__file__).with_name(code_file), folder / code_file)
     tokenizer.save_pretrained(folder)
-    export_model(model, task, folder / ONNX_FILE, exporter)
+    export_model(model, task, folder / ONNX_FILE, exporter, merge_relaxations)
     difference = max_difference(model, OnnxRuntimeModel.from_pretrained(folder), task)
     if difference > PARITY_TOLERANCE:
         raise RuntimeError(

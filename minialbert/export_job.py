@@ -70,6 +70,13 @@ class ExportArguments:
             f"the model will encode (default: {CALIBRATION_TEXTS} BBC News paragraphs of the bundled corpus)."
         },
     )
+    merge_relaxations: bool = field(
+        default=True,
+        metadata={
+            "help": "A relaxed student's recursions exported with their own merged weights (one matrix multiply per "
+            "linear: faster, a larger file) rather than the shared weights plus low-rank pairs."
+        },
+    )
     bench: bool = field(
         default=False,
         metadata={
@@ -156,7 +163,9 @@ def _export_onnx(
             model = ONNX_TASKS[task].model_class.from_pretrained(str(folder), **depth).eval()
 
     def write(staging: Path) -> None:
-        write_export(model, tokenizer, staging, task, arguments.exporter, arguments.quantize, texts)
+        write_export(
+            model, tokenizer, staging, task, arguments.exporter, arguments.quantize, texts, arguments.merge_relaxations
+        )
         if arguments.bench:
             report = fastest_runtime(folder, texts, onnx_folder=staging, num_recursions=arguments.num_recursions)
             (staging / RUNTIME_REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))

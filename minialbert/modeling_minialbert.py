@@ -119,9 +119,19 @@ class LowRankDelta(nn.Module):
         self.down = nn.Parameter(torch.empty(rank, in_features))
         self.up = nn.Parameter(torch.empty(out_features, rank))
         self.bias = nn.Parameter(torch.empty(out_features))
+        # The shared linear with this delta merged in, for inference (`MiniAlbertEncoder.merge_relaxations`).
+        self.register_buffer("merged_weight", None, persistent=False)
+        self.register_buffer("merged_bias", None, persistent=False)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return F.linear(F.linear(hidden_states, self.down), self.up, self.bias)
+
+    def merged(self, linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight and bias of `linear` with this delta merged in: kept copies at inference once merged, else
+        computed (under autograd, the gradient reaches both)."""
+        if self.merged_weight is not None and not self.training:
+            return self.merged_weight, self.merged_bias
+        return linear.weight + self.up @ self.down, linear.bias + self.bias
 
 
 class LayerNormDelta(nn.Module):
@@ -152,9 +162,23 @@ class MiniAlbertRelaxation(nn.Module):
         self.ffn_layer_norm_delta = LayerNormDelta(hidden)
 
 
+def merges_relaxations(linears: tuple[nn.Module, ...], deltas: tuple[LowRankDelta, ...]) -> bool:
+    """Whether relaxed linears run as merged matrices `weight + up @ down` rather than the shared linear plus the
+    low-rank pair: at inference once merged (`MiniAlbertEncoder.merge_relaxations`, which keeps a copy per
+    recursion), and under autograd (training: batches of hundreds of tokens), where computing the merge costs less,
+    forward and backward, than the pair, whose cost grows with the tokens. Otherwise (inference, often a few tokens)
+    the pair. Linears PEFT has wrapped keep the pair."""
+    if not all(type(linear) is nn.Linear for linear in linears):
+        return False
+    return torch.is_grad_enabled() or all(delta.merged_weight is not None and not delta.training for delta in deltas)
+
+
 def relaxed_linear(linear: nn.Module, hidden_states: torch.Tensor, delta: LowRankDelta | None) -> torch.Tensor:
-    output = linear(hidden_states)
-    return output if delta is None else output + delta(hidden_states)
+    if delta is None:
+        return linear(hidden_states)
+    if merges_relaxations((linear,), (delta,)):
+        return F.linear(hidden_states, *delta.merged(linear))
+    return linear(hidden_states) + delta(hidden_states)
 
 
 def relaxed_layer_norm(
@@ -279,13 +303,18 @@ class MiniAlbertAttention(nn.Module):
 
     def project_qkv(self, hidden_states: torch.Tensor, relaxation: MiniAlbertRelaxation | None) -> torch.Tensor:
         """Query, key and value side by side, `(..., 3 * hidden)`, for one unpack and one split: one matrix
-        multiply where the three are plain linear layers, else one each (PEFT wraps them, relaxations add
-        deltas)."""
+        multiply where the three are plain linear layers (with their relaxations merged in, `merges_relaxations`),
+        else one each (PEFT wraps them, or inference adds the low-rank deltas)."""
         projections = (self.query, self.key, self.value)
         if relaxation is None and all(type(projection) is nn.Linear for projection in projections):
             weight = torch.cat([projection.weight for projection in projections])
             bias = torch.cat([projection.bias for projection in projections])
             return F.linear(hidden_states, weight, bias)
+        if relaxation is not None:
+            deltas = tuple(getattr(relaxation, f"{name}_delta") for name in ("query", "key", "value"))
+            if merges_relaxations(projections, deltas):
+                merged = [delta.merged(projection) for projection, delta in zip(projections, deltas, strict=True)]
+                return F.linear(hidden_states, *(torch.cat(part) for part in zip(*merged, strict=True)))
         return torch.cat(
             [
                 relaxed_linear(getattr(self, name), hidden_states, getattr(relaxation, f"{name}_delta", None))
@@ -397,6 +426,44 @@ class MiniAlbertEncoder(nn.Module):
             if config.recursion_lora_rank > 0
             else None
         )
+
+    # Each linear of the shared layer a relaxation changes, by its path in `MiniAlbertLayer` (the delta is named for
+    # the last part: `query_delta`, ..., `ffn_output_delta`).
+    RELAXED_LINEARS = ("attention.query", "attention.key", "attention.value", "attention.dense", "ffn", "ffn_output")
+
+    @property
+    def relaxations_merged(self) -> bool:
+        return self.relaxations is not None and self.relaxations[0].query_delta.merged_weight is not None
+
+    @torch.no_grad()
+    def merge_relaxations(self) -> None:
+        """Keep, for each recursion, its linears with its relaxation merged in (`weight + up @ down`, as PEFT merges
+        LoRA): inference then runs one matrix multiply per linear instead of the shared one plus the low-rank pair,
+        at the memory of one full layer's linears per recursion. Outputs are unchanged up to rounding. Training
+        ignores the copies (it merges afresh, under autograd); call `unmerge_relaxations` before changing the
+        weights otherwise, e.g. with `load_state_dict`."""
+        if self.relaxations is None:
+            raise ValueError("This MiniAlbert has no relaxations to merge (recursion_lora_rank is 0).")
+        for path in self.RELAXED_LINEARS:
+            linear = self.layer.get_submodule(path)
+            if type(linear) is not nn.Linear:
+                raise ValueError(
+                    f"The shared layer's {path} is wrapped ({type(linear).__name__}, e.g. by PEFT): merge or unload "
+                    "those adapters first (merge_and_unload), then merge the relaxations."
+                )
+            for relaxation in self.relaxations:
+                delta = relaxation.get_submodule(f"{path.split('.')[-1]}_delta")
+                delta.merged_weight, delta.merged_bias = (
+                    linear.weight + delta.up @ delta.down,
+                    linear.bias + delta.bias,
+                )
+
+    def unmerge_relaxations(self) -> None:
+        """Drop the merged copies of `merge_relaxations`: back to the shared linear plus the low-rank pair."""
+        for relaxation in self.relaxations or ():
+            for path in self.RELAXED_LINEARS:
+                delta = relaxation.get_submodule(f"{path.split('.')[-1]}_delta")
+                delta.merged_weight = delta.merged_bias = None
 
     @property
     def depth(self) -> int:

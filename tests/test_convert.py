@@ -13,6 +13,7 @@ from transformers import (
     BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
+    BertModel,
     DistilBertConfig,
     DistilBertModel,
 )
@@ -22,13 +23,17 @@ from minialbert.cli import main as cli_main
 from minialbert.convert import (
     LAYER_MODULES,
     ConversionArguments,
+    Teacher,
     calibrate,
     calibration_batches,
     convert_and_save,
+    default_rank,
     factorise_embeddings,
     load_teacher,
     low_rank_delta,
     merge_linears,
+    spread_layer_map,
+    student_config,
 )
 from minialbert.corpora import SourceNotInstalled
 from minialbert.modeling_minialbert import LowRankDelta
@@ -90,12 +95,55 @@ def test_default_conversion_of_the_bundled_teacher(teacher_path, caplog):
     assert "has no masked-LM head" in caplog.text
     config = student.config
     assert (config.embedding_size, config.hidden_size, config.num_hidden_layers) == (128, 384, 3)
-    assert config.teacher_layer_map == [2, 4, 6]
+    # The relaxed student (STUDENT_SHAPES): rank a quarter of 384, the first, last and middle teacher layers.
+    assert config.teacher_layer_map == [1, 4, 6]
     assert config.teacher_name_or_path == teacher_path
     assert config.conversion_init == "average"
-    assert config.use_adapters and config.recursion_lora_rank == 0
+    assert config.use_adapters and config.recursion_lora_rank == 96
     # Without a teacher head, the transform starts as the identity.
     torch.testing.assert_close(student.predictions.dense.weight, torch.eye(384))
+
+
+@pytest.mark.parametrize(
+    ("layers", "hidden", "recursions", "relaxed", "paper"),
+    [
+        # the bundled all-MiniLM-L6-v2 shape, BERT-base, BERT-base at 3 recursions, the tiny test BERT
+        (6, 384, None, (96, [1, 4, 6]), [2, 4, 6]),
+        (12, 768, None, (192, [1, 3, 5, 8, 10, 12]), [2, 4, 6, 8, 10, 12]),
+        (12, 768, 3, (192, [1, 7, 12]), [4, 8, 12]),
+        (4, 32, None, (8, [1, 4]), [2, 4]),
+        (4, 32, 1, (8, [4]), [4]),
+    ],
+)
+def test_the_student_shapes_rank_and_layer_rules(layers, hidden, recursions, relaxed, paper):
+    """`student_shape` sets the defaults of rank and layer map from the teacher's shape alone (read on the meta
+    device: no weights); explicit values win over either shape."""
+    with torch.device("meta"):
+        bert = BertModel(
+            BertConfig(
+                hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=4 * hidden
+            )
+        )
+    teacher = Teacher(bert, None, "teacher", None)
+    shape = dict(num_recursions=recursions, embedding_size=16)
+    config = student_config(teacher, ConversionArguments(**shape))
+    assert (config.recursion_lora_rank, config.teacher_layer_map) == relaxed
+    config = student_config(teacher, ConversionArguments(**shape, student_shape="paper"))
+    assert (config.recursion_lora_rank, config.teacher_layer_map) == (0, paper)
+    assert default_rank(hidden, "relaxed") == relaxed[0] and spread_layer_map(layers, len(paper)) == relaxed[1]
+    explicit = ConversionArguments(**shape, recursion_lora_rank=2, teacher_layer_map=paper)
+    config = student_config(teacher, explicit)
+    assert (config.recursion_lora_rank, config.teacher_layer_map) == (2, paper)
+    with pytest.raises(ValueError, match="student_shape must be one of \\['relaxed', 'paper'\\], got 'wide'"):
+        ConversionArguments(student_shape="wide")
+
+
+def test_the_small_fixture_converts_in_either_shape(tiny_bert_path):
+    relaxed = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16)
+    assert relaxed.config.recursion_lora_rank == 8 and relaxed.config.teacher_layer_map == [1, 4]
+    assert relaxed.minialbert.encoder.relaxations is not None
+    paper = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, student_shape="paper")
+    assert paper.config.recursion_lora_rank == 0 and paper.minialbert.encoder.relaxations is None
 
 
 def test_weight_only_embedding_factorisation_is_the_best_affine_low_rank_fit(tiny_bert_path):

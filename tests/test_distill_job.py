@@ -19,7 +19,11 @@ from minialbert import MiniAlbertForMaskedLM
 from .conftest import run_training
 from .test_distillation import TINY_RUN
 
-KILL_RUN = ["minialbert", "distill", *TINY_RUN, "--max_steps", "8", "--save_steps", "2"]
+# Under a depth schedule drawn at random for the first half (steps 1 to 4, depth 1 or 2): a resumed run must continue
+# the schedule where it stopped, its draws included.
+KILL_RUN = [
+    "minialbert", "distill", *TINY_RUN, "--max_steps", "8", "--save_steps", "2", "--depth_schedule", "sample:0.5",
+]  # fmt: skip
 
 
 def checksums(folder: Path) -> dict[str, str]:
@@ -31,14 +35,19 @@ def checksums(folder: Path) -> dict[str, str]:
 
 
 def assert_ends_as_the_uninterrupted_run(folder: Path, reference: Path, context: str) -> tuple[dict, dict]:
-    """Same seed, batches, masks and dropout: a resumed run logs the uninterrupted run's losses at steps 1 to 8 and
-    ends with exactly its weights and optimiser state. Returns both folders' checksums."""
+    """Same seed, batches, masks, dropout and depths: a resumed run logs the uninterrupted run's losses and depths at
+    steps 1 to 8 and ends with exactly its weights and optimiser state. Returns both folders' checksums."""
     losses = [
-        [(entry["step"], entry["loss"]) for entry in json.loads(path.read_text())["log_history"] if "loss" in entry]
+        [
+            (entry["step"], entry["loss"], entry["depth"])
+            for entry in json.loads(path.read_text())["log_history"]
+            if "loss" in entry
+        ]
         for path in (folder / "checkpoint-8" / "trainer_state.json", reference / "checkpoint-8" / "trainer_state.json")
     ]
     assert losses[0] == losses[1], context
-    assert [step for step, _ in losses[0]] == list(range(1, 9)), context
+    assert [step for step, _, _ in losses[0]] == list(range(1, 9)), context
+    assert [depth for *_, depth in losses[0]][4:] == [2] * 4, context  # full depth from half-way
     ours, theirs = checksums(folder), checksums(reference)
     for name in ("model.safetensors", "checkpoint-8/model.safetensors", "checkpoint-8/optimizer.pt"):
         assert ours[name] == theirs[name], f"{name} differs ({context})"

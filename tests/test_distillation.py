@@ -18,6 +18,7 @@ from minialbert.distillation import (
     RECIPE_OPTIONS,
     RECIPE_TERMS,
     RECIPES,
+    DepthSchedule,
     DistillationArguments,
     DistillationLoss,
     DistillationTrainer,
@@ -368,6 +369,102 @@ def test_elastic_depth_adds_each_shallower_depths_terms_as_computed_by_hand(tiny
         torch.testing.assert_close(losses["sentence@sampled"], expected[f"sentence@{depth}"])
     assert drawn == {1, 2}
     assert sampled.weights()["hidden@sampled"] == 2.5 and sampled.weights()["attention@sampled"] == 5.0
+
+
+def test_depth_schedules_name_a_depth_for_every_share_of_training():
+    assert str(DepthSchedule.parse("full")) == "full" and str(DepthSchedule.parse("switch:0.350")) == "switch:0.35"
+    by_progress = {
+        "full": [3, 3, 3, 3, 3],
+        "switch:0.35": [1, 1, 3, 3, 3],  # progress 0, 0.2, 0.4, 0.6, 0.8
+        "ramp:0.5": [1, 1, 2, 3, 3],  # depth 1 until 0.25, 2 until 0.5
+        "ramp:1": [1, 1, 1, 2, 2],
+        "grow:1": [1, 1, 1, 2, 2],
+    }
+    for text, depths in by_progress.items():
+        schedule = DepthSchedule.parse(text)
+        assert [schedule.depth(step / 5, 3) for step in range(5)] == depths, text
+    sample = DepthSchedule.parse("sample:0.5")
+    torch.manual_seed(0)
+    drawn = [sample.depth(0.1, 3) for _ in range(60)]
+    assert set(drawn) == {1, 2, 3}
+    assert sample.depth(0.5, 3) == 3
+    for bad in ("switch", "switch:0", "ramp:1.5", "sample:x", "grow:2", "loop:0.5", "full:0.5"):
+        with pytest.raises(ValueError, match=f"--depth_schedule must be one of .* got '{bad}'; e.g. --depth_schedule"):
+            DistillationArguments(output_dir="unused", depth_schedule=bad)
+
+
+@pytest.mark.parametrize("schedule", ["switch:0.5", "ramp:0.75", "sample:0.75"])
+def test_each_step_runs_the_depth_its_schedule_names(tiny_bert_path, tmp_path, schedule):
+    """Eight steps of a 3-recursion student: the depth logged at each step is the schedule's at that step's share of
+    training, and the step trains what that depth computes."""
+    trainer = tiny_trainer(tiny_bert_path, tmp_path, num_recursions=3, max_steps=8, depth_schedule=schedule,
+                           recipe="sentence", auto_bf16=False)  # fmt: skip
+    assert trainer.recipe.depth_schedule == schedule and f"depth_schedule {schedule}" in trainer.recipe.describe()
+    parsed = DepthSchedule.parse(schedule)
+    trainer.train()
+    logged = [entry["depth"] for entry in trainer.state.log_history if "loss" in entry]
+    if parsed.kind == "sample":
+        # Drawn per step until 0.75 of training (steps 1 to 6, seeded by --seed), full depth after.
+        assert set(logged[:6]) <= {1, 2, 3} and len(set(logged[:6])) > 1 and logged[6:] == [3, 3]
+    else:
+        assert logged == [parsed.depth(step / 8, 3) for step in range(8)]
+
+    if parsed.kind != "sample":
+        # A step at depth 1 is the first recursion against the teacher layer a 1-recursion student follows (4).
+        trainer.state.global_step, trainer._step_depth = 0, None
+        batch = next(iter(trainer.get_train_dataloader()))
+        plain = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+        student = trainer.model.eval()
+        student.training = True  # a training step, with every submodule's dropout off
+        with torch.no_grad():
+            losses = trainer.distillation_losses(student, batch)
+            with running_depth(student, 1):
+                state = student.minialbert(**plain).last_hidden_state
+            teacher = trainer.teacher.bert(**plain, output_hidden_states=True).hidden_states
+        assert student.config.num_recursions is None, "the depth was not restored"
+        real = plain["attention_mask"].bool()
+        torch.testing.assert_close(losses["hidden"], cosine_loss(state, teacher[4], real))
+
+
+def test_elastic_depth_under_a_schedule_trains_the_depths_below_the_steps(tiny_bert_path, tmp_path):
+    trainer = tiny_trainer(tiny_bert_path, tmp_path, num_recursions=3, max_steps=4, depth_schedule="ramp:1",
+                           elastic_depth="sum", recipe="sentence", auto_bf16=False)  # fmt: skip
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()
+    terms = {}
+    for step in range(4):  # progress 0, 0.25 (depth 1), 0.5, 0.75 (depth 2)
+        trainer.state.global_step, trainer.state.max_steps = step, 4
+        with torch.no_grad():
+            terms[step] = set(trainer.distillation_losses(trainer.model, batch))
+    assert terms[0] == terms[1] == {"hidden", "sentence"}
+    assert terms[2] == terms[3] == {"hidden", "sentence", "hidden@1", "sentence@1"}
+    trainer.train()
+    assert [entry["depth"] for entry in trainer.state.log_history if "loss" in entry] == [1, 1, 2, 2]
+
+
+def test_a_growing_student_follows_its_own_teacher_layers_from_a_shorter_teacher(tiny_bert_path, tmp_path):
+    """`grow`: a step at depth d follows the first d layers of the layer map, the sentence terms included."""
+    trainer = tiny_trainer(tiny_bert_path, tmp_path, num_recursions=2, max_steps=4, depth_schedule="grow:0.5",
+                           recipe="sentence", auto_bf16=False)  # fmt: skip
+    assert trainer.layer_map == [1, 4] and trainer.distillation.layers_at(1) == [1]
+    batch = next(iter(trainer.get_train_dataloader()))
+    plain = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        full = trainer.teacher.bert(**plain, output_hidden_states=True).hidden_states
+
+    student = trainer.model.eval()
+    student.training = True  # a training step, with every submodule's dropout off
+    trainer.state.global_step, trainer.state.max_steps = 0, 4
+    with torch.no_grad():
+        losses = trainer.distillation_losses(student, batch)
+        with running_depth(student, 1):
+            state = student.minialbert(**plain).last_hidden_state
+    real = plain["attention_mask"].bool()
+    torch.testing.assert_close(losses["hidden"], cosine_loss(state, full[1], real))
+    pooled = [pool(hidden, plain["attention_mask"]) for hidden in (state, full[1])]
+    torch.testing.assert_close(losses["sentence"], 1 - F.cosine_similarity(*pooled).mean())
+    trainer.train()
+    assert [entry["depth"] for entry in trainer.state.log_history if "loss" in entry] == [1, 1, 2, 2]
 
 
 def test_elastic_depth_options_that_do_not_fit_the_student_are_refused(tiny_bert_path, tmp_path):

@@ -100,6 +100,30 @@ def test_onnx_runtime_reproduces_every_head(task, overrides, exporter, tokenizer
             torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_relaxed_student_exports_with_each_recursions_weights_merged_or_as_pairs(exporter, tokenizer, tmp_path):
+    """Merged (the default): one MatMul per linear, int8-quantised like any other; pairs: the shared weights plus
+    two MatMuls per relaxed linear. Both pass the export's parity check; the model is left unmerged."""
+    import onnx
+
+    model = save_random(tmp_path / "model", MiniAlbertModel, tokenizer, recursion_lora_rank=2)
+    matmuls = {}
+    for merge in (True, False):
+        arguments = ExportArguments(exporter=exporter, merge_relaxations=merge, quantize=["int8"])
+        exported = export_onnx(tmp_path / "model", tmp_path / f"onnx-{merge}", arguments)
+        graph = onnx.load(str(exported / QUANTIZED_ONNX_FILE)).graph
+        matmuls[merge] = sum(node.op_type in ("MatMul", "MatMulInteger", "Gemm") for node in graph.node)
+        runner = OnnxRuntimeModel.from_pretrained(exported, QUANTIZED_ONNX_FILE)
+        batch = padded_batches(tokenizer)[1]
+        real = batch["attention_mask"].bool()
+        with torch.no_grad():
+            expected = model(**batch).last_hidden_state[real]
+        assert torch.nn.functional.cosine_similarity(runner(**batch).last_hidden_state[real], expected).min() > 0.99
+    # 3 recursions x 6 relaxed linears, each one MatMul instead of three (QKV merged into one where they are).
+    assert matmuls[False] - matmuls[True] >= 3 * 6 * 2 - 3 * 2, matmuls
+    assert not model.encoder.relaxations_merged
+
+
 def test_cli_exports_and_refuses_bad_input_without_writing(tokenizer, tiny_bert_path, tmp_path, capsys):
     save_random(tmp_path / "masked", MiniAlbertForMaskedLM, tokenizer)
     command = [sys.executable, "-m", "minialbert.cli", "export-onnx"]

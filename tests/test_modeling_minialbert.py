@@ -133,6 +133,42 @@ def test_full_rank_relaxation_represents_distinct_layers_exactly(inputs):
     torch.testing.assert_close(outputs.last_hidden_state[real], hidden_states[real], rtol=1e-4, atol=1e-4)
 
 
+def test_merged_relaxations_compute_what_the_low_rank_pairs_do(inputs):
+    """Merged per-recursion weights (inference, `merge_relaxations`) and the merge computed under autograd
+    (training) give the shared-weights-plus-pairs outputs, and training through a merged model still reaches the
+    pairs' parameters."""
+    model = randomise(MiniAlbertModel(tiny_config(recursion_lora_rank=4)), seed=2).eval()
+    real = inputs["attention_mask"].bool()
+    with torch.no_grad():
+        pairs = model(**inputs).last_hidden_state
+    under_autograd = model(**inputs).last_hidden_state  # grad enabled: merged afresh
+    model.encoder.merge_relaxations()
+    assert model.encoder.relaxations_merged
+    with torch.no_grad():
+        merged = model(**inputs).last_hidden_state
+    for got in (merged, under_autograd):
+        torch.testing.assert_close(got[real], pairs[real], rtol=1e-5, atol=1e-5)
+    assert not any("merged" in key for key in model.state_dict()), "merged copies are never saved"
+
+    # Training ignores the kept copies: changed weights change the output, and gradients reach `up` and `down`.
+    model.train()
+    with torch.no_grad():
+        model.encoder.relaxations[0].ffn_delta.up.add_(0.5)
+    model(**inputs).last_hidden_state[real].sum().backward()
+    delta = model.encoder.relaxations[0].ffn_delta
+    assert delta.up.grad.abs().sum() > 0 and delta.down.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        stale = model(**inputs).last_hidden_state
+        model.encoder.unmerge_relaxations()
+        fresh = model(**inputs).last_hidden_state
+    assert not model.encoder.relaxations_merged
+    assert not torch.allclose(stale[real], fresh[real]), "the copies are what inference reads until unmerged"
+
+    with pytest.raises(ValueError, match="has no relaxations to merge"):
+        MiniAlbertModel(tiny_config()).encoder.merge_relaxations()
+
+
 # --- attention, masks and inputs ------------------------------------------------------------------
 
 

@@ -35,11 +35,13 @@ _EXPORTS = {
     ),
     "recipes": (
         "DEPTH_LOSS_NAMES",
+        "DEPTH_SCHEDULES",
         "LOSS_NAMES",
         "RECIPES",
         "RECIPE_CHOICES",
         "RECIPE_OPTIONS",
         "RECIPE_TERMS",
+        "DepthSchedule",
         "DistillationArguments",
         "Recipe",
         "RecipeOption",

@@ -118,6 +118,65 @@ RECIPES = {
 }
 
 
+DEPTH_SCHEDULES = ("full", "switch:F", "ramp:F", "grow:F", "sample:F")
+
+
+@dataclass(frozen=True)
+class DepthSchedule:
+    """How many recursions each training step runs, by the share of training done (`progress`, in [0, 1)).
+
+    A recursive student at d recursions is the same parameters as at N, and a step at depth 1 costs about half a
+    full-depth step: the early steps train the shared weights cheaply, full depth comes later ("the loop switched on
+    late"; recurrences grown during training, McLeish et al. 2025, arXiv 2511.07384).
+
+    - `full`: every step at full depth;
+    - `switch:F`: depth 1 until a share F of training is done, then full depth;
+    - `ramp:F`: depth 1, 2, ..., N-1 in equal shares of the first F of training, then full depth;
+    - `grow:F`: as `ramp:F`, but a step at depth d follows the first d layers of the run's own layer map, so each
+      recursion keeps its teacher layer throughout (recurrences grown during training);
+    - `sample:F`: until F, each step's depth is drawn uniformly from 1 .. N (the global RNG, which checkpoints
+      restore); then full depth.
+
+    Except under `grow`, a step at depth d follows the teacher layers a d-recursion student follows
+    (`minialbert.convert.layer_map`), as elastic depth's shallower depths do.
+    """
+
+    kind: str = "full"
+    until: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> "DepthSchedule":
+        kind, _, share = text.partition(":")
+        error = ValueError(
+            f"--depth_schedule must be one of {list(DEPTH_SCHEDULES)} with F a share of training in (0, 1], "
+            f"got {text!r}; e.g. --depth_schedule switch:0.35."
+        )
+        if kind == "full" and not share:
+            return cls()
+        if kind not in ("switch", "ramp", "grow", "sample"):
+            raise error
+        try:
+            until = float(share)
+        except ValueError:
+            raise error from None
+        if not 0 < until <= 1:
+            raise error
+        return cls(kind, until)
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "full" else f"{self.kind}:{self.until:g}"
+
+    def depth(self, progress: float, num_recursions: int) -> int:
+        """The depth of the step taken at `progress`; `sample` draws it (one draw per call)."""
+        if self.kind == "full" or progress >= self.until:
+            return num_recursions
+        if self.kind == "switch":
+            return 1
+        if self.kind in ("ramp", "grow"):
+            return min(num_recursions, 1 + int(progress / self.until * (num_recursions - 1) + 1e-9))
+        return int(torch.randint(1, num_recursions + 1, ()))
+
+
 def _recipe_field(help: str, choices: tuple[str, ...] | None = None):
     return field(default=None, metadata={"help": f"{help} (default: the recipe's).", "choices": choices})
 
@@ -155,6 +214,15 @@ class DistillationArguments(_RecipeArguments):
         metadata={
             "help": "With --elastic_depth: the weight of each shallower depth 1 .. N-1 against the full depth's 1 "
             "(default: 1 each)."
+        },
+    )
+    depth_schedule: str = field(
+        default="full",
+        metadata={
+            "help": "How many recursions each step runs, by the share of training done: 'full' (every step), "
+            "'switch:F' (depth 1 until the share F, then full), 'ramp:F' (depths 1 to N-1 in equal shares of the "
+            "first F, then full), 'grow:F' (as ramp, each recursion following its own teacher layer throughout), "
+            "'sample:F' (a depth drawn per step until F). Shallower steps cost less and train the same weights."
         },
     )
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the logit KL."})
@@ -233,6 +301,7 @@ class DistillationArguments(_RecipeArguments):
                 f"--depth_weights must be non-negative weights, not all 0, one per shallower depth, got "
                 f"{self.depth_weights}."
             )
+        DepthSchedule.parse(self.depth_schedule)
         if self.agreement_steps < 0:
             raise ValueError(f"--agreement_steps must be 0 or positive, got {self.agreement_steps}.")
         if not 0 < self.mlm_probability < 1:
@@ -246,7 +315,7 @@ def _describe(recipe) -> str:
     depth_weights = f" {recipe.depth_weights}" if recipe.depth_weights else ""
     return (
         f"recipe {recipe.name!r} ({recipe.reason}): {terms}; {options}{depth_weights}; "
-        f"{recipe.sentence_pooling} pooling"
+        f"depth_schedule {recipe.depth_schedule}; {recipe.sentence_pooling} pooling"
     )
 
 
@@ -261,6 +330,8 @@ Recipe = make_dataclass(
         ("reason", str),
         # Elastic depth: the weight of each shallower depth 1 .. N-1 (the full depth weighs 1).
         ("depth_weights", list[float] | None, field(default=None)),
+        # How many recursions each step runs (`DepthSchedule`); "full" for summaries written before it existed.
+        ("depth_schedule", str, field(default="full")),
     ],
     namespace={"__module__": __name__, "describe": _describe},
 )
@@ -321,6 +392,7 @@ def resolve_recipe(args: DistillationArguments, teacher: Teacher, sentence_modul
         sentence_pooling=pooling,
         reason=reason,
         depth_weights=list(args.depth_weights) if args.depth_weights is not None else None,
+        depth_schedule=str(DepthSchedule.parse(args.depth_schedule)),
     )
 
 

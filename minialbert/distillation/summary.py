@@ -3,7 +3,7 @@
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -44,14 +44,19 @@ class DistillationSummary:
     agreement_curve: list[dict[str, float]]
     # The teacher's own scores, where one exists (masked-LM accuracy, with a head): the report has them.
     teacher_figures: dict[str, float]
+    # What the run took from start to summary (loading, conversion, scoring included) and on what machine
+    # (`minialbert.devices.machine`): times compare only between runs of one machine. Absent from older summaries.
+    wall_clock_seconds: float | None = None
+    machine: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, summary: dict) -> "DistillationSummary":
-        names = [field.name for field in fields(cls)]
-        missing = [name for name in names if name not in summary]
+        names = [each.name for each in fields(cls) if each.name in summary]
+        required = [each.name for each in fields(cls) if each.default is MISSING and each.default_factory is MISSING]
+        missing = [name for name in required if name not in summary]
         if missing:
             raise ValueError(
                 f"A distillation summary without {', '.join(missing)}: not one `minialbert distill` wrote; distil "
@@ -73,6 +78,13 @@ class DistillationSummary:
         except (ValueError, TypeError) as error:
             raise ValueError(f"{path} is not a distillation summary ({error}).") from error
 
+    def where(self) -> str:
+        """`; 850 s in all on AMD EPYC (native bf16)`: the wall clock and the machine, where recorded."""
+        if self.wall_clock_seconds is None:
+            return ""
+        kind = "native bf16" if self.machine.get("native_bf16") else "no native bf16"
+        return f"; {self.wall_clock_seconds:.0f} s in all on {self.machine.get('cpu', 'this machine')} ({kind})"
+
     def describe(self) -> str:
         """The summary as `minialbert distill` prints it."""
         broad = self.broad_held_out_sentences
@@ -81,7 +93,7 @@ class DistillationSummary:
             f"student: {self.student_parameters / 1e6:.2f}M; layer map {self.layer_map}",
             f"{self.recipe.describe()}; bf16 autocast {'on' if self.bf16_autocast else 'off'}",
             f"{self.global_step} steps on {self.train_samples} training samples in {self.train_runtime_seconds} s "
-            f"({self.train_tokens_per_second} tokens/s); held-out: {self.held_out_windows} windows, "
+            f"({self.train_tokens_per_second} tokens/s{self.where()}); held-out: {self.held_out_windows} windows, "
             f"{self.out_of_domain_sentences} out-of-domain sentences, {sum(broad.values())} sentences of the broad "
             f"sources ({', '.join(broad) or 'none'}; trained on: {', '.join(self.trained_on_sources) or 'none'})",
             f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",

@@ -31,6 +31,7 @@ from ..devices import check_fsdp_device
 from ..held_out import unmasked
 from ..modeling_minialbert import MiniAlbertForMaskedLM
 from ..sentence_embeddings import pool, read_sentence_modules
+from .agreement import running_depth
 from .losses import (
     TeacherTargets,
     cosine_loss,
@@ -43,6 +44,7 @@ from .losses import (
 from .recipes import (
     DEPTH_LOSS_NAMES,
     RECIPE_TERMS,
+    DepthSchedule,
     DistillationArguments,
     Recipe,
     resolve_depth_weights,
@@ -84,6 +86,9 @@ class DistillationLoss:
     ):
         self.teacher, self.layer_map, self.recipe, self.args = teacher, layer_map, recipe, args
         self.masking = masked_lm_collator(tokenizer, args.mlm_probability)
+        # Under the `grow` schedule a shallow step follows its own recursions' teacher layers, the sentence term
+        # included.
+        self.grows = DepthSchedule.parse(recipe.depth_schedule).kind == "grow"
 
     def weights(self) -> dict[str, float]:
         """Each term's weight; with elastic depth also `{term}@{d}` (sum) or `{term}@sampled` (sample) for the
@@ -137,28 +142,48 @@ class DistillationLoss:
             return F.mse_loss(student, teacher)
         return 1 - F.cosine_similarity(student, teacher, dim=-1).mean()
 
-    def terms(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Each loss term (unweighted) for one batch."""
+    def terms(
+        self, model: nn.Module, inputs: dict[str, torch.Tensor], depth: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Each loss term (unweighted) for one batch. `depth`: the recursions `model` runs (default: all; the caller
+        runs it there, as `DistillationTrainer` does with `running_depth`); a shallower step follows the teacher
+        layers a student of that depth follows."""
         weights = self.weights()
         predicts = any(weights[name] > 0 for name in PREDICTION_TERMS)
         distills = any(weights[name] > 0 for name in STATE_TERMS)
         on_masked = self.recipe.distill_inputs == "masked"
+        depth = depth or len(self.layer_map)
         losses = {}
         if predicts or on_masked:
-            losses |= self.pass_losses(model, self.mask(inputs), predicts=predicts, distills=distills and on_masked)
+            masked = self.mask(inputs)
+            losses |= self.pass_losses(model, masked, predicts=predicts, distills=distills and on_masked, depth=depth)
         if distills and not on_masked:
-            losses |= self.pass_losses(model, self.unmasked(inputs), predicts=False, distills=True)
+            losses |= self.pass_losses(model, self.unmasked(inputs), predicts=False, distills=True, depth=depth)
         return losses
+
+    def layers_at(self, depth: int) -> list[int]:
+        """The teacher layers the student's first `depth` recursions follow: the first `depth` of the layer map
+        under the `grow` depth schedule, else those a `depth`-recursion student follows."""
+        if depth == len(self.layer_map) or self.grows:
+            return self.layer_map[:depth]
+        return layer_map(self.teacher.bert.config.num_hidden_layers, depth)
 
     # A batch as inference sees it: a batch masked by `mask` (for evaluation) or by a masking collator of your own,
     # with its original tokens restored and no labels.
     unmasked = staticmethod(unmasked)
 
     def pass_losses(
-        self, model: nn.Module, inputs: dict[str, torch.Tensor], predicts: bool, distills: bool
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        predicts: bool,
+        distills: bool,
+        depth: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """The terms one forward pass of student and teacher gives: the masked-LM and logit terms (`predicts`,
-        on a masked batch with `labels`) and the distillation terms (`distills`)."""
+        on a masked batch with `labels`) and the distillation terms (`distills`), the student running `depth`
+        recursions (default: all)."""
+        layers = self.layers_at(depth or len(self.layer_map))
         weights = self.weights()
         inputs = dict(inputs)
         labels = inputs.pop("labels", None)
@@ -170,7 +195,7 @@ class DistillationLoss:
             **inputs, prediction_mask=prediction_mask, output_hidden_states=distills, output_attentions=with_attention
         )
         # A shallower depth's outputs are the first recursions' of this pass: no second forward is needed.
-        depths = self.shallower_depths() if distills else {}
+        depths = {suffix: d for suffix, d in self.shallower_depths().items() if d < len(layers)} if distills else {}
         num_teacher_layers = self.teacher.bert.config.num_hidden_layers
         depth_layers = {suffix: layer_map(num_teacher_layers, depth) for suffix, depth in depths.items()}
         losses = {}
@@ -182,7 +207,7 @@ class DistillationLoss:
             targets = teacher_targets(
                 self.teacher,
                 inputs,
-                sorted(set(self.layer_map).union(*depth_layers.values())),
+                sorted(set(layers).union(*depth_layers.values())),
                 with_attention,
                 prediction_mask if predicts and weights["logit"] > 0 else None,
             )
@@ -192,7 +217,8 @@ class DistillationLoss:
             return losses
         if weights["embedding"] > 0:
             losses["embedding"] = cosine_loss(outputs.hidden_states[0], targets.hidden_states[0], real)
-        losses |= self.depth_losses(outputs.hidden_states, outputs.attentions, targets, self.layer_map, inputs)
+        final = layers[-1] if self.grows and len(layers) < len(self.layer_map) else -1
+        losses |= self.depth_losses(outputs.hidden_states, outputs.attentions, targets, layers, inputs, final)
         for suffix, depth in depths.items():
             attentions = outputs.attentions[:depth] if with_attention else None
             terms = self.depth_losses(
@@ -208,9 +234,11 @@ class DistillationLoss:
         targets: TeacherTargets,
         layers: list[int],
         inputs: dict[str, torch.Tensor],
+        teacher_final: int = -1,
     ) -> dict[str, torch.Tensor]:
         """The terms of the student's first `len(layers)` recursions (`hidden_states`: the embedding output and one
-        state per recursion) against the teacher layers `layers`: hidden, attention, sentence and relational."""
+        state per recursion) against the teacher layers `layers`: hidden, attention, sentence and relational (the
+        sentence terms against the teacher state `teacher_final`, by default its last)."""
         weights = self.weights()
         real = inputs["attention_mask"].bool()
         losses = {}
@@ -228,7 +256,7 @@ class DistillationLoss:
                 hidden_states[-1].float(), inputs["attention_mask"], self.recipe.sentence_pooling
             )
             teacher_embeddings = pool(
-                targets.hidden_states[-1].float(), inputs["attention_mask"], self.recipe.sentence_pooling
+                targets.hidden_states[teacher_final].float(), inputs["attention_mask"], self.recipe.sentence_pooling
             )
             if weights["sentence"] > 0:
                 losses["sentence"] = self.sentence_embedding_loss(student_embeddings, teacher_embeddings)
@@ -294,15 +322,36 @@ class DistillationTrainer(Trainer):
         if self.teacher.mlm_head is not None:
             self.teacher.mlm_head.requires_grad_(False).eval().to(self.args.device)
         self.distillation = DistillationLoss(self.teacher, self.layer_map, self.recipe, tokenizer, self.args)
+        self.depth_schedule = DepthSchedule.parse(self.recipe.depth_schedule)
+        self._step_depth: tuple[int, int] | None = None  # (global step, its depth)
         self._loss_sums = {"train": defaultdict(int), "eval": defaultdict(int)}
         self._loss_counts = {"train": 0, "eval": 0}
+        self._depth_sum = 0
+
+    def training_progress(self) -> float:
+        """The share of training done, which `depth_schedule` reads: steps taken over `max_steps` (a subclass that
+        ends training otherwise, e.g. on a time budget, gives its own)."""
+        return self.state.global_step / self.state.max_steps if self.state.max_steps else 0.0
+
+    def step_depth(self) -> int:
+        """The recursions the current training step runs, as `depth_schedule` names it: decided once per
+        optimiser step (every gradient-accumulation micro-batch of a step runs the same depth)."""
+        if self._step_depth is None or self._step_depth[0] != self.state.global_step:
+            depth = self.depth_schedule.depth(self.training_progress(), len(self.layer_map))
+            self._step_depth = (self.state.global_step, depth)
+        return self._step_depth[1]
 
     def weights(self) -> dict[str, float]:
         return self.distillation.weights()
 
     def distillation_losses(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Each loss term (unweighted) for one batch: `DistillationLoss.terms`."""
-        return self.distillation.terms(model, inputs)
+        """Each loss term (unweighted) for one batch: `DistillationLoss.terms`, a training step at the depth the
+        schedule names (`step_depth`), evaluation at full depth."""
+        depth = self.step_depth() if model.training else len(self.layer_map)
+        if depth == len(self.layer_map):
+            return self.distillation.terms(model, inputs)
+        with running_depth(self.accelerator.unwrap_model(model), depth):
+            return self.distillation.terms(model, inputs, depth)
 
     def mask(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.distillation.mask(inputs)
@@ -314,6 +363,8 @@ class DistillationTrainer(Trainer):
         weights = self.weights()  # a subclass's own terms included
         loss = sum(weights[name] * value for name, value in losses.items())
         phase = "train" if model.training else "eval"
+        if model.training:
+            self._depth_sum += self.step_depth()
         # Kept as tensors: `.item()` here would synchronise an accelerator every step.
         for name, value in losses.items():
             self._loss_sums[phase][name] = self._loss_sums[phase][name] + value.detach()
@@ -335,6 +386,10 @@ class DistillationTrainer(Trainer):
             logs.update(
                 {f"{prefix}{name}_loss": round(value, 4) for name, value in zip(names, means.tolist(), strict=True)}
             )
+            if phase == "train":
+                # The mean depth of the steps since the last log: with logging_steps 1, each step's depth.
+                logs["depth"] = round(self._depth_sum / self._loss_counts[phase], 4)
+                self._depth_sum = 0
             self._loss_sums[phase].clear()
             self._loss_counts[phase] = 0
         super().log(logs, start_time)
