@@ -65,6 +65,10 @@ CONTENDERS: dict[str, dict | str] = {
         f"{DEFAULT}, depth schedule {schedule}": {"train.depth_schedule": schedule}
         for schedule in ("switch:0.2", "switch:0.35", "switch:0.5", "ramp:0.5", "grow:0.5", "sample:0.5")
     },
+    **{
+        f"{DEFAULT}, learning rate {rate:g}": {"train.depth_schedule": "full", "train.learning_rate": rate}
+        for rate in (1e-3, 2e-3)
+    },
     "three distinct layers (full-rank relaxation), E=128": {"student_shape": "paper", "recursion_lora_rank": 384},
     "no recursion: one layer once": {"student_shape": "paper", "num_recursions": 1},
     # The default student's parameters (8.07M against 8.05M) in one layer: the wider embeddings take the rest.
@@ -230,12 +234,21 @@ def key(name: str, budget: float, seed: int) -> str:
     return f"{name} | {budget:g} s | seed {seed}"
 
 
-def rows_by_contender(results: dict, budget: float) -> dict[str, list[dict]]:
+def machine_kind(machine: dict) -> str:
+    """Rows compare only within one kind of machine: its CPU and whether it has native bf16."""
+    return f"{machine['cpu']}, {'avx512_bf16' if machine['native_bf16'] else 'AVX2 only'}"
+
+
+def rows_by_contender(results: dict, budget: float, kind: str) -> dict[str, list[dict]]:
     grouped: dict[str, list[dict]] = {}
     for row in results.get("runs", {}).values():
-        if row["budget_seconds"] == budget or row["contender"] == MODEL2VEC:
+        if machine_kind(row["machine"]) == kind and (row["budget_seconds"] == budget or row["contender"] == MODEL2VEC):
             grouped.setdefault(row["contender"], []).append(row)
     return grouped
+
+
+def teacher_row(results: dict, kind: str) -> dict:
+    return next(row for row in results["teachers"] if machine_kind(row["machine"]) == kind)
 
 
 def spread(values: list[float]) -> str:
@@ -244,15 +257,19 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def table(results: dict, budget: float) -> str:
-    teacher = results["teacher"]
+def table(results: dict, budget: float, kind: str) -> str:
+    teacher = teacher_row(results, kind)
+    machine = teacher["machine"]
     lines = [
+        f"{kind} ({'VNNI, ' if machine['vnni'] else ''}{machine['threads']} threads, torch {machine['torch']}, "
+        f"transformers {machine['transformers']}), {budget:g} s each:",
+        "",
         "| contender | parameters | safetensors MB | fp32 tokens/s | steps | BBC | Python reference | broad | seeds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| teacher (all-MiniLM-L6-v2) | {teacher['parameters'] / 1e6:.2f}M | {teacher['safetensors_mb']:.1f} | "
         f"{teacher['fp32_tokens_per_second']:,} | | 1 | 1 | 1 | |",
     ]
-    grouped = rows_by_contender(results, budget)
+    grouped = rows_by_contender(results, budget, kind)
     for name in sorted(grouped, key=lambda name: -statistics.mean(r["bbc"] for r in grouped[name])):
         rows = grouped[name]
         first = rows[0]
@@ -266,14 +283,14 @@ def table(results: dict, budget: float) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, budget: float, path: Path) -> None:
+def plot(results: dict, budget: float, kind: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    grouped = rows_by_contender(results, budget)
-    teacher = results["teacher"]
+    grouped = rows_by_contender(results, budget, kind)
+    teacher = teacher_row(results, kind)
     figure, axes = pyplot.subplots(1, 2, figsize=(14, 5.5), sharey=True)
     for axis, field, label, scale in (
         (axes[0], "parameters", "parameters (millions)", 1e6),
@@ -293,7 +310,7 @@ def plot(results: dict, budget: float, path: Path) -> None:
     axes[0].annotate("40% of the teacher", (0.4 * teacher["parameters"] / 1e6, 0.45), fontsize=7, rotation=90)
     axes[1].set_xscale("log")
     axes[0].set_ylabel("agreement with the teacher\n(mean of BBC, Python reference, broad)")
-    figure.suptitle(f"Students of all-MiniLM-L6-v2 after {budget:g} s of distillation on 2 CPU cores")
+    figure.suptitle(f"Students of all-MiniLM-L6-v2 after {budget:g} s of distillation on 2 cores of {kind}")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -305,13 +322,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, action="append", help="Seeds to run; repeat for several (default: 0).")
     parser.add_argument("--rerun", action="store_true", help="Run contenders that already have a result again.")
     parser.add_argument("--table", action="store_true", help="Only print the table of stored results.")
-    parser.add_argument("--plot", action="store_true", help="With --table: also draw benchmarks/front.png.")
+    parser.add_argument(
+        "--plot", action="store_true", help="With --table: also draw benchmarks/front.png of this machine's kind."
+    )
     arguments = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    this_kind = machine_kind(machine())
     if arguments.table:
-        print(table(results, arguments.budget))
+        for kind in sorted({machine_kind(row["machine"]) for row in results["teachers"]}):
+            print(table(results, arguments.budget, kind), end="\n\n")
         if arguments.plot:
-            plot(results, arguments.budget, PLOT)
+            plot(results, arguments.budget, this_kind, PLOT)
         return
     names = arguments.contender or list(CONTENDERS)
     unknown = sorted(set(names) - set(CONTENDERS))
@@ -322,14 +343,14 @@ def main() -> None:
     todo = [(n, s) for n in names for s in seeds if arguments.rerun or key(n, arguments.budget, s) not in runs]
     logging.basicConfig(level=logging.WARNING)
     shared = shared_material(any(CONTENDERS[name] != "model2vec" for name, _ in todo))
-    results["teacher"] = shared["teacher_row"]
-    results["machine"] = machine()
+    teachers = [row for row in results.get("teachers", []) if machine_kind(row["machine"]) != this_kind]
+    results["teachers"] = [*teachers, shared["teacher_row"] | {"machine": machine()}]
     for name, seed in todo:
         print(f"{name}, seed {seed} ...", flush=True)
         runs[key(name, arguments.budget, seed)] = {"contender": name} | run(name, arguments.budget, seed, shared)
         print(json.dumps(runs[key(name, arguments.budget, seed)]), flush=True)
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(table(results, arguments.budget))
+    print(table(results, arguments.budget, this_kind))
 
 
 if __name__ == "__main__":

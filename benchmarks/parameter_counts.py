@@ -8,6 +8,7 @@ Prints a Markdown table (the one in README.md).
 from transformers import AutoConfig, BertConfig, BertForMaskedLM, BertModel
 
 from minialbert import MiniAlbertConfig, MiniAlbertForMaskedLM, MiniAlbertModel
+from minialbert.convert import default_rank
 
 
 def millions(model) -> str:
@@ -26,9 +27,14 @@ def main() -> None:
         config = MiniAlbertConfig(use_adapters=adapters)
         name = f"MiniAlbert E=128, H=768, 6 recursions, {'with' if adapters else 'no'} adapters"
         rows.append((name, MiniAlbertModel(config), MiniAlbertForMaskedLM(config)))
-    relaxed = MiniAlbertConfig(recursion_lora_rank=64)
+    # `minialbert convert`'s default (relaxed) shape gives BERT-base rank 768 / 4.
+    relaxed = MiniAlbertConfig(recursion_lora_rank=default_rank(768, "relaxed"))
     rows.append(
-        ("  the same, adapters + relaxed recursion rank 64", MiniAlbertModel(relaxed), MiniAlbertForMaskedLM(relaxed))
+        (
+            "  the same, adapters + relaxed recursion rank 192 (the `relaxed` default)",
+            MiniAlbertModel(relaxed),
+            MiniAlbertForMaskedLM(relaxed),
+        )
     )
     rows.append(("all-MiniLM-L6-v2 teacher (6 layers, H=384)", BertModel(minilm), BertForMaskedLM(minilm)))
     student = MiniAlbertConfig(
@@ -39,7 +45,19 @@ def main() -> None:
         num_hidden_layers=3,
     )
     rows.append(
-        ("MiniAlbert of it: E=128, 3 recursions, adapters", MiniAlbertModel(student), MiniAlbertForMaskedLM(student))
+        (
+            "MiniAlbert of it, paper-shaped: E=128, 3 recursions, adapters",
+            MiniAlbertModel(student),
+            MiniAlbertForMaskedLM(student),
+        )
+    )
+    student.recursion_lora_rank = default_rank(minilm.hidden_size, "relaxed")
+    rows.append(
+        (
+            "MiniAlbert of it, the default: the same + relaxed recursion rank 96",
+            MiniAlbertModel(student),
+            MiniAlbertForMaskedLM(student),
+        )
     )
 
     print("| model | encoder | with masked-LM head |")

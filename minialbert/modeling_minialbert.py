@@ -515,6 +515,16 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _no_split_modules = ["MiniAlbertEmbeddings", "MiniAlbertLayer"]
 
+    def merge_relaxations(self) -> None:
+        """Run each recursion's relaxed linears as merged weights of their own at inference (faster on batches of
+        more than a few hundred tokens, at the memory of one layer's linears per recursion): see
+        `MiniAlbertEncoder.merge_relaxations`. `minialbert export-onnx` merges by default."""
+        self.base_model.encoder.merge_relaxations()
+
+    def unmerge_relaxations(self) -> None:
+        """Back to the shared linears plus each recursion's low-rank pairs (`merge_relaxations` undone)."""
+        self.base_model.encoder.unmerge_relaxations()
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

@@ -189,7 +189,9 @@ def test_masked_lm_head_is_transferred_exactly(tiny_bert_path):
 )
 def test_init_strategies_pick_their_teacher_layers(tiny_bert_path, init, sources):
     teacher = BertForMaskedLM.from_pretrained(tiny_bert_path)
-    student = convert_bert_to_minialbert(tiny_bert_path, embedding_size=16, init=init, use_adapters=False)
+    student = convert_bert_to_minialbert(
+        tiny_bert_path, embedding_size=16, init=init, use_adapters=False, student_shape="paper"
+    )
     assert student.config.teacher_layer_map == [2, 4]
     layer = student.minialbert.encoder.layer
     for student_name, teacher_name in LAYER_MODULES.items():
@@ -207,7 +209,7 @@ def test_weight_only_relaxation_starts_from_truncated_svd_of_each_mapped_layer(t
         tiny_bert_path, embedding_size=16, recursion_lora_rank=3, init="lower", calibration_samples=0
     )
     shared = student.minialbert.encoder.layer
-    for relaxation, k in zip(student.minialbert.encoder.relaxations, [2, 4], strict=True):
+    for relaxation, k in zip(student.minialbert.encoder.relaxations, [1, 4], strict=True):  # the relaxed layer map
         target = teacher.bert.encoder.layer[k - 1]
         difference = target.intermediate.dense.weight - shared.ffn.weight
         u, s, vh = torch.linalg.svd(difference.double())
@@ -349,7 +351,7 @@ def test_cli_end_to_end_writes_a_hub_ready_folder_that_loads_as_remote_code(tiny
     config = json.loads((output / "config.json").read_text())
     assert config["embedding_size"] == 16 and config["num_hidden_layers"] == 2 and config["recursion_lora_rank"] == 4
     assert config["teacher_name_or_path"] == str(tiny_bert_path)
-    assert config["teacher_layer_map"] == [2, 4] and config["conversion_init"] == "layer:3"
+    assert config["teacher_layer_map"] == [1, 4] and config["conversion_init"] == "layer:3"
     assert len(config["auto_map"]) == 7
 
     rerun = subprocess.run(command, capture_output=True, text=True)

@@ -142,7 +142,7 @@ def test_merged_relaxations_compute_what_the_low_rank_pairs_do(inputs):
     with torch.no_grad():
         pairs = model(**inputs).last_hidden_state
     under_autograd = model(**inputs).last_hidden_state  # grad enabled: merged afresh
-    model.encoder.merge_relaxations()
+    model.merge_relaxations()
     assert model.encoder.relaxations_merged
     with torch.no_grad():
         merged = model(**inputs).last_hidden_state
@@ -160,7 +160,7 @@ def test_merged_relaxations_compute_what_the_low_rank_pairs_do(inputs):
     model.eval()
     with torch.no_grad():
         stale = model(**inputs).last_hidden_state
-        model.encoder.unmerge_relaxations()
+        model.unmerge_relaxations()
         fresh = model(**inputs).last_hidden_state
     assert not model.encoder.relaxations_merged
     assert not torch.allclose(stale[real], fresh[real]), "the copies are what inference reads until unmerged"
