@@ -68,7 +68,11 @@ def main() -> None:
         for embedding_size in EMBEDDING_SIZES:
             for rank in RANKS:
                 arguments = ConversionArguments(
-                    embedding_size=embedding_size, init=init, recursion_lora_rank=rank, calibration_samples=0
+                    embedding_size=embedding_size,
+                    init=init,
+                    recursion_lora_rank=rank,
+                    calibration_samples=0,
+                    student_shape="paper",  # evenly spaced layers, as every recorded row
                 )
                 student = convert_bert_to_minialbert(teacher.bert, arguments).eval()
                 token, sentence = agreement(student, teacher_states, batch)

@@ -2,25 +2,29 @@
 (all-MiniLM-L6-v2) on the same text for the same wall-clock budget, then scored on the same held-out sets.
 
     python benchmarks/front.py                                    # every contender, 120 s each, seed 0
-    python benchmarks/front.py --seed 1 --seed 2 --contender "MiniAlbert, 3 recursions" \\
-        --contender "no recursion: one layer once"                # the run-to-run spread of the claim
+    python benchmarks/front.py --seed 1 --seed 2 \\
+        --contender "MiniAlbert, 3 recursions, relaxed rank 96, layers 1, 4, 6" \\
+        --contender "no recursion: one layer once, E=196 (the default's parameters)"   # the claim's spread
     python benchmarks/front.py --budget 600 --contender ...       # the top contenders at the longer budget
     python benchmarks/front.py --table --plot                     # README table and benchmarks/front.png
 
-Contenders (`CONTENDERS`): MiniAlbert students converted with the default `minialbert convert` options (the
-calibrated start) at several capacities, the same parameters without recursion (one layer applied once), the
+Contenders (`CONTENDERS`): MiniAlbert students converted with the calibrated start at several capacities (the
+default relaxed student, `DEFAULT`, also under each `--depth_schedule` and learning rate; the paper-shaped one),
+one layer applied once (no recursion; with E=196, the default student's parameters), the
 layer-dropped teacher trained as sentence-transformers' distillation example does (keep teacher layers 2, 4 and 6
 with the teacher's own embeddings, `SentenceTransformerTrainer` with `MSELoss` on the teacher's embeddings; the
 teacher's encoding time counts in its budget), and model2vec's static embeddings (`model2vec.distill`, no
 training; the `benchmarks` extra). The MiniAlbert students train with `DistillationTrainer` and the main job's
-recipe. Every trained contender reads the same samples of the main job's text (`minialbert.data.DEFAULT_CORPUS`)
-in the same order and gets a linear learning-rate schedule over its budget. Scoring (`held_out.agreement`):
+recipe, drawing their batches from the same shuffled samples of the main job's text
+(`minialbert.data.DEFAULT_CORPUS`) with the same seed; every trained contender gets a linear learning-rate schedule
+over its budget. Scoring (`held_out.agreement`):
 Spearman agreement of pairwise similarities with the teacher on 256 BBC News validation windows, 256
 Python-reference sentences and the held-out sentences of the broad sources, plus parameters, safetensors size and
 PyTorch fp32 tokens/s (real tokens of the held-out texts, batches of 32, the machine's threads).
 
-Results are kept in benchmarks/front.json per (contender, budget, seed) as soon as each finishes; a rerun skips
-finished ones (--rerun repeats them).
+Results are kept in benchmarks/front.json per (contender, budget, seed, machine kind) as soon as each finishes,
+each row with its machine (`minialbert.devices.machine`); a rerun skips finished ones (--rerun repeats them).
+`--table` prints one table per machine kind: times compare only within one.
 """
 
 import argparse
@@ -38,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -145,7 +150,8 @@ def train_layer_drop(budget: float, seed: int, shared: dict) -> tuple[nn.Module,
     first = teacher(texts[:256])
     per_text = (time.perf_counter() - started) / 256
     count = min(len(texts), max(256, int(budget / (2.5 * per_text))))
-    targets = torch.cat([first, teacher(texts[256:count])]) if count > 256 else first
+    # The teacher's sentence-transformers embeddings, as its Normalize module gives them: what the student learns.
+    targets = F.normalize(torch.cat([first, teacher(texts[256:count])]) if count > 256 else first, dim=-1)
     remaining = budget - (time.perf_counter() - started)
     dataset = Dataset.from_dict({"text": texts[:count], "label": targets.tolist()})
     arguments = SentenceTransformerTrainingArguments(
@@ -163,9 +169,15 @@ def train_layer_drop(budget: float, seed: int, shared: dict) -> tuple[nn.Module,
         model=student, args=arguments, train_dataset=dataset, loss=MSELoss(student), budget=TimeBudget(remaining)
     )
     trainer.train()
-    student.eval()
-    encoder = lambda batch: student.encode(batch, batch_size=32, convert_to_tensor=True)  # noqa: E731
-    return bert, encoder, {"steps": trainer.state.global_step, "target_samples": count}
+    # Scored through the path every other contender takes (the same batches, truncation and mean pooling).
+    return (
+        bert,
+        transformer_encoder(bert, shared["teacher_path"]),
+        {
+            "steps": trainer.state.global_step,
+            "target_samples": count,
+        },
+    )
 
 
 def distil_model2vec(shared: dict) -> tuple[nn.Module, Encoder, dict]:
@@ -230,8 +242,8 @@ def shared_material(need_training: bool) -> dict:
     return shared
 
 
-def key(name: str, budget: float, seed: int) -> str:
-    return f"{name} | {budget:g} s | seed {seed}"
+def key(name: str, budget: float, seed: int, kind: str) -> str:
+    return f"{name} | {budget:g} s | seed {seed} | {kind}"
 
 
 def machine_kind(machine: dict) -> str:
@@ -340,15 +352,19 @@ def main() -> None:
         raise SystemExit(f"Unknown contenders {unknown}; known: {list(CONTENDERS)}")
     seeds = arguments.seed or [0]
     runs = results.setdefault("runs", {})
-    todo = [(n, s) for n in names for s in seeds if arguments.rerun or key(n, arguments.budget, s) not in runs]
+    todo = [
+        (n, s) for n in names for s in seeds if arguments.rerun or key(n, arguments.budget, s, this_kind) not in runs
+    ]
     logging.basicConfig(level=logging.WARNING)
     shared = shared_material(any(CONTENDERS[name] != "model2vec" for name, _ in todo))
     teachers = [row for row in results.get("teachers", []) if machine_kind(row["machine"]) != this_kind]
     results["teachers"] = [*teachers, shared["teacher_row"] | {"machine": machine()}]
     for name, seed in todo:
         print(f"{name}, seed {seed} ...", flush=True)
-        runs[key(name, arguments.budget, seed)] = {"contender": name} | run(name, arguments.budget, seed, shared)
-        print(json.dumps(runs[key(name, arguments.budget, seed)]), flush=True)
+        row = runs[key(name, arguments.budget, seed, this_kind)] = {"contender": name} | run(
+            name, arguments.budget, seed, shared
+        )
+        print(json.dumps(row), flush=True)
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     print(table(results, arguments.budget, this_kind))
 

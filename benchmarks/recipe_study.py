@@ -201,7 +201,8 @@ def run_variant(name: str, seconds: float, teacher, tokenizer, evaluation, outpu
     data_arguments = DataArguments(**data)
     windows = tokenize_windows(load_text_corpus(data_arguments), tokenizer, data_arguments)
     torch.manual_seed(0)
-    student = convert_bert_to_minialbert(teacher, ConversionArguments(**conversion))
+    # The study's variants name what they change from the paper-shaped student it ran on.
+    student = convert_bert_to_minialbert(teacher, ConversionArguments(**{"student_shape": "paper"} | conversion))
     arguments = budgeted_arguments(output_dir, seed=0, include_num_input_tokens_seen="non_padding", **training)
     budget = TimeBudget(seconds)
     trainer = BudgetedTrainer(
