@@ -301,7 +301,12 @@ def plot(results: dict, budget: float, kind: str, path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    grouped = rows_by_contender(results, budget, kind)
+    # The front itself: the default student's schedule and learning-rate variants are in the table only.
+    grouped = {
+        name: rows
+        for name, rows in rows_by_contender(results, budget, kind).items()
+        if not name.startswith(f"{DEFAULT}, ")
+    }
     teacher = teacher_row(results, kind)
     figure, axes = pyplot.subplots(1, 2, figsize=(14, 5.5), sharey=True)
     for axis, field, label, scale in (

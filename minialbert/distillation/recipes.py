@@ -125,9 +125,11 @@ DEPTH_SCHEDULES = ("full", "switch:F", "ramp:F", "grow:F", "sample:F")
 class DepthSchedule:
     """How many recursions each training step runs, by the share of training done (`progress`, in [0, 1)).
 
-    A recursive student at d recursions is the same parameters as at N, and a step at depth 1 costs about half a
-    full-depth step: the early steps train the shared weights cheaply, full depth comes later ("the loop switched on
-    late"; recurrences grown during training, McLeish et al. 2025, arXiv 2511.07384).
+    A recursive student at d recursions is the same parameters as at N, and a step at depth 1 of 3 costs about 0.6
+    of a full-depth step (the teacher's forward stays): the early steps train the shared weights cheaply, full
+    depth comes later ("the loop switched on late"; recurrences grown during training, arXiv 2511.07384). None of
+    these paid at equal time for the bundled teacher's default student (benchmarks/front.py, README): `full` is the
+    default.
 
     - `full`: every step at full depth;
     - `switch:F`: depth 1 until a share F of training is done, then full depth;
