@@ -68,7 +68,7 @@ from minialbert import (
 )
 from minialbert.convert import load_teacher
 from minialbert.data import bbc_news_splits, bbc_paragraphs, bundled_teacher_path
-from minialbert.devices import machine
+from minialbert.devices import cpu_name, machine
 from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
@@ -83,7 +83,6 @@ from minialbert.export import (
     export_model,
     quantize_int8,
 )
-from minialbert.runtimes import cpu_name
 from minialbert.sentence_embeddings import pool, sentence_batches, similarity_spearman
 
 TARGETS = {

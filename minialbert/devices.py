@@ -20,6 +20,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what `platform` knows."""
+    model = re.search(r"^model name\s*:\s*(.+)$", _cpuinfo(), re.MULTILINE)
+    return model.group(1).strip() if model else platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     """What a measurement ran on, for the record beside it: the CPU model, whether it has native bf16
     (avx512_bf16/amx_bf16) and int8 dot products (VNNI), the threads torch uses, and the torch and transformers
@@ -27,15 +40,10 @@ def machine() -> dict:
     rows of one machine."""
     import transformers
 
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
     return {
-        "cpu": model.group(1).strip() if model else platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "native_bf16": cpu_has_native_bf16(),
-        "vnni": re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", cpuinfo) is not None,
+        "vnni": re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", _cpuinfo()) is not None,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -44,11 +52,7 @@ def machine() -> dict:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (avx512_bf16 or amx_bf16); elsewhere it is emulated, and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", _cpuinfo()) is not None
 
 
 @functools.cache

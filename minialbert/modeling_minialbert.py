@@ -9,7 +9,7 @@ This file is uploaded to the Hugging Face Hub next to the weights and runs there
 `configuration_minialbert`. It supports transformers 4.57 and 5.x: users load it with whatever version they have.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -431,6 +431,12 @@ class MiniAlbertEncoder(nn.Module):
     # the last part: `query_delta`, ..., `ffn_output_delta`).
     RELAXED_LINEARS = ("attention.query", "attention.key", "attention.value", "attention.dense", "ffn", "ffn_output")
 
+    def relaxed_linears(self) -> Iterator[tuple[str, nn.Module, LowRankDelta]]:
+        """Each (path, shared linear, one recursion's delta on it), recursion by recursion."""
+        for relaxation in self.relaxations or ():
+            for path in self.RELAXED_LINEARS:
+                yield path, self.layer.get_submodule(path), relaxation.get_submodule(f"{path.split('.')[-1]}_delta")
+
     @property
     def relaxations_merged(self) -> bool:
         return self.relaxations is not None and self.relaxations[0].query_delta.merged_weight is not None
@@ -444,26 +450,19 @@ class MiniAlbertEncoder(nn.Module):
         weights otherwise, e.g. with `load_state_dict`."""
         if self.relaxations is None:
             raise ValueError("This MiniAlbert has no relaxations to merge (recursion_lora_rank is 0).")
-        for path in self.RELAXED_LINEARS:
-            linear = self.layer.get_submodule(path)
+        for path, linear, _ in self.relaxed_linears():
             if type(linear) is not nn.Linear:
                 raise ValueError(
                     f"The shared layer's {path} is wrapped ({type(linear).__name__}, e.g. by PEFT): merge or unload "
                     "those adapters first (merge_and_unload), then merge the relaxations."
                 )
-            for relaxation in self.relaxations:
-                delta = relaxation.get_submodule(f"{path.split('.')[-1]}_delta")
-                delta.merged_weight, delta.merged_bias = (
-                    linear.weight + delta.up @ delta.down,
-                    linear.bias + delta.bias,
-                )
+        for _, linear, delta in self.relaxed_linears():
+            delta.merged_weight, delta.merged_bias = linear.weight + delta.up @ delta.down, linear.bias + delta.bias
 
     def unmerge_relaxations(self) -> None:
         """Drop the merged copies of `merge_relaxations`: back to the shared linear plus the low-rank pair."""
-        for relaxation in self.relaxations or ():
-            for path in self.RELAXED_LINEARS:
-                delta = relaxation.get_submodule(f"{path.split('.')[-1]}_delta")
-                delta.merged_weight = delta.merged_bias = None
+        for _, _, delta in self.relaxed_linears():
+            delta.merged_weight = delta.merged_bias = None
 
     @property
     def depth(self) -> int:

@@ -16,7 +16,6 @@ print(report.table())
 
 import logging
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,7 +27,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
-from .devices import cpu_has_native_bf16
+from .devices import cpu_has_native_bf16, cpu_name
 from .export import (
     ONNX_FILE,
     QUANTIZATIONS,
@@ -45,16 +44,6 @@ logger = logging.getLogger(__name__)
 ONNX_PATHS = {"onnxruntime-fp32": ONNX_FILE} | {f"onnxruntime-{name}": file for name, file in QUANTIZATIONS.items()}
 PATHS = ("pytorch-fp32", "pytorch-bf16", *ONNX_PATHS)
 RUNTIME_REPORT_FILE = "runtime_report.json"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @dataclass

@@ -86,9 +86,10 @@ class DistillationLoss:
     ):
         self.teacher, self.layer_map, self.recipe, self.args = teacher, layer_map, recipe, args
         self.masking = masked_lm_collator(tokenizer, args.mlm_probability)
+        self.depth_schedule = DepthSchedule.parse(recipe.depth_schedule)
         # Under the `grow` schedule a shallow step follows its own recursions' teacher layers, the sentence term
         # included.
-        self.grows = DepthSchedule.parse(recipe.depth_schedule).kind == "grow"
+        self.grows = self.depth_schedule.kind == "grow"
 
     def weights(self) -> dict[str, float]:
         """Each term's weight; with elastic depth also `{term}@{d}` (sum) or `{term}@sampled` (sample) for the
@@ -322,7 +323,6 @@ class DistillationTrainer(Trainer):
         if self.teacher.mlm_head is not None:
             self.teacher.mlm_head.requires_grad_(False).eval().to(self.args.device)
         self.distillation = DistillationLoss(self.teacher, self.layer_map, self.recipe, tokenizer, self.args)
-        self.depth_schedule = DepthSchedule.parse(self.recipe.depth_schedule)
         self._step_depth: tuple[int, int] | None = None  # (global step, its depth)
         self._loss_sums = {"train": defaultdict(int), "eval": defaultdict(int)}
         self._loss_counts = {"train": 0, "eval": 0}
@@ -337,7 +337,7 @@ class DistillationTrainer(Trainer):
         """The recursions the current training step runs, as `depth_schedule` names it: decided once per
         optimiser step (every gradient-accumulation micro-batch of a step runs the same depth)."""
         if self._step_depth is None or self._step_depth[0] != self.state.global_step:
-            depth = self.depth_schedule.depth(self.training_progress(), len(self.layer_map))
+            depth = self.distillation.depth_schedule.depth(self.training_progress(), len(self.layer_map))
             self._step_depth = (self.state.global_step, depth)
         return self._step_depth[1]
 
