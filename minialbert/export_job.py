@@ -12,6 +12,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
+from .errors import BadInputError, MissingExtraError, as_bad_input
 from .export import (
     CALIBRATION_TEXTS,
     EXPORTERS,
@@ -91,9 +92,9 @@ class ExportArguments:
             self.quantize = [self.quantize]
         unknown = [name for name in self.quantize or () if name not in QUANTIZATIONS]
         if unknown:
-            raise ValueError(f"--quantize {' '.join(unknown)}: choose from {', '.join(QUANTIZATIONS)}.")
+            raise BadInputError(f"--quantize {' '.join(unknown)}: choose from {', '.join(QUANTIZATIONS)}.")
         if self.bench and self.task != "feature-extraction":
-            raise ValueError("--bench times the encoder: export with --task feature-extraction.")
+            raise BadInputError("--bench times the encoder: export with --task feature-extraction.")
 
 
 def calibration_texts(text_file: str | os.PathLike | None, option: str = "--calibration_file") -> list[str]:
@@ -103,10 +104,10 @@ def calibration_texts(text_file: str | os.PathLike | None, option: str = "--cali
     if text_file is not None:
         path = Path(text_file)
         if not path.is_file():
-            raise ValueError(f"{option} {str(path)!r} is not a file; pass a text file, one text per line.")
+            raise BadInputError(f"{option} {str(path)!r} is not a file; pass a text file, one text per line.")
         texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if len(texts) < 3:
-            raise ValueError(
+            raise BadInputError(
                 f"{option} {str(path)!r} holds {len(texts)} text(s); pass at least 3 (a few hundred like those the "
                 "model will encode)."
             )
@@ -129,15 +130,17 @@ def export_onnx(
     """
     arguments = arguments or ExportArguments()
     config = read_student_config(folder)
-    task = task_of(config, arguments.task)
-    check_num_recursions(arguments.num_recursions, config.num_hidden_layers)
+    with as_bad_input():
+        task = task_of(config, arguments.task)
+    with as_bad_input():
+        check_num_recursions(arguments.num_recursions, config.num_hidden_layers)
     depth = {} if arguments.num_recursions is None else {"num_recursions": arguments.num_recursions}
     output_dir = Path(output_dir) if output_dir is not None else Path(folder) / "onnx"
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as error:
-        raise ImportError(
+        raise MissingExtraError(
             f"Exporting to ONNX needs onnx and onnxruntime: pip install 'minialbert[onnx]' ({error})"
         ) from error
     with claim_output(output_dir, overwrite):  # checked and locked before the model loads

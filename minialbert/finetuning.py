@@ -19,6 +19,7 @@ from torch import nn
 from transformers import HfArgumentParser, Trainer, TrainingArguments, enable_full_determinism, set_seed
 
 from .devices import check_fsdp_device
+from .errors import BadInputError
 from .folders import OutputArguments, TrainingOutput, prepare_training_output, train
 from .hub import push_to_hub, save_results
 from .tuning import TUNING_MODES, enable_tuning, save_tuned, trainable_parameters
@@ -44,7 +45,7 @@ class TuningArguments:
 
     def __post_init__(self):
         if self.tuning not in TASK_TUNINGS:
-            raise ValueError(f"--tuning {self.tuning!r} is not one of {', '.join(TASK_TUNINGS)}.")
+            raise BadInputError(f"--tuning {self.tuning!r} is not one of {', '.join(TASK_TUNINGS)}.")
 
 
 def prepare_for_tuning(model: nn.Module, arguments: TuningArguments, task_type: str) -> nn.Module:
@@ -186,7 +187,7 @@ class TaskRun:
         all_metrics, results = {}, []
         if args.do_train:
             if "train" not in splits:
-                raise ValueError("--do_train needs a train split (--train_file or a data set with one).")
+                raise BadInputError("--do_train needs a train split (--train_file or a data set with one).")
             counts = trainable_parameters(trainer.model)
             start = time.perf_counter()
             metrics = train(trainer, args.resume_from_checkpoint or self.output.resume_from).metrics

@@ -33,6 +33,7 @@ from transformers import PretrainedConfig, TrainerCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput
 
 from .configuration_minialbert import MiniAlbertConfig
+from .errors import BadInputError, as_bad_input, folder_write_error
 
 if TYPE_CHECKING:  # the Trainer itself loads with the commands that train, not with every command's folder checks
     from transformers import Trainer
@@ -66,7 +67,7 @@ class OutputArguments:
 
 def _check_is_not_a_file(path: Path) -> None:
     if path.exists() and not path.is_dir():
-        raise ValueError(f"Output path {str(path)!r} is a file; choose a folder.")
+        raise BadInputError(f"Output path {str(path)!r} is a file; choose a folder.")
 
 
 def _check_writable(path: Path) -> None:
@@ -79,7 +80,7 @@ def _check_writable(path: Path) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise ValueError(
+        raise BadInputError(
             f"Output folder {str(path)!r} cannot be written: {str(existing)!r} takes no new files "
             f"({error.strerror or error}); choose a writable location."
         ) from error
@@ -108,12 +109,12 @@ class OutputLock:
                 lock.folder.parent.mkdir(parents=True, exist_ok=True)
                 lock.lock.acquire()
             except filelock.Timeout:
-                raise ValueError(
+                raise BadInputError(
                     f"Output folder {str(lock.folder)!r} is in use by another job ({lock.holder()}); wait for it to "
                     "end or choose another folder."
                 ) from None
             except OSError as error:
-                raise ValueError(
+                raise BadInputError(
                     f"Output folder {str(lock.folder)!r} cannot be written ({error.strerror or error}); choose a "
                     "writable location."
                 ) from error
@@ -157,7 +158,7 @@ def reading_weights(subject: str, fix: str) -> Iterator[None]:
     try:
         yield
     except SafetensorError as error:
-        raise ValueError(f"{subject}: its model.safetensors cannot be read ({error}); {fix}") from error
+        raise BadInputError(f"{subject}: its model.safetensors cannot be read ({error}); {fix}") from error
 
 
 def _is_empty(path: Path) -> bool:
@@ -211,7 +212,7 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> None:
     path = Path(output_dir)
     _check_is_not_a_file(path)
     if not overwrite and not _is_empty(path):
-        raise ValueError(
+        raise BadInputError(
             f"Output folder {str(path)!r} is not empty; choose another folder or pass --overwrite_output_dir."
         )
     _check_writable(path)
@@ -240,8 +241,7 @@ def _swap_in(staging: Path, path: Path) -> None:
 def _failed(error: OSError, action: str, path: Path, existed: bool) -> OSError:
     """`error` (a full disk, a read-only file system, ...) with the folder it hit and what was left there."""
     left = f"the previous {path} is unchanged" if existed else f"{path} was not created"
-    # OSError(errno, ...) is the matching subclass again (PermissionError for EACCES, ...).
-    return OSError(error.errno, f"{action} {path} failed ({error.strerror or error}); {left}.")
+    return folder_write_error(error.errno, f"{action} {path} failed ({error.strerror or error}); {left}.")
 
 
 def write_folder(output_dir: str | os.PathLike, write: Callable[[Path], None], overwrite: bool = False) -> Path:
@@ -396,7 +396,7 @@ class TrainingOutput:
         """`error` (a full disk, say) with where it hit, what is left to resume from, and what was kept."""
         checkpoint, _ = last_complete_checkpoint(self.working_dir)
         kept = f"the last complete checkpoint is {checkpoint}" if checkpoint else "no checkpoint was complete yet"
-        return OSError(
+        return folder_write_error(
             error.errno,
             f"Training into {self.working_dir} failed ({error.strerror or error}); {kept}; free space (or fix the "
             f"cause) and {self.rerun()}",
@@ -455,7 +455,7 @@ def prepare_training_output(
     working = path.parent / f".{path.name}.overwrite" if overwrite and not _is_empty(path) else path
     checkpoint, cut_off = last_complete_checkpoint(working)
     if not overwrite and checkpoint is None and not _is_empty(path) and set(path.iterdir()) != set(cut_off):
-        raise ValueError(
+        raise BadInputError(
             f"Output folder {str(path)!r} is not empty and holds no checkpoint to resume from; choose another "
             "folder or pass --overwrite_output_dir."
         )
@@ -492,9 +492,10 @@ def read_minialbert_config(
     try:
         values, _ = PretrainedConfig.get_config_dict(str(name_or_path), revision=revision)
     except OSError as error:
-        raise ValueError(f"{subject} has no readable config.json ({error}); {fix}") from error
+        raise BadInputError(f"{subject} has no readable config.json ({error}); {fix}") from error
     if not values:
-        raise ValueError(f"{subject} has no config.json; {fix}")
+        raise BadInputError(f"{subject} has no config.json; {fix}")
     if values.get("model_type") != MiniAlbertConfig.model_type:
-        raise ValueError(f"{subject} holds a {values.get('model_type')!r} model, not a MiniAlbert one; {fix}")
-    return MiniAlbertConfig.from_dict(values)
+        raise BadInputError(f"{subject} holds a {values.get('model_type')!r} model, not a MiniAlbert one; {fix}")
+    with as_bad_input(f"{subject}: "):
+        return MiniAlbertConfig.from_dict(values)

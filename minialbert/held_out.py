@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from .corpora import SOURCES
 from .data import installed_sources, masked_lm_collator, source_splits, split_sentences
+from .errors import BadInputError, MissingExtraError
 from .sentence_embeddings import sentence_batches
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def python_docs_sentences(count: int = 256, seed: int = 42) -> list[str]:
     try:
         from pydoc_data.topics import topics
     except ImportError as error:
-        raise ImportError(
+        raise MissingExtraError(
             "The out-of-domain sentences come from Python's `pydoc_data` module, which this Python installation "
             "lacks; install the Python standard library's documentation data (e.g. Debian's libpython3-stdlib)."
         ) from error
@@ -77,7 +78,7 @@ def python_docs_sentences(count: int = 256, seed: int = 42) -> list[str]:
                 ):
                     sentences.add(sentence)
     if len(sentences) < count:
-        raise ValueError(f"Only {len(sentences)} sentences qualify; ask for at most that many, not {count}.")
+        raise BadInputError(f"Only {len(sentences)} sentences qualify; ask for at most that many, not {count}.")
     return random.Random(seed).sample(sorted(sentences), count)
 
 

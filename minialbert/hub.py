@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 from . import modeling_minialbert
 from .configuration_minialbert import AUTO_MAP, MiniAlbertConfig, head_of
 from .distillation.summary import DistillationSummary
+from .errors import BadInputError, as_bad_input
 from .export import (
     ONNX_FILE,
     ONNX_TASKS,
@@ -96,13 +97,15 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
     compute (an export left from before further training is refused). Returns its task and files."""
     export = folder / "onnx"
     if not (export / ONNX_FILE).is_file():
-        raise ValueError(f"{folder} has no onnx/{ONNX_FILE}: export it first with `minialbert export-onnx {folder}`.")
+        raise BadInputError(
+            f"{folder} has no onnx/{ONNX_FILE}: export it first with `minialbert export-onnx {folder}`."
+        )
     runner = OnnxRuntimeModel.from_pretrained(export)
     task_of(model.config, runner.task)  # an export of another head: a ValueError naming what this one exports to
     reference = model.base_model if runner.task == "feature-extraction" else model
     difference = max_difference(reference.eval(), runner, runner.task)
     if difference > PARITY_TOLERANCE:
-        raise ValueError(
+        raise BadInputError(
             f"{export}/{ONNX_FILE} does not compute what {folder}/model.safetensors does (difference "
             f"{difference:.2e}): it was exported from other weights. Re-export with `minialbert export-onnx "
             f"{folder} --overwrite_output_dir`."
@@ -124,27 +127,28 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
 def _check_model(folder: Path, with_onnx: bool = False) -> Artifact:
     config = MiniAlbertConfig.from_pretrained(folder)
     if not (folder / "model.safetensors").is_file():
-        raise ValueError(f"{folder} lacks model.safetensors: save the model with save_pretrained.")
+        raise BadInputError(f"{folder} lacks model.safetensors: save the model with save_pretrained.")
     head = (config.architectures or ["MiniAlbertModel"])[0]
-    head_of(head)  # an unknown head: a ValueError that names the known ones
+    with as_bad_input(f"{folder}: "):  # an unknown head: the message names the known ones
+        head_of(head)
     try:
         with reading_weights(str(folder), "save the model again (save_pretrained) or copy the folder again."):
             model, info = getattr(modeling_minialbert, head).from_pretrained(folder, output_loading_info=True)
     except RuntimeError as error:  # shapes that contradict the config
-        raise ValueError(f"{folder}/model.safetensors does not match its config ({head}): {error}") from error
+        raise BadInputError(f"{folder}/model.safetensors does not match its config ({head}): {error}") from error
     problems = {key: value for key, value in info.items() if value and key != "error_msgs"}
     if problems:
-        raise ValueError(f"{folder}/model.safetensors does not match its config ({head}): {problems}")
+        raise BadInputError(f"{folder}/model.safetensors does not match its config ({head}): {problems}")
 
     tokenizer_files = _read(folder, TOKENIZER_FILES)
     if not {"tokenizer.json", "vocab.txt"} & set(tokenizer_files):
-        raise ValueError(
+        raise BadInputError(
             f"{folder} has no tokenizer (tokenizer.json or vocab.txt): save the teacher's tokenizer into it with "
             "AutoTokenizer.from_pretrained(teacher).save_pretrained(folder)."
         )
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if len(tokenizer) > config.vocab_size:
-        raise ValueError(
+        raise BadInputError(
             f"{folder}'s tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size} embeddings."
         )
     # Folders saved before every head was mapped get the complete auto_map, so each Auto class loads the upload.
@@ -181,16 +185,16 @@ def _check_tuned(folder: Path, base_model: str | None) -> Artifact:
     description = json.loads((folder / TUNED_CONFIG_NAME).read_text())
     base = base_model or description.get("base_model")
     if not _is_hub_id(base):
-        raise ValueError(
+        raise BadInputError(
             f"{folder}/{TUNED_CONFIG_NAME} names base model {base!r}, which is not a Hub id: push the base student "
             "first and pass its repo id as base_model (--base_model)."
         )
     if not (folder / TUNED_WEIGHTS_NAME).is_file():
-        raise ValueError(f"{folder} lacks {TUNED_WEIGHTS_NAME}: write it with minialbert.save_tuned.")
+        raise BadInputError(f"{folder} lacks {TUNED_WEIGHTS_NAME}: write it with minialbert.save_tuned.")
     try:
         model = load_tuned(folder, base)
     except OSError as error:
-        raise ValueError(f"Cannot load the base model {base!r} of {folder}: {error}") from error
+        raise BadInputError(f"Cannot load the base model {base!r} of {folder}: {error}") from error
     description["base_model"] = base
     files = {
         TUNED_CONFIG_NAME: (json.dumps(description, indent=2) + "\n").encode(),
@@ -212,19 +216,22 @@ def _check_peft(folder: Path, base_model: str | None) -> Artifact:
     peft_config = PeftConfig.from_pretrained(folder)
     base = base_model or peft_config.base_model_name_or_path
     if not _is_hub_id(base):
-        raise ValueError(
+        raise BadInputError(
             f"{folder}/adapter_config.json names base model {base!r}, which is not a Hub id: push the base student "
             "first and pass its repo id as base_model (--base_model)."
         )
     if not (folder / "adapter_model.safetensors").is_file():
-        raise ValueError(f"{folder} lacks adapter_model.safetensors: save the adapter with PeftModel.save_pretrained.")
+        raise BadInputError(
+            f"{folder} lacks adapter_model.safetensors: save the adapter with PeftModel.save_pretrained."
+        )
     # The base's config.json is read as data and the base loads through the installed package's own classes, so
     # no code stored in the base repository runs.
     base_config = read_minialbert_config(
         base, f"The adapter's base model {base!r}", "pass the Hub id of the MiniAlbert student it was trained on."
     )
     head = (base_config.architectures or ["MiniAlbertModel"])[0]
-    head_of(head)  # an unknown head: a ValueError that names the known ones
+    with as_bad_input(f"{folder}: "):  # an unknown head: the message names the known ones
+        head_of(head)
     base_instance = getattr(modeling_minialbert, head).from_pretrained(base)
     config = base_instance.config
     # Trainable, so the card can count the adapter's parameters.
@@ -242,13 +249,13 @@ def _check_peft(folder: Path, base_model: str | None) -> Artifact:
 
 def check_shareable(folder: str | os.PathLike, base_model: str | None = None, with_onnx: bool = False) -> Artifact:
     """Check that `folder` is a complete student, `save_tuned` artifact or PEFT adapter that loads, and collect the
-    files to upload (with `with_onnx`, a student's ONNX export too). Raises ValueError naming what is wrong and how
+    files to upload (with `with_onnx`, a student's ONNX export too). Raises BadInputError naming what is wrong and how
     to fix it; nothing is uploaded then."""
     path = Path(folder)
     if not path.is_dir():
-        raise ValueError(f"{folder!r} is not a folder.")
+        raise BadInputError(f"{folder!r} is not a folder.")
     if with_onnx and not (path / "config.json").is_file():
-        raise ValueError(f"--with_onnx shares a student's ONNX export; {folder} is an adapter, not a student.")
+        raise BadInputError(f"--with_onnx shares a student's ONNX export; {folder} is an adapter, not a student.")
     if (path / "adapter_config.json").is_file():
         return _check_peft(path, base_model)
     if (path / TUNED_CONFIG_NAME).is_file():
@@ -256,7 +263,7 @@ def check_shareable(folder: str | os.PathLike, base_model: str | None = None, wi
     if (path / "config.json").is_file():
         read_minialbert_config(path, str(folder), "convert it first with `minialbert convert`.")
         return _check_model(path, with_onnx)
-    raise ValueError(
+    raise BadInputError(
         f"{folder} is not a MiniAlbert folder: expected config.json (a student), {TUNED_CONFIG_NAME} (save_tuned) "
         "or adapter_config.json (PEFT)."
     )
@@ -516,6 +523,8 @@ def push_to_hub(
             checked against the weights being uploaded; the card shows how to run it.
         token: a Hub token; by default huggingface_hub's own (`hf auth login`, `HF_TOKEN`).
     """
+    with as_bad_input(f"repo_id {repo_id!r}: "):
+        validate_repo_id(repo_id)
     artifact = check_shareable(folder, base_model, with_onnx)
     api = HfApi(token=token)
     card = model_card(folder, repo_id, artifact, revision or "main")

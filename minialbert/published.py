@@ -26,6 +26,7 @@ from huggingface_hub import snapshot_download
 from safetensors.torch import load_file
 
 from .configuration_minialbert import MiniAlbertConfig
+from .errors import BadInputError, as_bad_input
 from .folders import TOKENIZER_FILES, claim_output, write_folder
 from .modeling_minialbert import (
     MiniAlbertForMaskedLM,
@@ -104,11 +105,11 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
                     return load_file(path)
                 return torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:  # safetensors' and torch's errors for a cut-off or corrupted file
-                raise ValueError(
+                raise BadInputError(
                     f"{path} cannot be read ({type(error).__name__}: {error}): the file is cut off or corrupted; "
                     "download or copy it again."
                 ) from error
-    raise ValueError(f"{folder} has no model.safetensors or pytorch_model.bin; nothing to import.")
+    raise BadInputError(f"{folder} has no model.safetensors or pytorch_model.bin; nothing to import.")
 
 
 def is_published_layout(keys: set[str]) -> bool:
@@ -126,33 +127,35 @@ def describe_other_kinds(config: dict, keys: set[str], folder: Path) -> None:
     """Raise a ValueError naming what `folder` holds and which command fits, unless it is a published
     MiniALBERT checkpoint."""
     if config.get("model_type") == MiniAlbertConfig.model_type:
-        raise ValueError(f"{folder} already holds a MiniAlbert model of this package: use it directly.")
+        raise BadInputError(f"{folder} already holds a MiniAlbert model of this package: use it directly.")
     if is_published_layout(keys):
         return
     if any(".albert_layer_groups." in key for key in keys):
-        raise ValueError(
+        raise BadInputError(
             f"{folder} holds an ALBERT model (its own embedding_hidden_mapping_in, no MiniALBERT projector, adapters "
             "or heads): it loads with transformers' AlbertModel; `minialbert import-published` reads only the "
             "MiniALBERT checkpoints."
         )
     if any(re.search(r"(^|\.)encoder\.layer\.\d+\.", key) for key in keys):
-        raise ValueError(
+        raise BadInputError(
             f"{folder} holds a BERT model ({config.get('model_type')!r}): make a student of it with "
             "`minialbert convert`."
         )
-    raise ValueError(f"{folder} is not a published MiniALBERT checkpoint (model_type {config.get('model_type')!r}).")
+    raise BadInputError(
+        f"{folder} is not a published MiniALBERT checkpoint (model_type {config.get('model_type')!r})."
+    )
 
 
 def student_config(published: dict, head: type, folder: Path) -> MiniAlbertConfig:
     """The MiniAlbertConfig of a published config (ALBERT- or BERT-typed, with the MiniALBERT fields)."""
     if published.get("num_hidden_groups", 1) != 1 or published.get("inner_group_num", 1) != 1:
-        raise ValueError(f"{folder}/config.json shares more than one layer group; MiniALBERT shares one layer.")
+        raise BadInputError(f"{folder}/config.json shares more than one layer group; MiniALBERT shares one layer.")
     missing = [name for name in ("embedding_size", "hidden_size", "num_hidden_layers", "vocab_size")
                if name not in published]  # fmt: skip
     if missing:
-        raise ValueError(f"{folder}/config.json lacks {', '.join(missing)}: it is not a MiniALBERT config.")
+        raise BadInputError(f"{folder}/config.json lacks {', '.join(missing)}: it is not a MiniALBERT config.")
     if published.get("hidden_act", "gelu") != "gelu":
-        raise ValueError(
+        raise BadInputError(
             f"{folder}/config.json has hidden_act {published['hidden_act']!r}: the published adapters and masked-LM "
             "transform apply exact GELU, which MiniAlbert ties to hidden_act, so only 'gelu' imports exactly."
         )
@@ -164,16 +167,17 @@ def student_config(published: dict, head: type, folder: Path) -> MiniAlbertConfi
     values = {name: published[name] for name in copied if name in published}
     if head in (MiniAlbertForSequenceClassification, MiniAlbertForTokenClassification):  # the labels it predicts
         values |= {name: published[name] for name in ("id2label", "label2id") if name in published}
-    return MiniAlbertConfig(
-        **values,
-        classifier_dropout=published.get("classifier_dropout_prob", published.get("classifier_dropout")),
-        use_adapters=bool(published.get("use_adapter", False)),
-        adapter_reduction_factor=published.get("reduction_factor", 16),
-        embedding_layout="albert",
-        adapter_layout="post_norm",
-        mlm_decoder="untied",
-        architectures=[head.__name__],
-    )
+    with as_bad_input(f"{folder}/config.json: "):
+        return MiniAlbertConfig(
+            **values,
+            classifier_dropout=published.get("classifier_dropout_prob", published.get("classifier_dropout")),
+            use_adapters=bool(published.get("use_adapter", False)),
+            adapter_reduction_factor=published.get("reduction_factor", 16),
+            embedding_layout="albert",
+            adapter_layout="post_norm",
+            mlm_decoder="untied",
+            architectures=[head.__name__],
+        )
 
 
 def head_class(published: dict, keys: set[str], folder: Path) -> type:
@@ -185,7 +189,7 @@ def head_class(published: dict, keys: set[str], folder: Path) -> type:
     if "vocab_projector.weight" in keys:
         return MiniAlbertForMaskedLM
     if "classifier.weight" in keys:
-        raise ValueError(
+        raise BadInputError(
             f"{folder}/config.json names no head class ({published.get('architectures')}) and a classifier "
             'can be per sequence or per token: add "architectures": ["MiniAlbertForSequenceClassification"] '
             "(or ...ForTokenClassification) to a copy of it."
@@ -224,7 +228,7 @@ def map_keys(
         elif not any(marker in key for marker in UNUSED):
             unexpected.append(key)
     if unexpected:
-        raise ValueError(f"Keys with no place in a MiniAlbert model: {', '.join(sorted(unexpected)[:8])}.")
+        raise BadInputError(f"Keys with no place in a MiniAlbert model: {', '.join(sorted(unexpected)[:8])}.")
     sources = {
         f"{ours}.{name}": f"{published}.{name}" for published, ours in names.items() for name in ("weight", "bias")
     }
@@ -242,7 +246,7 @@ def load_tokenizer(folder: Path, tokenizer: str | None):
         return getattr(transformers, name).from_pretrained(folder)
     if (folder / "vocab.txt").is_file() or (folder / "tokenizer.json").is_file():
         return transformers.BertTokenizerFast.from_pretrained(folder)
-    raise ValueError(f"{folder} has no tokenizer files; pass --tokenizer with the teacher's tokenizer.")
+    raise BadInputError(f"{folder} has no tokenizer files; pass --tokenizer with the teacher's tokenizer.")
 
 
 def import_published(
@@ -265,11 +269,11 @@ def _import_published(
 ) -> Path:
     folder, commit = read_checkpoint(source, arguments.revision)
     if not (folder / "config.json").is_file():
-        raise ValueError(f"{source} has no config.json; it is not a model checkpoint.")
+        raise BadInputError(f"{source} has no config.json; it is not a model checkpoint.")
     try:
         published = json.loads((folder / "config.json").read_text())
     except ValueError as error:
-        raise ValueError(
+        raise BadInputError(
             f"{folder / 'config.json'} is not JSON ({error}): the file is cut off or corrupted; download or copy "
             "it again."
         ) from error
@@ -287,17 +291,17 @@ def _import_published(
     missing, unplaced = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing:
         names = ", ".join(sources.get(key, key) for key in missing[:8])
-        raise ValueError(f"{source} lacks weights its config calls for: {names}.")
+        raise BadInputError(f"{source} lacks weights its config calls for: {names}.")
     if unplaced:
-        raise ValueError(f"{source} has weights its config has no place for: {', '.join(unplaced[:8])}.")
+        raise BadInputError(f"{source} has weights its config has no place for: {', '.join(unplaced[:8])}.")
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
-            raise ValueError(
+            raise BadInputError(
                 f"{source}: {key} has shape {tuple(tensor.shape)}, the config calls for {tuple(expected[key].shape)}."
             )
     model.load_state_dict(state, strict=True)
     if len(tokenizer) > config.vocab_size:
-        raise ValueError(f"{source}'s tokenizer has {len(tokenizer)} tokens for {config.vocab_size} embeddings.")
+        raise BadInputError(f"{source}'s tokenizer has {len(tokenizer)} tokens for {config.vocab_size} embeddings.")
 
     def write(staging: Path) -> None:
         model.save_pretrained(staging)

@@ -28,6 +28,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
 from .devices import cpu_has_native_bf16, cpu_name
+from .errors import BadInputError, as_bad_input
 from .export import (
     ONNX_FILE,
     QUANTIZATIONS,
@@ -112,7 +113,7 @@ class RuntimeReport:
 def _check_texts(sample_texts: list[str]) -> list[str]:
     if isinstance(sample_texts, str) or len(sample_texts) < 3 or not all(isinstance(t, str) for t in sample_texts):
         count = 1 if isinstance(sample_texts, str) else len(sample_texts)
-        raise ValueError(
+        raise BadInputError(
             f"sample_texts holds {count} text(s): agreement ranks pairs of texts, so pass a list of at least 3, "
             "ideally a few hundred like those you will encode (`minialbert bench FOLDER --sample_file texts.txt`, "
             "one text per line)."
@@ -158,16 +159,18 @@ def _onnx_exports(
     )
     exported_depth = export_config.num_recursions or export_config.num_hidden_layers
     if exported_depth != depth:
-        raise ValueError(f"{onnx_folder} runs {exported_depth} recursions, not {depth}; {fix}.")
+        raise BadInputError(f"{onnx_folder} runs {exported_depth} recursions, not {depth}; {fix}.")
     missing = {path: ONNX_PATHS[path] for path in onnx_paths if not (onnx_folder / ONNX_PATHS[path]).is_file()}
     if explicit and missing or len(missing) == len(onnx_paths):
-        raise ValueError(f"{onnx_folder} holds no {' or '.join(missing.values())}, which {', '.join(missing)} "
+        raise BadInputError(f"{onnx_folder} holds no {' or '.join(missing.values())}, which {', '.join(missing)} "
                          f"need(s); {fix}.")  # fmt: skip
     for path in onnx_paths:
         if path not in missing and OnnxRuntimeModel.from_pretrained(onnx_folder, ONNX_PATHS[path]).task != (
             "feature-extraction"
         ):
-            raise ValueError(f"{onnx_folder}/{ONNX_PATHS[path]} computes a head's outputs, not the encoder's; {fix}.")
+            raise BadInputError(
+                f"{onnx_folder}/{ONNX_PATHS[path]} computes a head's outputs, not the encoder's; {fix}."
+            )
     return onnx_folder, {path: f"not exported in {onnx_folder}" for path in missing}
 
 
@@ -223,16 +226,17 @@ def fastest_runtime(
     sample_texts = _check_texts(sample_texts)
     folder = Path(folder)
     config = read_student_config(folder)
-    check_num_recursions(num_recursions, config.num_hidden_layers)
+    with as_bad_input():
+        check_num_recursions(num_recursions, config.num_hidden_layers)
     depth = num_recursions or config.num_recursions or config.num_hidden_layers
     unknown = [path for path in paths or () if path not in PATHS]
     if unknown or paths == []:
-        raise ValueError(f"Unknown runtime path(s) {unknown or paths}; choose from {', '.join(PATHS)}.")
+        raise BadInputError(f"Unknown runtime path(s) {unknown or paths}; choose from {', '.join(PATHS)}.")
     skipped = {}
     if not cpu_has_native_bf16():
         skipped["pytorch-bf16"] = "this CPU has no native bf16 (avx512_bf16 or amx_bf16); emulated bf16 is slow"
     if paths is not None and "pytorch-bf16" in paths and "pytorch-bf16" in skipped:
-        raise ValueError(f"pytorch-bf16 cannot run well here: {skipped['pytorch-bf16']}.")
+        raise BadInputError(f"pytorch-bf16 cannot run well here: {skipped['pytorch-bf16']}.")
     wanted = [path for path in (paths or PATHS) if path not in skipped]
     if "pytorch-fp32" not in wanted:
         wanted.insert(0, "pytorch-fp32")  # the reference every agreement is measured against
@@ -254,7 +258,7 @@ def fastest_runtime(
         )
         if paths is not None and unavailable:
             path, why = next(iter(unavailable.items()))
-            raise ValueError(f"{path} cannot run here: {why}.")
+            raise BadInputError(f"{path} cannot run here: {why}.")
         skipped |= unavailable
         wanted = [path for path in wanted if path not in unavailable]
         runners = _runners(folder, config, wanted, depth, exported)

@@ -28,6 +28,7 @@ from torch import nn
 from transformers import AutoConfig
 
 from .configuration_minialbert import head_of
+from .errors import BadInputError
 from .modeling_minialbert import MiniAlbertPreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,9 @@ def _add_missing_modules(model: MiniAlbertPreTrainedModel, mode: str, rank: int)
         new_modules = encoder.adapters
     elif mode == "relaxed" and encoder.relaxations is None:
         if rank < 1:
-            raise ValueError(f"Relaxed-recursion tuning needs a rank of at least 1, got recursion_lora_rank={rank}.")
+            raise BadInputError(
+                f"Relaxed-recursion tuning needs a rank of at least 1, got recursion_lora_rank={rank}."
+            )
         config.recursion_lora_rank = rank
         encoder.relaxations = nn.ModuleList(
             modeling.MiniAlbertRelaxation(config) for _ in range(config.num_hidden_layers)
@@ -96,9 +99,9 @@ def enable_tuning(model: MiniAlbertPreTrainedModel, mode: str = "adapters", rank
     ```
     """
     if mode not in TUNING_MODES:
-        raise ValueError(f"Unknown tuning mode {mode!r}; use one of {', '.join(TUNING_MODES)}.")
+        raise BadInputError(f"Unknown tuning mode {mode!r}; use one of {', '.join(TUNING_MODES)}.")
     if getattr(getattr(model, "config", None), "model_type", None) != "minialbert":
-        raise ValueError(f"enable_tuning needs a MiniAlbert model, got {type(model).__name__}.")
+        raise BadInputError(f"enable_tuning needs a MiniAlbert model, got {type(model).__name__}.")
     _add_missing_modules(model, mode, rank)
     encoder = model.base_model.encoder
     tuned = encoder.adapters if mode == "adapters" else encoder.relaxations
@@ -140,7 +143,7 @@ def save_tuned(model: MiniAlbertPreTrainedModel, output_dir: str | os.PathLike, 
         if parameter.requires_grad
     }
     if not state:
-        raise ValueError("The model has no trainable parameters: call enable_tuning first.")
+        raise BadInputError("The model has no trainable parameters: call enable_tuning first.")
     config = model.config
     description = {
         "head": type(model).__name__,
@@ -187,7 +190,7 @@ def load_tuned(
     description = json.loads((path / TUNED_CONFIG_NAME).read_text())
     base = base_model or description["base_model"]
     if base is None:
-        raise ValueError(f"{TUNED_CONFIG_NAME} names no base model; pass base_model.")
+        raise BadInputError(f"{TUNED_CONFIG_NAME} names no base model; pass base_model.")
     config = AutoConfig.from_pretrained(base, **from_pretrained_kwargs)
     for key, value in description["config"].items():
         setattr(config, key, value)
@@ -199,7 +202,7 @@ def load_tuned(
     parameters = dict(model.named_parameters())
     missing = set(state) - set(parameters)
     if missing:
-        raise ValueError(f"{tuned_dir} holds parameters the base model lacks: {sorted(missing)[:5]}")
+        raise BadInputError(f"{tuned_dir} holds parameters the base model lacks: {sorted(missing)[:5]}")
     with torch.no_grad():
         for name, tensor in state.items():
             parameters[name].copy_(tensor)

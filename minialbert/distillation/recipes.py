@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 
 from ..convert import Teacher
 from ..devices import cpu_bf16_is_faster
+from ..errors import BadInputError
 from ..sentence_embeddings import SentenceModules
 
 logger = logging.getLogger(__name__)
@@ -284,30 +285,30 @@ class DistillationArguments(_RecipeArguments):
             self.bf16 = cpu_bf16_is_faster()
         super().__post_init__()
         if self.recipe not in ("auto", *RECIPE_NAMES):
-            raise ValueError(f"--recipe must be one of {['auto', *RECIPE_NAMES]}, got {self.recipe!r}.")
+            raise BadInputError(f"--recipe must be one of {['auto', *RECIPE_NAMES]}, got {self.recipe!r}.")
         for name in (f"{term.name}_weight" for term in RECIPE_TERMS):
             if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ValueError(f"--{name} must be non-negative, got {getattr(self, name)}.")
+                raise BadInputError(f"--{name} must be non-negative, got {getattr(self, name)}.")
         for option in RECIPE_OPTIONS:
             if getattr(self, option.name) not in (None, *option.choices):
-                raise ValueError(
+                raise BadInputError(
                     f"--{option.name} must be one of {list(option.choices)}, got {getattr(self, option.name)!r}."
                 )
         for name in ("temperature", "relational_temperature"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}.")
+                raise BadInputError(f"--{name} must be positive, got {getattr(self, name)}.")
         if self.depth_weights is not None and (
             not self.depth_weights or any(weight < 0 for weight in self.depth_weights) or not any(self.depth_weights)
         ):
-            raise ValueError(
+            raise BadInputError(
                 f"--depth_weights must be non-negative weights, not all 0, one per shallower depth, got "
                 f"{self.depth_weights}."
             )
         DepthSchedule.parse(self.depth_schedule)
         if self.agreement_steps < 0:
-            raise ValueError(f"--agreement_steps must be 0 or positive, got {self.agreement_steps}.")
+            raise BadInputError(f"--agreement_steps must be 0 or positive, got {self.agreement_steps}.")
         if not 0 < self.mlm_probability < 1:
-            raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}.")
+            raise BadInputError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}.")
 
 
 def _describe(recipe) -> str:
@@ -366,7 +367,7 @@ def resolve_recipe(args: DistillationArguments, teacher: Teacher, sentence_modul
     weights = {loss: float(values[f"{loss}_weight"]) for loss in LOSS_NAMES}
     if not has_head and weights["logit"] > 0:
         if args.logit_weight is not None:
-            raise ValueError(
+            raise BadInputError(
                 f"--logit_weight {args.logit_weight} needs a teacher with a masked-LM head, and "
                 f"{teacher.name_or_path} has none; drop --logit_weight or pass a BertForMaskedLM checkpoint."
             )
@@ -379,7 +380,7 @@ def resolve_recipe(args: DistillationArguments, teacher: Teacher, sentence_modul
         weights["logit"] = 0.0
     if not any(weights.values()):
         names = ", ".join(f"--{loss}_weight" for loss in LOSS_NAMES)
-        raise ValueError(f"Every loss weight is 0: give a positive value to at least one of {names}.")
+        raise BadInputError(f"Every loss weight is 0: give a positive value to at least one of {names}.")
     pooling = sentence_modules.pooling if sentence_modules else "mean"
     if (weights["sentence"] > 0 or weights["relational"] > 0) and sentence_modules is None:
         logger.warning(
@@ -403,20 +404,20 @@ def resolve_depth_weights(recipe: Recipe, num_recursions: int) -> None:
     refusing weights that do not fit it."""
     if recipe.elastic_depth == "off":
         if recipe.depth_weights is not None:
-            raise ValueError(
+            raise BadInputError(
                 f"--depth_weights {recipe.depth_weights} weigh shallower depths, which train only with elastic "
                 "depth: add --elastic_depth sum (or sample), or drop --depth_weights."
             )
         return
     if num_recursions < 2:
-        raise ValueError(
+        raise BadInputError(
             f"--elastic_depth {recipe.elastic_depth} trains the shallower depths of a student, and this one has a "
             "single recursion; drop --elastic_depth or convert with --num_recursions 2 or more."
         )
     if recipe.depth_weights is None:
         recipe.depth_weights = [1.0] * (num_recursions - 1)
     elif len(recipe.depth_weights) != num_recursions - 1:
-        raise ValueError(
+        raise BadInputError(
             f"--depth_weights {recipe.depth_weights} must give one weight for each of the {num_recursions - 1} "
             f"shallower depths (1 to {num_recursions - 1}) of this {num_recursions}-recursion student."
         )

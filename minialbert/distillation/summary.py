@@ -7,6 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
+from ..errors import BadInputError
 from .recipes import Recipe
 
 
@@ -58,7 +59,7 @@ class DistillationSummary:
         required = [each.name for each in fields(cls) if each.default is MISSING and each.default_factory is MISSING]
         missing = [name for name in required if name not in summary]
         if missing:
-            raise ValueError(
+            raise BadInputError(
                 f"A distillation summary without {', '.join(missing)}: not one `minialbert distill` wrote; distil "
                 "again, or remove the file."
             )
@@ -76,7 +77,7 @@ class DistillationSummary:
         try:
             return cls.from_dict(json.loads(path.read_text()))
         except (ValueError, TypeError) as error:
-            raise ValueError(f"{path} is not a distillation summary ({error}).") from error
+            raise BadInputError(f"{path} is not a distillation summary ({error}).") from error
 
     def where(self) -> str:
         """`; 850 s in all on AMD EPYC (native bf16)`: the wall clock and the machine, where recorded."""

@@ -28,6 +28,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, Train
 from ..convert import Teacher, check_layer_map, layer_map, load_teacher
 from ..data import masked_lm_collator
 from ..devices import check_fsdp_device
+from ..errors import BadInputError
 from ..held_out import unmasked
 from ..modeling_minialbert import MiniAlbertForMaskedLM
 from ..sentence_embeddings import pool, read_sentence_modules
@@ -288,12 +289,12 @@ class DistillationTrainer(Trainer):
 
     def __init__(self, teacher, model: MiniAlbertForMaskedLM, args: DistillationArguments, *trainer_args, **kwargs):
         if not isinstance(args, DistillationArguments):
-            raise ValueError(f"DistillationTrainer needs DistillationArguments, got {type(args).__name__}.")
+            raise BadInputError(f"DistillationTrainer needs DistillationArguments, got {type(args).__name__}.")
         check_fsdp_device(args)
         self.teacher = load_teacher(teacher)
         student, bert = model.config, self.teacher.bert.config
         if (student.vocab_size, student.hidden_size) != (bert.vocab_size, bert.hidden_size):
-            raise ValueError(
+            raise BadInputError(
                 f"Student and teacher must share the vocabulary and hidden size: the student has vocab_size "
                 f"{student.vocab_size} and hidden_size {student.hidden_size}, the teacher {bert.vocab_size} and "
                 f"{bert.hidden_size}. Convert the student from this teacher (minialbert convert)."
@@ -306,7 +307,7 @@ class DistillationTrainer(Trainer):
         self.recipe = resolve_recipe(args, self.teacher, self.sentence_modules)
         resolve_depth_weights(self.recipe, len(self.layer_map))
         if student.num_recursions not in (None, student.num_hidden_layers):
-            raise ValueError(
+            raise BadInputError(
                 f"The student runs {student.num_recursions} of its {student.num_hidden_layers} recursions "
                 "(num_recursions): distillation trains the full depth; load it without num_recursions (add "
                 "--elastic_depth sum to train the shallower depths too)."
@@ -314,7 +315,7 @@ class DistillationTrainer(Trainer):
         logger.info("Distillation recipe %r: %s.", self.recipe.name, self.recipe.reason)
         tokenizer = kwargs.get("processing_class")
         if not isinstance(tokenizer, PreTrainedTokenizerBase):
-            raise ValueError("DistillationTrainer needs the tokenizer as `processing_class` to mask batches.")
+            raise BadInputError("DistillationTrainer needs the tokenizer as `processing_class` to mask batches.")
         kwargs.setdefault("data_collator", DataCollatorWithPadding(tokenizer))
         super().__init__(model, args, *trainer_args, **kwargs)
         # compute_loss returns a per-batch mean: let the Trainer divide it over gradient-accumulation steps.

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import evaluate
 
+from ..errors import BadInputError
+
 METRICS_DIR = Path(__file__).parent
 METRICS = tuple(sorted(path.name for path in METRICS_DIR.iterdir() if (path / f"{path.name}.py").is_file()))
 
@@ -20,5 +22,5 @@ METRICS = tuple(sorted(path.name for path in METRICS_DIR.iterdir() if (path / f"
 def load_metric(name: str, config_name: str | None = None, **kwargs) -> evaluate.EvaluationModule:
     """`evaluate.load` for one of the shipped modules (`METRICS`), by path."""
     if name not in METRICS:
-        raise ValueError(f"Unknown metric {name!r}; minialbert ships {', '.join(METRICS)}.")
+        raise BadInputError(f"Unknown metric {name!r}; minialbert ships {', '.join(METRICS)}.")
     return evaluate.load(str(METRICS_DIR / name), config_name, **kwargs)
