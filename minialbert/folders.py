@@ -2,8 +2,8 @@
 and the fine-tuning examples), and the one way a command reads a student folder it is given.
 
 Before any work starts, the output path is checked (a file, an unwritable place, or a non-empty folder with nothing
-to resume is refused) and locked: one job per output folder, the lock an OS-level one on `.NAME.lock` beside it,
-released by the OS when a job dies, so a killed job never blocks the next. An absent or empty `output_dir` is used
+to resume is refused) and locked: one job per output folder, the lock an OS-level one on `.NAME.lock` beside it
+(the file stays), released by the OS when a job dies, so a killed job never blocks the next. An absent or empty `output_dir` is used
 as is; one holding a Trainer checkpoint is resumed by the commands that train, from the newest checkpoint that was
 written completely; any other non-empty folder is refused unless `--overwrite_output_dir`. A refused folder is never
 touched, and an overwritten one is only replaced once its replacement is complete: the commands that write at once
@@ -87,10 +87,14 @@ def _check_writable(path: Path) -> None:
 
 
 class OutputLock:
-    """One job per output folder: an exclusive OS-level lock (`filelock`) on `.NAME.lock` beside the folder, taken
-    before anything is written and without waiting. The OS releases it when its process ends, killed or not, so a
-    stale lock file never blocks the next job; a clean release removes the file. Reentrant within a process (a
-    command that claims its folder, then writes it through `write_folder`)."""
+    """One job per output folder: an exclusive OS-level lock (`filelock`, flock on Unix) on `.NAME.lock` beside the
+    folder, taken before anything is written and without waiting. The OS releases it when its process ends, killed
+    or not, so a stale lock file never blocks the next job. Reentrant within a process (a command that claims its
+    folder, then writes it through `write_folder`).
+
+    The lock file follows filelock's rules (>= 3.30, the range setup.cfg declares): it stays in place after release,
+    since deleting a lock file another job has opened splits the jobs across two files and lets both in; a job that
+    loses the race opens it without truncating, so the holder's line (who holds it, for the refusal) survives."""
 
     held: dict[Path, "OutputLock"] = {}
 
@@ -134,8 +138,6 @@ class OutputLock:
         self.depth -= 1
         if self.depth == 0:
             del self.held[self.folder]
-            with suppress(OSError):
-                self.path.unlink()  # while still held: no other job can have taken this file meanwhile
             self.lock.release()
 
 

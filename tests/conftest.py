@@ -182,3 +182,9 @@ def booby_trap(folder: Path, marker: Path, model_type: str | None = None) -> Non
         config_path = folder / "config.json"
         config = json.loads(config_path.read_text())
         config_path.write_text(json.dumps(config | {"model_type": model_type}))
+
+
+def entries(folder: Path) -> list[str]:
+    """The names in `folder`, sorted, without the `.NAME.lock` files the output-folder lock leaves beside each folder
+    it took (filelock's rule: a lock file stays)."""
+    return sorted(path.name for path in folder.iterdir() if not (path.name.startswith(".") and path.suffix == ".lock"))

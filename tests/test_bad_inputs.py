@@ -16,6 +16,8 @@ from minialbert.convert import ConversionArguments, convert_and_save
 from minialbert.data import DataArguments, bundled_teacher_path
 from minialbert.distillation import DistillationArguments, DistillationTrainer
 
+from .conftest import entries
+
 TINY_DISTILL = ["--embedding_size", "16", "--num_recursions", "2", "--broad_eval_sentences", "0", "--max_steps", "1",
                 "--max_train_samples", "8", "--report_to", "none"]  # fmt: skip
 
@@ -211,7 +213,7 @@ def test_bad_input_is_refused_before_any_work_naming_the_value_and_the_fix(case,
         assert all(part in message for part in parts), message
     assert snapshot(bad) == before, "a refused call wrote or changed files"
     assert not (bad / "out").exists()
-    assert not [path.name for path in bad.iterdir() if path.name.startswith(".")], "a staging folder was left"
+    assert not [name for name in entries(bad) if name.startswith(".")], "a staging folder was left"
 
 
 def test_a_missing_optional_extra_is_one_line_and_debug_shows_the_traceback(bad, monkeypatch):

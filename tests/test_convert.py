@@ -38,7 +38,7 @@ from minialbert.convert import (
 from minialbert.corpora import SourceNotInstalled
 from minialbert.modeling_minialbert import LowRankDelta
 
-from .conftest import assert_remote_code_load_matches, tiny_config
+from .conftest import assert_remote_code_load_matches, entries, tiny_config
 
 TEXTS = [
     "Shares in the retailer rose sharply after strong Christmas sales.",
@@ -303,7 +303,7 @@ def test_bad_teachers_are_refused_and_nothing_is_written(tmp_path, make_teacher,
     assert cli_main(["convert", str(teacher), str(output)]) == 2
     assert message in capsys.readouterr().err
     assert not output.exists()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["teacher"]
+    assert entries(tmp_path) == ["teacher"]
 
 
 def test_non_bert_modules_are_refused():
@@ -373,7 +373,7 @@ def test_cli_end_to_end_writes_a_hub_ready_folder_that_loads_as_remote_code(tiny
         == 0
     )
     assert json.loads((output / "config.json").read_text())["use_adapters"] is False
-    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")], "staging folder left behind"
+    assert not [name for name in entries(tmp_path) if name.startswith(".")], "staging folder left behind"
 
     student = MiniAlbertForMaskedLM.from_pretrained(output)
     assert_remote_code_load_matches(student, output, "AutoModelForMaskedLM", encode(output), tmp_path)
@@ -397,7 +397,7 @@ def test_overwrite_keeps_the_old_folder_until_the_new_one_is_in_place(tiny_bert_
     monkeypatch.setattr(os, "replace", real_replace)
     assert moves[1] == "student" and moves[0].startswith(".student.old.")
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
-    assert [path.name for path in tmp_path.iterdir()] == ["student"], "staging or old folder left behind"
+    assert entries(tmp_path) == ["student"], "staging or old folder left behind"
 
     # The old folder cannot even be moved aside: it stays, and so does nothing else.
     def fail(source, target):
@@ -408,7 +408,7 @@ def test_overwrite_keeps_the_old_folder_until_the_new_one_is_in_place(tiny_bert_
         convert_and_save(tiny_bert_path, output, ConversionArguments(embedding_size=8), overwrite=True)
     monkeypatch.setattr(os, "replace", real_replace)
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
-    assert [path.name for path in tmp_path.iterdir()] == ["student"], "staging or place-holder left behind"
+    assert entries(tmp_path) == ["student"], "staging or place-holder left behind"
 
 
 def linear_inputs(seed: int, tokens: int, width: int) -> torch.Tensor:

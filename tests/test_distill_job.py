@@ -16,7 +16,7 @@ from transformers import Trainer
 
 from minialbert import MiniAlbertForMaskedLM
 
-from .conftest import run_training
+from .conftest import entries, run_training
 from .test_distillation import TINY_RUN
 
 # Under a depth schedule drawn at random for the first half (steps 1 to 4, depth 1 or 2): a resumed run must continue
@@ -110,7 +110,7 @@ def test_sigterm_and_ctrl_c_cost_nothing_and_the_rerun_ends_as_an_uninterrupted_
     )
     assert "Traceback" not in result.stderr
     assert sorted(path.name for path in stopped.iterdir()) == ["checkpoint-2", "checkpoint-4", "checkpoint-5"]
-    assert [path.name for path in tmp_path.iterdir()] == ["stopped"], "the lock was left behind"
+    assert entries(tmp_path) == ["stopped"], "the lock was left behind"
 
     result = run_training(command, kill="SIGINT:end")
     assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
@@ -128,7 +128,7 @@ def test_sigterm_and_ctrl_c_cost_nothing_and_the_rerun_ends_as_an_uninterrupted_
     assert set(ours) - set(theirs) == {name for name in ours if name.startswith("checkpoint-5/")}
     assert set(theirs) <= set(ours)
     assert json.loads((stopped / "distillation_summary.json").read_text())["global_step"] == 8
-    assert [path.name for path in tmp_path.iterdir()] == ["stopped"]
+    assert entries(tmp_path) == ["stopped"]
 
 
 @pytest.mark.slow
@@ -175,13 +175,13 @@ def test_an_overwrite_stopped_or_failing_keeps_the_old_student_and_its_replaceme
         f"over; {output_dir} is unchanged."
     )
     assert checksums(output_dir) == old
-    assert sorted(path.name for path in tmp_path.iterdir()) == [".student.overwrite", "student"]
+    assert entries(tmp_path) == [".student.overwrite", "student"]
 
     result = run_training(command)  # the same command resumes the replacement, and swaps it in once complete
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{sibling / 'checkpoint-4'} was cut off while being written" in result.stderr
     assert f"Resuming the interrupted replacement of {output_dir} from {sibling / 'checkpoint-3'}" in result.stderr
-    assert [path.name for path in tmp_path.iterdir()] == ["student"]
+    assert entries(tmp_path) == ["student"]
     new = checksums(output_dir)
     assert new["model.safetensors"] != old["model.safetensors"]  # seed 7's student, not the old one
     assert json.loads((output_dir / "distillation_summary.json").read_text())["global_step"] == 8

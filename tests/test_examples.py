@@ -24,7 +24,7 @@ from minialbert.data import bbc_news_splits
 from minialbert.metrics import METRICS, load_metric
 from minialbert.tuning import load_tuned
 
-from .conftest import run_training
+from .conftest import entries, run_training
 from .hub_server import LocalHub
 from .test_hub import client_env
 
@@ -234,7 +234,7 @@ def test_run_classification_survives_sigkill_and_an_overwrite_that_fails(student
             monkeypatch,
         )
     assert {path: path.read_bytes() for path in uninterrupted.rglob("*") if path.is_file()} == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == [".uninterrupted.overwrite", "killed", "uninterrupted"]
+    assert entries(tmp_path) == [".uninterrupted.overwrite", "killed", "uninterrupted"]
 
 
 def test_run_classification_pushes_with_a_card_carrying_its_results(student, tmp_path):

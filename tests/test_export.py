@@ -29,7 +29,7 @@ from minialbert.cli import main
 from minialbert.convert import ConversionArguments, convert_and_save
 from minialbert.export import ONNX_TASKS, QUANTIZED_ONNX_FILE
 
-from .conftest import TRANSFORMERS4_PYTHON, requires_transformers4, tiny_config
+from .conftest import TRANSFORMERS4_PYTHON, entries, requires_transformers4, tiny_config
 from .test_modeling_minialbert import randomise
 
 BENCHMARK = runpy.run_path(str(Path(__file__).parent.parent / "benchmarks" / "run.py"))
@@ -144,7 +144,7 @@ def test_cli_exports_and_refuses_bad_input_without_writing(tokenizer, tiny_bert_
         assert main(["export-onnx", *arguments]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+    assert [name for name in entries(tmp_path) if name.startswith(".")] == []
 
 
 def test_a_failed_check_writes_nothing_and_keeps_the_old_export(tokenizer, tmp_path, monkeypatch):

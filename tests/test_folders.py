@@ -5,10 +5,12 @@ import contextlib
 import errno
 import io
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,9 @@ from transformers import Trainer, TrainingArguments
 
 from minialbert import MiniAlbertModel
 from minialbert.cli import main
-from minialbert.folders import last_complete_checkpoint, prepare_training_output, write_folder
+from minialbert.folders import OutputLock, last_complete_checkpoint, prepare_training_output, write_folder
 
-from .conftest import tiny_config
+from .conftest import entries, tiny_config
 
 
 def checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
@@ -49,7 +51,7 @@ def test_a_checkpoint_cut_off_while_being_written_is_never_resumed_from(tmp_path
         assert prepared.working_dir == output
     # The cut-off ones are removed, so the resumed run writes its own in their place.
     assert sorted(path.name for path in output.iterdir()) == ["checkpoint-10", "checkpoint-9"]
-    assert [path.name for path in tmp_path.iterdir()] == ["student"], "the lock was left behind"
+    assert entries(tmp_path) == ["student"], "the lock was left behind"
 
 
 def test_only_cut_off_checkpoints_start_over_but_a_folder_with_other_files_is_refused_untouched(tmp_path):
@@ -65,7 +67,7 @@ def test_only_cut_off_checkpoints_start_over_but_a_folder_with_other_files_is_re
     with pytest.raises(ValueError, match="is not empty and holds no checkpoint to resume from; choose another folder"):
         prepare_training_output(output, overwrite=False)
     assert contents(output) == before
-    assert [path.name for path in tmp_path.iterdir()] == ["student"]
+    assert entries(tmp_path) == ["student"]
 
 
 def tiny_trainer(output: Path) -> Trainer:
@@ -97,7 +99,7 @@ def test_an_overwrite_trains_beside_the_old_folder_and_a_failure_keeps_both(tmp_
     )
     assert trainer.args.output_dir == str(output)
     assert contents(output) == {"model.safetensors": b"old"}
-    assert sorted(path.name for path in tmp_path.iterdir()) == [".student.overwrite", "student"]
+    assert entries(tmp_path) == [".student.overwrite", "student"]
 
     # The same command resumes the replacement from its last complete checkpoint, and swaps it in at the end.
     with prepare_training_output(output, overwrite=True) as prepared:
@@ -106,7 +108,7 @@ def test_an_overwrite_trains_beside_the_old_folder_and_a_failure_keeps_both(tmp_
             (Path(trainer.args.output_dir) / "model.safetensors").write_bytes(b"new")
     assert contents(output) == {"model.safetensors": b"new", "checkpoint-2/model.safetensors": b"weights",
                                 "checkpoint-2/trainer_state.json": b'{"global_step": 2}'}  # fmt: skip
-    assert [path.name for path in tmp_path.iterdir()] == ["student"]
+    assert entries(tmp_path) == ["student"]
 
 
 @pytest.mark.slow
@@ -141,7 +143,7 @@ def test_one_job_per_output_folder(tmp_path):
     assert (tmp_path / ".student.lock").exists()  # killed: its file stays, its lock does not
     with prepare_training_output(output, overwrite=False) as prepared:
         assert prepared.resume_from is None
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -158,7 +160,7 @@ def test_unusable_output_paths_are_refused_before_anything_is_written(path, mess
     for claim in (lambda: prepare_training_output(output, overwrite=False), lambda: write_folder(output, print)):
         with pytest.raises(ValueError, match=re.escape(message)):
             claim()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
+    assert entries(tmp_path) == ["a-file"]
 
 
 @pytest.mark.parametrize(
@@ -187,7 +189,7 @@ def test_a_write_that_fails_leaves_the_previous_folder_and_names_the_cause(fault
         write_folder(output, write, overwrite=True)
     assert f"Writing {output} failed {message}" in str(raised.value)
     assert contents(output) == {"model.onnx": b"previous export"}
-    assert [path.name for path in tmp_path.iterdir()] == ["onnx"]
+    assert entries(tmp_path) == ["onnx"]
 
 
 def test_a_full_disk_while_writing_a_student_or_an_export_keeps_the_previous_one(
@@ -217,4 +219,72 @@ def test_a_full_disk_while_writing_a_student_or_an_export_keeps_the_previous_one
         with pytest.raises(OSError, match=r"Writing .*onnx failed \(No space left on device\); the previous"):
             export_onnx(student, tmp_path / "onnx", ExportArguments(quantize="int8"), overwrite=True)
     assert {name: contents(tmp_path / name) for name in ("student", "onnx")} == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["onnx", "student"], "a staging folder was left"
+    assert entries(tmp_path) == ["onnx", "student"], "a staging folder was left"
+
+
+RACE = """
+import os, sys, time
+from pathlib import Path
+from minialbert.errors import BadInputError
+from minialbert.folders import OutputLock
+
+folder, inside, start, rounds = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+time.sleep(max(0.0, start - time.time()))  # every racer starts its first round at once
+held = refused = both = 0
+for _ in range(rounds):
+    try:
+        lock = OutputLock.acquire(folder)
+    except BadInputError:
+        refused += 1
+        continue
+    try:  # only a holder may be inside: a second one finds the file there
+        os.close(os.open(inside, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        both += 1
+    else:
+        time.sleep(0.0002)
+        os.unlink(inside)
+    held += 1
+    lock.release()
+print(held, refused, both)
+"""
+
+
+@pytest.mark.slow
+def test_two_jobs_racing_for_one_folder_never_both_hold_it(tmp_path):
+    """Three processes take and release one folder's lock 400 times each, all at once: whenever one holds it, no
+    other does (a file only a holder creates, exclusively, is never found there by another holder), and the race
+    really happened (each was refused sometimes and held it sometimes)."""
+    output, inside = tmp_path / "student", tmp_path / "inside"
+    start = time.time() + 8  # after every racer has imported minialbert
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACE, str(output), str(inside), str(start), "400"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    counts = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=300)
+        assert racer.returncode == 0, err[-2000:]
+        counts.append(tuple(map(int, out.split())))
+    assert all(both == 0 for _, _, both in counts), counts
+    assert all(held > 0 and refused > 0 for held, refused, _ in counts), counts
+    # filelock's rule: the lock file stays after release (deleting it could let a waiting job in beside a new one).
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".student.lock"]
+
+
+def test_the_lock_file_stays_after_release_and_a_refused_job_leaves_the_holders_line(tmp_path):
+    output = tmp_path / "student"
+    lock = OutputLock.acquire(output)
+    line = (tmp_path / ".student.lock").read_text()
+    assert line.startswith(f"process {os.getpid()} on ")
+    contender = subprocess.run(
+        [sys.executable, "-c", f"from minialbert.folders import OutputLock; OutputLock.acquire({str(output)!r})"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert contender.returncode == 1 and f"is in use by another job ({line})" in contender.stderr
+    assert (tmp_path / ".student.lock").read_text() == line, "the refused job truncated the holder's line"
+    lock.release()
+    assert (tmp_path / ".student.lock").exists()
+    with prepare_training_output(output, overwrite=False) as prepared:  # taken again after release, at once
+        assert prepared.resume_from is None

@@ -1,6 +1,9 @@
 """The package as a whole: what `import minialbert` costs, and how its modules depend on each other."""
 
 import ast
+import configparser
+import importlib.metadata
+import re
 import subprocess
 import sys
 import textwrap
@@ -100,3 +103,35 @@ def test_no_module_imports_one_that_imports_it_back():
         if module not in done:
             visit(module, [module])
     assert not cycles, cycles
+
+
+def declared_distributions() -> set[str]:
+    """The distributions setup.cfg asks for, in install_requires and every extra (names normalised)."""
+    config = configparser.ConfigParser()
+    config.read(PACKAGE.parent / "setup.cfg")
+    lines = config["options"]["install_requires"].splitlines()
+    lines += [line for extra in config["options.extras_require"].values() for line in extra.splitlines()]
+    names = {re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0] for line in lines}
+    return {name.lower().replace("_", "-") for name in names if name and not name.startswith("#")} - {"minialbert"}
+
+
+def test_every_library_the_package_imports_is_declared_in_setup_cfg():
+    """Each third-party module the package imports (at its top or inside functions) comes from a distribution that
+    setup.cfg declares itself, with the version range the code relies on; not one that only arrives as another
+    package's dependency (filelock came with huggingface_hub until 5 changed its semantics)."""
+    providers = importlib.metadata.packages_distributions()
+    imported = set()
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.partition(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"minialbert"}
+    undeclared = {
+        module: providers.get(module)
+        for module in sorted(third_party)
+        if not {name.lower().replace("_", "-") for name in providers.get(module, [module])} & declared_distributions()
+    }
+    assert "filelock" in third_party
+    assert not undeclared, f"imported but not declared in setup.cfg: {undeclared}"
