@@ -187,7 +187,10 @@ def main() -> None:
         dataset_label(data_args),
         data_args.dataset_config_name,
         output_args,
+        data_args,
     )
+    if run.done:  # the output folder holds this run finished: nothing to do
+        return
 
     raw = load_raw_data(data_args)
     reference = raw["train"] if "train" in raw else next(iter(raw.values()))

@@ -131,7 +131,10 @@ def main() -> None:
         dataset_label(data_args),
         data_args.dataset_config_name,
         output_args,
+        data_args,
     )
+    if run.done:  # the output folder holds this run finished: nothing to do
+        return
 
     raw = load_raw_data(data_args)
     names, indexed = tag_names(raw, data_args.tags_column_name)

@@ -29,10 +29,10 @@ from .folders import (
     prepare_training_output,
     read_minialbert_config,
     reading_weights,
-    train,
 )
 from .held_out import held_out_sets
 from .modeling_minialbert import MiniAlbertForMaskedLM
+from .run_record import run_options
 from .sentence_embeddings import save_sentence_modules
 
 logger = logging.getLogger(__name__)
@@ -92,9 +92,29 @@ def run_distillation(
         training_arguments.output_dir,
         (output_arguments or OutputArguments()).overwrite_output_dir,
         training_arguments.process_index == 0,
+        run_options(student_arguments, conversion_arguments, data_arguments, training_arguments),
     )
     with output:
+        if output.finished:
+            return finished_summary(output)
         return distill_into(output, student_arguments, conversion_arguments, data_arguments, training_arguments)
+
+
+def finished_summary(output: TrainingOutput) -> dict:
+    """The summary of the finished job `output` holds, which a rerun of its command leaves as it is."""
+    summary = DistillationSummary.read(output.output_dir)
+    if summary is None:
+        raise BadInputError(
+            f"{output.output_dir} holds a finished job without its {DistillationSummary.FILE_NAME}; pass "
+            "--overwrite_output_dir to distil again, or choose another folder."
+        )
+    logger.info(
+        "%s holds the finished student of this command (%d steps): nothing to do. Raise --max_steps to train it "
+        "longer, or pass --overwrite_output_dir to start over.",
+        output.output_dir,
+        summary.global_step,
+    )
+    return summary.to_dict()
 
 
 def distill_into(
@@ -156,9 +176,11 @@ def distill_into(
     )
     trainer.add_callback(SentenceAgreementCallback(trainer, held_out.agreement_sets()))
     tokens_per_window = sum(map(sum, windows["train"]["attention_mask"])) / len(windows["train"])
+    samples_per_step = training_arguments.train_batch_size * training_arguments.gradient_accumulation_steps
+    samples_per_step *= training_arguments.world_size
     # Training, saving and the summary happen in the output's working folder, put in place once all succeeded.
     with output.writing(trainer):
-        result = train(trainer, training_arguments.resume_from_checkpoint or output.resume_from)
+        output.train(trainer, training_arguments.resume_from_checkpoint)
         distilled = trainer.accelerator.unwrap_model(trainer.model)
         after = agreement_report(distilled, trainer.teacher, held_out.masked_windows, layers, held_out.sentence_sets)
         summary = DistillationSummary(
@@ -175,8 +197,11 @@ def distill_into(
             trained_on_sources=sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),
             global_step=trainer.state.global_step,
             processes=training_arguments.world_size,
-            train_runtime_seconds=round(result.metrics["train_runtime"], 1),
-            train_tokens_per_second=round(result.metrics["train_samples_per_second"] * tokens_per_window),
+            train_runtime_seconds=output.record.elapsed(),
+            train_tokens_per_second=round(
+                trainer.state.global_step * samples_per_step * tokens_per_window / max(output.record.elapsed(), 0.1)
+            ),
+            resumed_from_steps=output.record.resumed_from_steps,
             at_initialisation=before,
             after_distillation=after,
             agreement_by_depth=agreement_by_depth(distilled, trainer.teacher, held_out.agreement_sets()),

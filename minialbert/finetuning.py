@@ -20,8 +20,9 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, enable_fu
 
 from .devices import check_fsdp_device
 from .errors import BadInputError
-from .folders import OutputArguments, TrainingOutput, prepare_training_output, train
+from .folders import OutputArguments, TrainingOutput, prepare_training_output
 from .hub import push_to_hub, save_results
+from .run_record import run_options
 from .tuning import TUNING_MODES, enable_tuning, save_tuned, trainable_parameters
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ class TaskRun:
     dataset: str
     dataset_config: str | None = None
     output_args: OutputArguments = field(default_factory=OutputArguments)
+    data_args: object | None = None  # the example's data options (a dataclass), recorded with the others
     push: bool = field(init=False)
     output: TrainingOutput = field(init=False)
 
@@ -156,9 +158,23 @@ class TaskRun:
         # must reproduce them (the Trainer seeds only once the model exists).
         (enable_full_determinism if args.full_determinism else set_seed)(args.seed)
         self.push, args.push_to_hub = args.push_to_hub, False
+        options = run_options(*filter(None, (self.model_args, self.tuning_args, self.data_args, args)))
+        options |= {"task_type": self.task_type, "dataset": self.dataset, "dataset_config": self.dataset_config}
         self.output = prepare_training_output(
-            args.output_dir, self.output_args.overwrite_output_dir, args.process_index == 0
+            args.output_dir, self.output_args.overwrite_output_dir, args.process_index == 0, options
         )
+        if self.done:
+            self.output.close()
+            logger.info(
+                "%s holds the finished result of this command: nothing to do. Raise --max_steps or "
+                "--num_train_epochs to train it longer, or pass --overwrite_output_dir to run it again.",
+                self.output.output_dir,
+            )
+
+    @property
+    def done(self) -> bool:
+        """Whether the output folder holds this run finished already (the example then stops: nothing to do)."""
+        return self.output.finished is not None
 
     def run(self, trainer: Trainer, splits: dict[str, datasets.Dataset]) -> dict[str, float]:
         """Train (--do_train), save what the task adds to its base model, evaluate the validation (--do_eval) and
@@ -190,7 +206,7 @@ class TaskRun:
                 raise BadInputError("--do_train needs a train split (--train_file or a data set with one).")
             counts = trainable_parameters(trainer.model)
             start = time.perf_counter()
-            metrics = train(trainer, args.resume_from_checkpoint or self.output.resume_from).metrics
+            metrics = self.output.train(trainer, args.resume_from_checkpoint).metrics
             metrics |= {
                 "train_wall_seconds": round(time.perf_counter() - start, 1),
                 "total_parameters": counts["total"],

@@ -23,13 +23,18 @@ from minialbert.folders import OutputLock, last_complete_checkpoint, prepare_tra
 from .conftest import entries, tiny_config
 
 
-def checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
-    """A checkpoint folder as the Trainer writes it: weights first, trainer_state.json last."""
+def checkpoint(folder: Path, step: int, complete: bool = True, options: dict | None = None, **state) -> Path:
+    """A checkpoint folder as the Trainer writes it: weights first, trainer_state.json last, with the `RunRecord`
+    of a job run with `options` (none: a checkpoint from before records)."""
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
     (path / "model.safetensors").write_bytes(b"weights")
     if complete:
-        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        state = {"global_step": step, **state}
+        if options is not None:
+            record = {"options": options, "train_seconds": 1.5 * step, "global_step": step}
+            state["stateful_callbacks"] = {"RunRecord": {"args": record, "attributes": {}}}
+        (path / "trainer_state.json").write_text(json.dumps(state))
     return path
 
 
@@ -88,7 +93,7 @@ def test_an_overwrite_trains_beside_the_old_folder_and_a_failure_keeps_both(tmp_
         with pytest.raises(OSError) as raised:
             with prepared.writing(trainer):
                 assert trainer.args.output_dir == str(sibling)
-                checkpoint(sibling, 2)
+                checkpoint(sibling, 2, options={})
                 checkpoint(sibling, 4, complete=False)  # the disk filled up while it was written
                 raise OSError(errno.ENOSPC, "No space left on device")
     assert str(raised.value) == (
@@ -106,8 +111,9 @@ def test_an_overwrite_trains_beside_the_old_folder_and_a_failure_keeps_both(tmp_
         assert prepared.resume_from == str(sibling / "checkpoint-2")
         with prepared.writing(trainer):
             (Path(trainer.args.output_dir) / "model.safetensors").write_bytes(b"new")
-    assert contents(output) == {"model.safetensors": b"new", "checkpoint-2/model.safetensors": b"weights",
-                                "checkpoint-2/trainer_state.json": b'{"global_step": 2}'}  # fmt: skip
+    assert sorted(contents(output)) == ["checkpoint-2/model.safetensors", "checkpoint-2/trainer_state.json",
+                                        "model.safetensors", "training_record.json"]  # fmt: skip
+    assert contents(output)["model.safetensors"] == b"new"
     assert entries(tmp_path) == ["student"]
 
 

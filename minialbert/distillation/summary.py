@@ -45,10 +45,13 @@ class DistillationSummary:
     agreement_curve: list[dict[str, float]]
     # The teacher's own scores, where one exists (masked-LM accuracy, with a head): the report has them.
     teacher_figures: dict[str, float]
-    # What the run took from start to summary (loading, conversion, scoring included) and on what machine
-    # (`minialbert.devices.machine`): times compare only between runs of one machine. Absent from older summaries.
+    # What the run took from start to summary (loading, conversion, scoring included; a resumed job: its last run)
+    # and on what machine (`minialbert.devices.machine`): times compare only between runs of one machine. Absent
+    # from older summaries.
     wall_clock_seconds: float | None = None
     machine: dict = field(default_factory=dict)
+    # The steps a resumed run continued from, one per resume (`train_runtime_seconds` adds up every segment's).
+    resumed_from_steps: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +87,17 @@ class DistillationSummary:
         if self.wall_clock_seconds is None:
             return ""
         kind = "native bf16" if self.machine.get("native_bf16") else "no native bf16"
-        return f"; {self.wall_clock_seconds:.0f} s in all on {self.machine.get('cpu', 'this machine')} ({kind})"
+        run = "its last run took " if self.resumed_from_steps else ""
+        return f"; {run}{self.wall_clock_seconds:.0f} s in all on {self.machine.get('cpu', 'this machine')} ({kind})"
+
+    def resumes(self) -> str:
+        """`; resumed 2 times, from steps 2 and 6`, or nothing for a run in one go."""
+        steps = self.resumed_from_steps
+        if not steps:
+            return ""
+        if len(steps) == 1:
+            return f"; resumed once, from step {steps[0]}"
+        return f"; resumed {len(steps)} times, from steps {', '.join(map(str, steps[:-1]))} and {steps[-1]}"
 
     def describe(self) -> str:
         """The summary as `minialbert distill` prints it."""
@@ -94,7 +107,8 @@ class DistillationSummary:
             f"student: {self.student_parameters / 1e6:.2f}M; layer map {self.layer_map}",
             f"{self.recipe.describe()}; bf16 autocast {'on' if self.bf16_autocast else 'off'}",
             f"{self.global_step} steps on {self.train_samples} training samples in {self.train_runtime_seconds} s "
-            f"({self.train_tokens_per_second} tokens/s{self.where()}); held-out: {self.held_out_windows} windows, "
+            f"({self.train_tokens_per_second} tokens/s{self.where()}{self.resumes()}); "
+            f"held-out: {self.held_out_windows} windows, "
             f"{self.out_of_domain_sentences} out-of-domain sentences, {sum(broad.values())} sentences of the broad "
             f"sources ({', '.join(broad) or 'none'}; trained on: {', '.join(self.trained_on_sources) or 'none'})",
             f"{'metric':<22} {'initialisation':>14} {'distilled':>10} {'teacher':>8}",
