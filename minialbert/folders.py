@@ -484,7 +484,9 @@ class RateOfTheNewSchedule(TrainerCallback):
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate may wrap it
         if isinstance(scheduler, LambdaLR) and optimizer is not None:
-            for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+            for group, base, factor in zip(
+                optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+            ):
                 group["lr"] = base * factor(scheduler.last_epoch)
             scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
