@@ -495,21 +495,27 @@ def _checkpoint_state(checkpoint: Path) -> dict:
     return json.loads((checkpoint / TRAINER_STATE_FILE).read_text())
 
 
-def _finish_interrupted_swap(path: Path) -> None:
+def _finish_interrupted_swap(path: Path) -> bool:
     """Complete or undo a swap (`_swap_in`) a killed job left half done, and remove its leftovers: with `path` in
     place, the old folders beside it are leftovers; without it, a finished replacement (`.NAME.overwrite` with its
-    record) goes in its place, else the old folder goes back. Staging folders of `write_folder` are leftovers."""
+    record) goes in its place, else the old folder goes back. Staging folders of `write_folder` are leftovers.
+    Returns whether `path` now holds the replacement such a swap was putting in place."""
     olds = sorted(path.parent.glob(f".{path.name}.old.*"), key=lambda old: old.stat().st_mtime)
     replacement = path.parent / f".{path.name}.overwrite"
-    if olds and not path.exists():
+    # An old folder moved aside (not the empty place-holder made before the move) means the swap went that far.
+    swapped = any(not _is_empty(old) for old in olds)
+    if swapped and not path.exists():
         if RunRecord.read(replacement) is not None:
             os.replace(replacement, path)
             logger.warning("%s had been finished and not yet put in place (a job was killed): done now.", replacement)
         else:
-            os.replace(olds.pop(), path)
+            swapped = False
+            os.replace(max(olds, key=lambda old: not _is_empty(old)), path)
+            olds = [old for old in olds if old.exists()]
             logger.warning("%s had been moved aside and not replaced (a job was killed): put back.", path)
     for leftover in [*olds, *path.parent.glob(f".{path.name}.new.*")]:
         shutil.rmtree(leftover, ignore_errors=True)
+    return swapped
 
 
 def prepare_training_output(
@@ -530,9 +536,12 @@ def prepare_training_output(
     _check_writable(path)
     lock = OutputLock.acquire(path) if is_main_process else None
     try:
-        if is_main_process:
-            _finish_interrupted_swap(path)
-        output = _prepare(path, overwrite, is_main_process, options or {})
+        options = options or {}
+        # A replacement a killed job had put in place is this job's result when the options match, overwrite or not.
+        if is_main_process and _finish_interrupted_swap(path):
+            record = RunRecord.read(path)
+            overwrite = overwrite and not (record and not changed_options(record.options, options))
+        output = _prepare(path, overwrite, is_main_process, options)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -543,14 +552,16 @@ def prepare_training_output(
 
 def _prepare(path: Path, overwrite: bool, is_main_process: bool, options: dict) -> TrainingOutput:
     working = path.parent / f".{path.name}.overwrite" if overwrite and not _is_empty(path) else path
-    if working != path and working.exists():
-        recorded = _recorded(working)
-        changed = changed_options(recorded.options, options) if recorded else ["(none recorded)"]
-        if changed:
+    recorded = _recorded(working) if working != path else None
+    if working != path and (recorded or last_complete_checkpoint(working)[0]):
+        # A replacement an earlier run left resumes (or, finished, goes in place) only under the options it was
+        # started with.
+        changed = changed_options(recorded.options, options) if recorded else None
+        if changed is None or changed:
             logger.warning(
                 "%s, the replacement an earlier run left, was started with other options (%s): starting it over.",
                 working,
-                describe_changes(recorded.options, options, changed) if recorded else "none recorded",
+                describe_changes(recorded.options, options, changed) if recorded else "it recorded none",
             )
             if is_main_process:
                 shutil.rmtree(working)
@@ -571,7 +582,7 @@ def _prepare(path: Path, overwrite: bool, is_main_process: bool, options: dict) 
                 f"{describe_changes(recorded.options, options, [n for n in changed if n not in ENDS])}. Pass the "
                 "folder's values to resume it, --overwrite_output_dir to start over, or choose another folder."
             )
-        if changed:  # a later end, or an earlier one: refused
+        if changed:  # only the end changed: continue to a later one, refuse one already reached
             step = finished.global_step if finished else recorded.global_step
             state = _checkpoint_state(checkpoint) if checkpoint else {}
             why = extension_error(step, state, options)

@@ -2,6 +2,8 @@
 "saving:N" while checkpoint-N is half written (its weights on disk, its optimiser and trainer state not yet), or
 nothing (empty: the command runs to its end). "SIGTERM:N" and "SIGINT:N" send that signal instead, while step N
 runs (as it begins), as a scheduler or Ctrl-C would; "SIGINT:end" as training ends, before the final scoring.
+"swap:between" SIGKILLs an --overwrite_output_dir job inside the swap of its finished replacement: the old folder
+moved aside, the new one not yet in its place.
 
 `python tests/kill_on_cue.py minialbert ARGS...` runs the `minialbert` command; `python tests/kill_on_cue.py
 SCRIPT.py ARGS...` runs a script (an example). `conftest.run_training` starts it.
@@ -45,6 +47,14 @@ def save_with_kill(self, output_dir):
     original_save(self, output_dir)
 
 
+def replace_with_kill(source, target):
+    if where == "swap" and step == "between" and os.path.basename(source).endswith(".overwrite"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    original_replace(source, target)
+
+
+original_replace = os.replace
+os.replace = replace_with_kill
 Trainer.__init__ = init_with_kill  # subclasses (DistillationTrainer) reach it through super().__init__
 Trainer._save_optimizer_and_scheduler = save_with_kill
 if sys.argv[1] == "minialbert":

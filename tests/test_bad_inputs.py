@@ -5,6 +5,7 @@ import contextlib
 import io
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from minialbert.cli import main
 from minialbert.convert import ConversionArguments, convert_and_save
 from minialbert.data import DataArguments, bundled_teacher_path
 from minialbert.distillation import DistillationArguments, DistillationTrainer
+from minialbert.errors import BadInputError, MissingExtraError
 
 from .conftest import entries
 
@@ -196,7 +198,12 @@ def python_api_cases(bad: Path, teacher: Path) -> dict:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    """Every file under `folder` but the output locks' files, which stay once a lock was taken (filelock's rule)."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file() and not (path.name.startswith(".") and path.suffix == ".lock")
+    }
 
 
 @pytest.mark.parametrize("case", [*CASES, "python api"])
@@ -225,3 +232,35 @@ def test_a_missing_optional_extra_is_one_line_and_debug_shows_the_traceback(bad,
     with pytest.raises(ImportError, match=re.escape("pip install 'minialbert[onnx]'")):
         main(["export-onnx", str(bad / "student"), "--output_dir", str(bad / "out")])
     assert not (bad / "out").exists()
+
+
+BUG = """
+import sys
+import minialbert.convert
+
+def convert_with_a_bug(*args, **kwargs):
+    raise ValueError("a bug deep inside")
+
+minialbert.convert.convert_bert_to_minialbert = convert_with_a_bug
+from minialbert.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_only_bad_input_is_one_line_and_a_bug_keeps_its_traceback(tiny_bert_path, tmp_path):
+    """Bad input (`BadInputError`, and options transformers' own checks refuse) exits 2 with one line; a ValueError
+    from inside the work is a bug: the command ends with its traceback (exit 1), not as if the input were wrong."""
+    message = cli("distill", "--output_dir", str(tmp_path / "x"), "--bf16", "true", "--fp16", "true")
+    assert message.startswith("minialbert distill: error: bad option: At most one of fp16 and bf16 can be True")
+    assert len(message.strip().splitlines()) == 1
+    assert issubclass(BadInputError, ValueError) and issubclass(MissingExtraError, ImportError)
+
+    result = subprocess.run(
+        [sys.executable, "-c", BUG, "convert", str(tiny_bert_path), str(tmp_path / "student")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "ValueError: a bug deep inside"
+    assert entries(tmp_path) == []

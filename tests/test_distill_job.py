@@ -127,7 +127,15 @@ def test_sigterm_and_ctrl_c_cost_nothing_and_the_rerun_ends_as_an_uninterrupted_
     # The same files as the uninterrupted run, with the signal's checkpoint-5: no staging folder, no step past 8.
     assert set(ours) - set(theirs) == {name for name in ours if name.startswith("checkpoint-5/")}
     assert set(theirs) <= set(ours)
-    assert json.loads((stopped / "distillation_summary.json").read_text())["global_step"] == 8
+    summary = json.loads((stopped / "distillation_summary.json").read_text())
+    assert summary["global_step"] == 8
+    # Resumed twice (from step 5, then from step 8 where training had ended): its training time adds up both
+    # segments, the first one's as checkpoint-5 recorded it.
+    assert summary["resumed_from_steps"] == [5, 8]
+    first = json.loads((stopped / "checkpoint-5" / "trainer_state.json").read_text())
+    first_seconds = first["stateful_callbacks"]["RunRecord"]["args"]["train_seconds"]
+    assert 0 < first_seconds < summary["train_runtime_seconds"]
+    assert "; resumed 2 times, from steps 5 and 8); held-out" in result.stdout
     assert entries(tmp_path) == ["stopped"]
 
 
@@ -204,3 +212,69 @@ def test_torch_compile_in_training(tiny_bert_path, uninterrupted_run, tmp_path):
     assert compiled[0]["loss"] == pytest.approx(eager[0]["loss"], rel=2e-3)
     student, loading = MiniAlbertForMaskedLM.from_pretrained(output_dir, output_loading_info=True)
     assert not loading["missing_keys"] and not loading["unexpected_keys"]
+
+
+@pytest.mark.slow
+def test_the_same_command_leaves_a_finished_job_as_it_is_and_a_later_end_continues_it(
+    tiny_bert_path, uninterrupted_run, tmp_path
+):
+    """The two reruns a user tries on a finished folder: the same command (nothing changes in it; the summary says
+    what it holds), then more steps (trained from its last checkpoint, on the schedule the new end implies). A
+    changed option, or an end it already reached, is refused before any work, naming it."""
+    output_dir = tmp_path / "student"
+    shutil.copytree(uninterrupted_run, output_dir)
+    command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir)]
+    before = {path: path.stat().st_mtime_ns for path in output_dir.rglob("*")}
+
+    result = run_training(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{output_dir} holds the finished student of this command (8 steps): nothing to do." in result.stderr
+    assert "Resuming" not in result.stderr and "8 steps on 64 training samples" in result.stdout
+    assert {path: path.stat().st_mtime_ns for path in output_dir.rglob("*")} == before
+
+    for option, message in [
+        (["--max_steps", "6"], "--max_steps 6 ends at or before step 8, which it already reached."),
+        (["--learning_rate", "1e-3"], "other options: --learning_rate 0.0005 (now 0.001). Pass the folder's values"),
+        (["--depth_schedule", "full"], "--depth_schedule sample:0.5 (now full)"),
+    ]:
+        result = run_training([*command, *option])
+        assert result.returncode == 2 and message in result.stderr.splitlines()[-1], result.stderr[-3000:]
+    assert {path: path.stat().st_mtime_ns for path in output_dir.rglob("*")} == before
+
+    result = run_training([*command, "--max_steps", "10"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"continuing from {output_dir / 'checkpoint-8'} to the new end (--max_steps 8 (now 10))" in result.stderr
+    summary = json.loads((output_dir / "distillation_summary.json").read_text())
+    assert (summary["global_step"], summary["resumed_from_steps"]) == (10, [8])
+    state = json.loads((output_dir / "checkpoint-10" / "trainer_state.json").read_text())
+    rates = {entry["step"]: entry["learning_rate"] for entry in state["log_history"] if "loss" in entry}
+    # Linear decay to step 10: step 9 runs at twice step 10's rate (not at 0, where the 8-step schedule ended).
+    assert rates[9] == pytest.approx(2 * rates[10]) and rates[10] > 0
+    assert [rates[step] for step in range(1, 9)] == [
+        entry["learning_rate"]
+        for entry in json.loads((uninterrupted_run / "checkpoint-8" / "trainer_state.json").read_text())["log_history"]
+        if "loss" in entry
+    ]
+
+
+@pytest.mark.slow
+def test_a_kill_inside_the_swap_loses_nothing_and_the_rerun_finishes_without_training(
+    tiny_bert_path, uninterrupted_run, tmp_path
+):
+    """SIGKILL between the swap's two renames: the old student moved aside, the finished replacement not yet in its
+    place, so no folder at the output path. The same command puts the replacement there and trains nothing."""
+    output_dir = tmp_path / "student"
+    shutil.copytree(uninterrupted_run, output_dir)
+    command = [*KILL_RUN, "--teacher", str(tiny_bert_path), "--output_dir", str(output_dir), "--overwrite_output_dir",
+               "--seed", "7"]  # fmt: skip
+    result = run_training(command, kill="swap:between")
+    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
+    assert not output_dir.exists()
+    replacement = checksums(tmp_path / ".student.overwrite")
+
+    result = run_training(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "had been finished and not yet put in place (a job was killed): done now." in result.stderr
+    assert "holds the finished student of this command (8 steps): nothing to do." in result.stderr
+    assert checksums(output_dir) == replacement
+    assert entries(tmp_path) == ["student"]

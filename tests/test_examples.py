@@ -214,6 +214,13 @@ def test_run_classification_survives_sigkill_and_an_overwrite_that_fails(student
     for name in ("model.safetensors", "checkpoint-6/optimizer.pt"):
         assert (killed / name).read_bytes() == (uninterrupted / name).read_bytes(), name
 
+    # The same command again on the finished folder: nothing to do, nothing touched.
+    times = {path: path.stat().st_mtime_ns for path in uninterrupted.rglob("*")}
+    rerun = run_training([*command, "--output_dir", str(uninterrupted)])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{uninterrupted} holds the finished result of this command: nothing to do." in rerun.stderr
+    assert {path: path.stat().st_mtime_ns for path in uninterrupted.rglob("*")} == times
+
     # --overwrite_output_dir that fails part way (a full disk while saving checkpoint-4): the old result stays whole,
     # and the replacement stays beside it to resume from its checkpoint-2.
     before = {path: path.read_bytes() for path in uninterrupted.rglob("*") if path.is_file()}

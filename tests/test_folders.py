@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from transformers import Trainer, TrainingArguments
 
 from minialbert import MiniAlbertModel
 from minialbert.cli import main
+from minialbert.errors import BadInputError
 from minialbert.folders import OutputLock, last_complete_checkpoint, prepare_training_output, write_folder
 
 from .conftest import entries, tiny_config
@@ -294,3 +296,102 @@ def test_the_lock_file_stays_after_release_and_a_refused_job_leaves_the_holders_
     assert (tmp_path / ".student.lock").exists()
     with prepare_training_output(output, overwrite=False) as prepared:  # taken again after release, at once
         assert prepared.resume_from is None
+
+
+OPTIONS = {"learning_rate": 0.0005, "max_steps": 8, "num_train_epochs": 1.0, "seed": 42}
+
+
+def finished_job(folder: Path, options: dict = OPTIONS, step: int = 8) -> Path:
+    """A folder as a finished training job leaves it: checkpoints with their records, the result, the record last."""
+    checkpoint(folder, step // 2, options=options)
+    checkpoint(folder, step, options=options, max_steps=step, epoch=0.5)
+    (folder / "model.safetensors").write_bytes(b"student")
+    record = {"options": options, "train_seconds": 12.0, "resumed_from_steps": [], "global_step": step}
+    (folder / "training_record.json").write_text(json.dumps(record))
+    return folder
+
+
+def test_a_finished_job_is_left_as_it_is_continued_to_a_later_end_or_refused_naming_the_options(tmp_path):
+    output = finished_job(tmp_path / "student")
+    before = contents(output)
+    with prepare_training_output(output, overwrite=False, options=OPTIONS) as prepared:
+        assert prepared.finished is not None and prepared.finished.global_step == 8
+    assert contents(output) == before
+
+    # A later end continues from the last checkpoint, carrying the record's time; the new options are recorded.
+    later = OPTIONS | {"max_steps": 12}
+    with prepare_training_output(output, overwrite=False, options=later) as prepared:
+        assert prepared.finished is None and prepared.resume_from == str(output / "checkpoint-8")
+        assert (prepared.record.options, prepared.record.train_seconds) == (later, 12.0)
+    epochs = OPTIONS | {"max_steps": -1, "num_train_epochs": 2.0}  # 0.5 epochs done: two is later
+    with prepare_training_output(output, overwrite=False, options=epochs) as prepared:
+        assert prepared.resume_from == str(output / "checkpoint-8")
+
+    for changed, message in [
+        ({"max_steps": 6}, "holds a job that trained 8 steps: --max_steps 6 ends at or before step 8, which it "
+                           "already reached. Raise --max_steps (or --num_train_epochs) to continue it"),
+        ({"max_steps": -1, "num_train_epochs": 0.5}, "--num_train_epochs 0.5 ends at or before epoch 0.5"),
+        ({"learning_rate": 0.001, "seed": 7}, "holds a job run with other options: --learning_rate 0.0005 "
+                                              "(now 0.001), --seed 42 (now 7). Pass the folder's values to resume "
+                                              "it, --overwrite_output_dir to start over, or choose another folder."),
+    ]:  # fmt: skip
+        with pytest.raises(BadInputError, match=re.escape(f"{output} {message}" if "holds" in message else message)):
+            prepare_training_output(output, overwrite=False, options=OPTIONS | changed)
+    assert contents(output) == before
+
+
+def test_a_resume_under_other_options_is_refused_and_a_stale_replacement_starts_over(tmp_path, caplog):
+    output = tmp_path / "student"
+    checkpoint(output, 2, options=OPTIONS)
+    with pytest.raises(BadInputError, match=re.escape("--seed 42 (now 7)")):
+        prepare_training_output(output, overwrite=False, options=OPTIONS | {"seed": 7})
+    with prepare_training_output(output, overwrite=False, options=OPTIONS | {"max_steps": 10}) as prepared:
+        assert prepared.resume_from == str(output / "checkpoint-2")  # a new end: resumed
+
+    sibling = tmp_path / ".student.overwrite"
+    checkpoint(sibling, 4, options=OPTIONS)
+    with prepare_training_output(output, overwrite=True, options=OPTIONS) as prepared:  # the same options: resumed
+        assert prepared.resume_from == str(sibling / "checkpoint-4")
+    with prepare_training_output(output, overwrite=True, options=OPTIONS | {"seed": 7}) as prepared:
+        assert prepared.working_dir == sibling and prepared.resume_from is None and not sibling.exists()
+    assert (
+        f"{sibling}, the replacement an earlier run left, was started with other options (--seed 42 (now 7)): "
+        "starting it over." in caplog.text
+    )
+    assert contents(output) == {
+        "checkpoint-2/model.safetensors": b"weights",
+        "checkpoint-2/trainer_state.json": (output / "checkpoint-2/trainer_state.json").read_bytes(),
+    }
+
+
+@pytest.mark.parametrize("cut", ["before the first rename", "between the renames", "before the old one is deleted"])
+def test_a_swap_killed_at_any_point_is_completed_by_the_next_job_without_training(cut, tmp_path):
+    """The states a kill inside `_swap_in` leaves (the SIGKILL between the renames, in a real run: test_distill_job):
+    the next job on the folder finds the finished replacement in place, or puts it there, and trains nothing."""
+    output, sibling = finished_job(tmp_path / "student", OPTIONS | {"seed": 1}), tmp_path / ".student.overwrite"
+    finished_job(sibling)
+    (sibling / "model.safetensors").write_bytes(b"replacement")
+    placeholder = tmp_path / ".student.old.x1y2"
+    placeholder.mkdir()
+    if cut != "before the first rename":
+        os.replace(output, placeholder)
+    if cut == "before the old one is deleted":
+        os.replace(sibling, output)
+    with prepare_training_output(output, overwrite=True, options=OPTIONS) as prepared:
+        assert prepared.finished is not None and prepared.working_dir == output
+    assert contents(output)["model.safetensors"] == b"replacement"
+    assert entries(tmp_path) == ["student"]
+
+
+def test_a_swap_killed_between_its_renames_puts_the_old_folder_back_when_its_replacement_is_unfinished(tmp_path):
+    for claim in (lambda: prepare_training_output(tmp_path / "student", overwrite=False, options=OPTIONS),
+                  lambda: write_folder(tmp_path / "student", print)):  # fmt: skip
+        old = tmp_path / ".student.old.x1y2"
+        old.mkdir()
+        (old / "model.safetensors").write_bytes(b"student")
+        (tmp_path / ".student.new.abc").mkdir()  # write_folder's staging, cut off
+        with pytest.raises(BadInputError, match="is not empty"):
+            claim()  # the old folder back in its place, refused without --overwrite_output_dir
+        assert contents(tmp_path / "student") == {"model.safetensors": b"student"}
+        assert entries(tmp_path) == ["student"]
+        shutil.rmtree(tmp_path / "student")
