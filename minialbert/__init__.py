@@ -43,6 +43,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "convert": ("ConversionArguments", "convert_bert_to_minialbert", "layer_map"),
+        "errors": ("BadInputError", "FolderWriteError", "MissingExtraError"),
         "export": ("OnnxRuntimeModel",),
         "export_job": ("ExportArguments", "export_onnx"),
         "published": ("ImportArguments", "import_published"),
@@ -53,6 +54,7 @@ __getattr__, __dir__ = lazy_exports(
 
 if TYPE_CHECKING:
     from .convert import ConversionArguments, convert_bert_to_minialbert, layer_map
+    from .errors import BadInputError, FolderWriteError, MissingExtraError
     from .export import OnnxRuntimeModel
     from .export_job import ExportArguments, export_onnx
     from .published import ImportArguments, import_published
@@ -61,8 +63,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTO_CLASSES",
+    "BadInputError",
     "ConversionArguments",
     "ExportArguments",
+    "FolderWriteError",
     "ImportArguments",
     "MiniAlbertConfig",
     "MiniAlbertForMaskedLM",
@@ -72,6 +76,7 @@ __all__ = [
     "MiniAlbertForTokenClassification",
     "MiniAlbertModel",
     "MiniAlbertPreTrainedModel",
+    "MissingExtraError",
     "OnnxRuntimeModel",
     "RuntimeReport",
     "convert_bert_to_minialbert",

@@ -130,8 +130,7 @@ def export_onnx(
     """
     arguments = arguments or ExportArguments()
     config = read_student_config(folder)
-    with as_bad_input():
-        task = task_of(config, arguments.task)
+    task = task_of(config, arguments.task)
     with as_bad_input():
         check_num_recursions(arguments.num_recursions, config.num_hidden_layers)
     depth = {} if arguments.num_recursions is None else {"num_recursions": arguments.num_recursions}

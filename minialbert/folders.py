@@ -111,7 +111,7 @@ class OutputLock:
 
     @classmethod
     def acquire(cls, output_dir: str | os.PathLike) -> "OutputLock":
-        """Lock `output_dir` for this process, or raise a ValueError that names it and the job holding it."""
+        """Lock `output_dir` for this process, or raise a BadInputError that names it and the job holding it."""
         lock = cls.held.get(Path(output_dir).resolve()) or cls(output_dir)
         if lock.depth == 0:
             try:
@@ -162,7 +162,7 @@ def claim_output(output_dir: str | os.PathLike, overwrite: bool) -> Iterator[Pat
 
 @contextmanager
 def reading_weights(subject: str, fix: str) -> Iterator[None]:
-    """Turn weights that cannot be read (a truncated or corrupt safetensors file) into a ValueError that names them
+    """Turn weights that cannot be read (a truncated or corrupt safetensors file) into a BadInputError that names them
     (`subject`) and `fix`, as every other bad input is."""
     try:
         yield
@@ -651,7 +651,7 @@ def read_minialbert_config(
 ) -> MiniAlbertConfig:
     """The MiniAlbert config of a folder or Hub id, its config.json read as data (no code stored with it runs).
 
-    Anything else is a ValueError "`subject` holds a 'bert' model, not a MiniAlbert one; `fix`" (or says that it has
+    Anything else is a BadInputError "`subject` holds a 'bert' model, not a MiniAlbert one; `fix`" (or says that it has
     no readable config.json), `subject` and `fix` written by the caller for its own option and command.
     """
     try:

@@ -101,7 +101,7 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
             f"{folder} has no onnx/{ONNX_FILE}: export it first with `minialbert export-onnx {folder}`."
         )
     runner = OnnxRuntimeModel.from_pretrained(export)
-    task_of(model.config, runner.task)  # an export of another head: a ValueError naming what this one exports to
+    task_of(model.config, runner.task)  # an export of another head: a BadInputError naming what this one exports to
     reference = model.base_model if runner.task == "feature-extraction" else model
     difference = max_difference(reference.eval(), runner, runner.task)
     if difference > PARITY_TOLERANCE:

@@ -124,7 +124,7 @@ def is_published_layout(keys: set[str]) -> bool:
 
 
 def describe_other_kinds(config: dict, keys: set[str], folder: Path) -> None:
-    """Raise a ValueError naming what `folder` holds and which command fits, unless it is a published
+    """Raise a BadInputError naming what `folder` holds and which command fits, unless it is a published
     MiniALBERT checkpoint."""
     if config.get("model_type") == MiniAlbertConfig.model_type:
         raise BadInputError(f"{folder} already holds a MiniAlbert model of this package: use it directly.")
@@ -200,7 +200,7 @@ def head_class(published: dict, keys: set[str], folder: Path) -> type:
 def map_keys(
     weights: dict[str, torch.Tensor], head: type, num_recursions: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Rename every published key (a key that has no place is a ValueError naming it); also return, for each
+    """Rename every published key (a key that has no place is a BadInputError naming it); also return, for each
     MiniAlbert key, the published key it comes from, for errors about keys the checkpoint lacks."""
     wrapped = "albert.albert.embeddings.word_embeddings.weight" in weights  # a head around the body
     root = "albert." if wrapped else ""

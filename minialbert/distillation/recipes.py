@@ -150,7 +150,7 @@ class DepthSchedule:
     @classmethod
     def parse(cls, text: str) -> "DepthSchedule":
         kind, _, share = text.partition(":")
-        error = ValueError(
+        error = BadInputError(
             f"--depth_schedule must be one of {list(DEPTH_SCHEDULES)} with F a share of training in (0, 1], "
             f"got {text!r}; e.g. --depth_schedule switch:0.35."
         )
