@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from minialbert.data import bundled_teacher_path
+from minialbert.teacher import bundled_teacher_path
 
 COMMON = [
     "--do_train",

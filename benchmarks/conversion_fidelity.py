@@ -23,8 +23,12 @@ import torch  # noqa: E402
 from torch.nn.functional import cosine_similarity  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from minialbert.convert import ConversionArguments, convert_bert_to_minialbert, load_teacher  # noqa: E402
-from minialbert.data import bbc_news_splits, bundled_teacher_path  # noqa: E402
+from minialbert.convert import ConversionArguments, convert_bert_to_minialbert  # noqa: E402
+from minialbert.data import bbc_news_splits  # noqa: E402
+from minialbert.teacher import (
+    bundled_teacher_path,  # noqa: E402
+    load_teacher,  # noqa: E402
+)
 
 EMBEDDING_SIZES = (128, 384)
 RANKS = (0, 8, 64, 384)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from held_out import agreement, held_out_texts, transformer_encoder  # noqa: E402
 
 import minialbert.convert as convert  # noqa: E402
-from minialbert.data import bundled_teacher_path  # noqa: E402
+from minialbert.teacher import bundled_teacher_path  # noqa: E402
 
 RESULTS = Path(__file__).with_suffix(".json")
 RANKS = (0, 32, 96, 384)

@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from minialbert.convert import load_teacher
-from minialbert.data import DataArguments, bbc_paragraphs, bundled_teacher_path, load_text_corpus, tokenize_windows
+from minialbert.data import DataArguments, bbc_paragraphs, load_text_corpus, tokenize_windows
 from minialbert.distillation import DistillationSummary, agreement_by_depth, running_depth
 from minialbert.held_out import held_out_sets
 from minialbert.modeling_minialbert import MiniAlbertForMaskedLM
 from minialbert.sentence_embeddings import sentence_batches
+from minialbert.teacher import bundled_teacher_path, load_teacher
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run import median_seconds  # noqa: E402

@@ -50,9 +50,12 @@ from held_out import Encoder, agreement, held_out_texts, transformer_encoder  # 
 from recipe_study import BudgetedSchedule, BudgetedTrainer, TimeBudget, budgeted_arguments  # noqa: E402
 
 from minialbert import ConversionArguments, convert_bert_to_minialbert  # noqa: E402
-from minialbert.convert import load_teacher  # noqa: E402
-from minialbert.data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows  # noqa: E402
+from minialbert.data import DataArguments, load_text_corpus, tokenize_windows  # noqa: E402
 from minialbert.devices import machine  # noqa: E402
+from minialbert.teacher import (
+    bundled_teacher_path,  # noqa: E402
+    load_teacher,  # noqa: E402
+)
 
 RESULTS = Path(__file__).with_name("front.json")
 PLOT = Path(__file__).with_name("front.png")

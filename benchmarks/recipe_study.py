@@ -30,13 +30,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoTokenizer, TrainerCallback
 
 from minialbert import ConversionArguments, convert_bert_to_minialbert
-from minialbert.convert import load_teacher
-from minialbert.data import (
-    DataArguments,
-    bundled_teacher_path,
-    load_text_corpus,
-    tokenize_windows,
-)
+from minialbert.data import DataArguments, load_text_corpus, tokenize_windows
 from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
@@ -44,6 +38,7 @@ from minialbert.distillation import (
 )
 from minialbert.held_out import broad_held_out_sentences, held_out_batches, python_docs_sentences
 from minialbert.sentence_embeddings import sentence_batches
+from minialbert.teacher import bundled_teacher_path, load_teacher
 
 RESULTS = Path(__file__).with_name("recipe_study.json")
 STAGES = {"screen": 120.0, "full": 600.0, "long": 1800.0}  # seconds of training per variant

@@ -66,8 +66,7 @@ from minialbert import (
     convert_bert_to_minialbert,
     export_onnx,
 )
-from minialbert.convert import load_teacher
-from minialbert.data import bbc_news_splits, bbc_paragraphs, bundled_teacher_path
+from minialbert.data import bbc_news_splits, bbc_paragraphs
 from minialbert.devices import cpu_name, machine
 from minialbert.distillation import (
     DistillationArguments,
@@ -84,6 +83,7 @@ from minialbert.export import (
     quantize_int8,
 )
 from minialbert.sentence_embeddings import pool, sentence_batches, similarity_spearman
+from minialbert.teacher import bundled_teacher_path, load_teacher
 
 TARGETS = {
     # Like for like: the same modules as AlbertModel (no adapters); the adapters' cost is its own figure.

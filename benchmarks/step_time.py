@@ -18,11 +18,11 @@ import torch
 from transformers import AutoTokenizer
 
 from minialbert import ConversionArguments, convert_bert_to_minialbert, distillation, modeling_minialbert
-from minialbert.convert import load_teacher
-from minialbert.data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows
+from minialbert.data import DataArguments, load_text_corpus, tokenize_windows
 from minialbert.devices import machine
 from minialbert.distillation import DistillationArguments, DistillationTrainer
 from minialbert.distillation import trainer as trainer_module
+from minialbert.teacher import bundled_teacher_path, load_teacher
 
 RESULTS = Path(__file__).with_name("step_time.json")
 # name -> (ConversionArguments overrides, batch size, relaxations merged in training); all on the default mix.

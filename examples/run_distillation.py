@@ -18,10 +18,10 @@ from torch.nn import functional as F
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from minialbert import ConversionArguments, convert_bert_to_minialbert
-from minialbert.convert import load_teacher
-from minialbert.data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows
+from minialbert.data import DataArguments, load_text_corpus, tokenize_windows
 from minialbert.distillation import DistillationArguments, DistillationTrainer
 from minialbert.sentence_embeddings import pool
+from minialbert.teacher import bundled_teacher_path, load_teacher
 
 
 @dataclass

@@ -42,23 +42,25 @@ for auto_class, model_class in AUTO_CLASSES.items():
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "convert": ("ConversionArguments", "convert_bert_to_minialbert", "layer_map"),
+        "convert": ("ConversionArguments", "convert_bert_to_minialbert"),
         "errors": ("BadInputError", "FolderWriteError", "MissingExtraError"),
-        "export": ("OnnxRuntimeModel",),
         "export_job": ("ExportArguments", "export_onnx"),
-        "published": ("ImportArguments", "import_published"),
-        "runtimes": ("RuntimeReport", "fastest_runtime"),
+        "published": ("ImportArguments",),
+        "published_job": ("import_published",),
+        "runtimes": ("OnnxRuntimeModel", "RuntimeReport", "fastest_runtime"),
+        "teacher": ("layer_map",),
         "tuning": ("enable_tuning", "load_tuned", "save_tuned"),
     },
 )
 
 if TYPE_CHECKING:
-    from .convert import ConversionArguments, convert_bert_to_minialbert, layer_map
+    from .convert import ConversionArguments, convert_bert_to_minialbert
     from .errors import BadInputError, FolderWriteError, MissingExtraError
-    from .export import OnnxRuntimeModel
     from .export_job import ExportArguments, export_onnx
-    from .published import ImportArguments, import_published
-    from .runtimes import RuntimeReport, fastest_runtime
+    from .published import ImportArguments
+    from .published_job import import_published
+    from .runtimes import OnnxRuntimeModel, RuntimeReport, fastest_runtime
+    from .teacher import layer_map
     from .tuning import enable_tuning, load_tuned, save_tuned
 
 __all__ = [

@@ -30,7 +30,8 @@ def parse(parser: HfArgumentParser, argv: list[str]) -> tuple:
 
 
 def convert_command(argv: list[str]) -> int:
-    from .convert import ConversionArguments, convert_and_save
+    from .convert import ConversionArguments
+    from .convert_job import convert_and_save
     from .folders import OutputArguments
 
     parser = HfArgumentParser(
@@ -67,7 +68,8 @@ def distill_command(argv: list[str]) -> int:
 
 def import_published_command(argv: list[str]) -> int:
     from .folders import OutputArguments
-    from .published import PUBLISHED_CHECKPOINTS, ImportArguments, import_published
+    from .published import PUBLISHED_CHECKPOINTS, ImportArguments
+    from .published_job import import_published
 
     parser = HfArgumentParser(
         (ImportArguments, OutputArguments),
@@ -205,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help="the command's options (see COMMAND --help)")
     parsed = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    # Outside a training loop (which saves a checkpoint first, folders.CheckpointOnSignal) SIGTERM stops a command
-    # as Ctrl-C does: with one line, and with what it holds (locks, staging folders) cleaned up on the way out.
+    # Outside a training loop (which saves a checkpoint first: training_runs.CheckpointOnSignal) SIGTERM stops a
+    # command as Ctrl-C does: with one line, and with what it holds (locks, staging folders) cleaned up on the way.
     previous = signal.signal(signal.SIGTERM, stop_now)
     try:
         return COMMANDS[parsed.command][1](parsed.arguments)
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def stop_now(signal_number: int, frame) -> None:
-    from .folders import Interrupted
+    from .training_runs import Interrupted
 
     name = signal.Signals(signal_number).name
     raise Interrupted(f"stopped by {name}; {RERUN}", signal_number)
@@ -235,7 +237,7 @@ def exit_message(error: BaseException) -> tuple[str, int]:
     Bad input (`BadInputError`: a value, a file, a folder, a missing optional extra) exits 2, a write that failed
     outside minialbert (`FolderWriteError`: a full disk) 1, a stop by a signal 128 + its number. Any other exception
     is a bug: `main` lets it through with its traceback."""
-    from .folders import Interrupted
+    from .training_runs import Interrupted
 
     if isinstance(error, Interrupted):
         return str(error), error.exit_code

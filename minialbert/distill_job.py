@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, enable_full_determinism, set_seed
+from transformers import enable_full_determinism, set_seed
 
-from .convert import ConversionArguments, convert_bert_to_minialbert, load_teacher
-from .data import DataArguments, bundled_teacher_path, load_text_corpus, tokenize_windows
+from .convert import ConversionArguments, convert_bert_to_minialbert
+from .convert_job import TEACHER_TOKENIZER_FIX
+from .data import DataArguments, load_text_corpus, tokenize_windows
 from .devices import check_fsdp_device, machine
 from .distillation import (
     DistillationArguments,
@@ -23,17 +24,13 @@ from .distillation import (
     recipe_name,
 )
 from .errors import BadInputError
-from .folders import (
-    OutputArguments,
-    TrainingOutput,
-    prepare_training_output,
-    read_minialbert_config,
-    reading_weights,
-)
+from .folders import OutputArguments, load_tokenizer, read_minialbert_config, reading_weights
 from .held_out import held_out_sets
 from .modeling_minialbert import MiniAlbertForMaskedLM
 from .run_record import run_options
 from .sentence_embeddings import save_sentence_modules
+from .teacher import bundled_teacher_path, load_teacher
+from .training_runs import TrainingOutput, prepare_training_output
 
 logger = logging.getLogger(__name__)
 
@@ -62,18 +59,6 @@ def load_student(name_or_path: str) -> MiniAlbertForMaskedLM:
     )
     with reading_weights(f"--student {name_or_path!r}", "pass a complete MiniAlbert folder (copy it again)."):
         return MiniAlbertForMaskedLM.from_pretrained(name_or_path)
-
-
-def load_tokenizer(name_or_path: str, subject: str) -> PreTrainedTokenizerBase:
-    fix = "save the student's tokenizer into that folder (tokenizer.save_pretrained)."
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    except (OSError, ValueError) as error:
-        raise BadInputError(f"{subject} has no tokenizer that loads ({error}); {fix}") from error
-    # transformers builds an empty tokenizer (special tokens only) from a folder without tokenizer files.
-    if len(tokenizer) <= len(tokenizer.all_special_tokens):
-        raise BadInputError(f"{subject} has no tokenizer files (no vocabulary beyond special tokens); {fix}")
-    return tokenizer
 
 
 def run_distillation(
@@ -140,12 +125,21 @@ def distill_into(
     (enable_full_determinism if training_arguments.full_determinism else set_seed)(training_arguments.seed)
     if student_arguments.student:
         student = load_student(student_arguments.student)
-        tokenizer = load_tokenizer(student_arguments.student, f"--student {student_arguments.student!r}")
+        tokenizer = load_tokenizer(
+            student_arguments.student,
+            f"--student {student_arguments.student!r}",
+            "Pass a student folder with its tokenizer: save the student's tokenizer into that folder "
+            "(tokenizer.save_pretrained).",
+        )
     else:
         if training_arguments.layer_map and not conversion_arguments.teacher_layer_map:
             conversion_arguments.teacher_layer_map = training_arguments.layer_map
         student = convert_bert_to_minialbert(teacher, conversion_arguments)
-        tokenizer = AutoTokenizer.from_pretrained(conversion_arguments.tokenizer or teacher_name)
+        tokenizer = load_tokenizer(
+            conversion_arguments.tokenizer or teacher_name,
+            "--tokenizer" if conversion_arguments.tokenizer else "The teacher",
+            TEACHER_TOKENIZER_FIX,
+        )
 
     if data_arguments.sentence_samples is None:
         # Sentence-embedding users encode single sentences: train on them too when the student follows embeddings.

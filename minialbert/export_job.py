@@ -22,10 +22,9 @@ from .export import (
     read_student_config,
     reading_student_weights,
     task_of,
-    write_export,
 )
 from .folders import claim_output, write_folder
-from .runtimes import RUNTIME_REPORT_FILE, fastest_runtime
+from .runtimes import RUNTIME_REPORT_FILE, fastest_runtime, write_export
 
 logger = logging.getLogger(__name__)
 

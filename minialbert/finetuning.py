@@ -20,9 +20,10 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, enable_fu
 
 from .devices import check_fsdp_device
 from .errors import BadInputError
-from .folders import OutputArguments, TrainingOutput, prepare_training_output
+from .folders import OutputArguments
 from .hub import push_to_hub, save_results
 from .run_record import run_options
+from .training_runs import TrainingOutput, prepare_training_output
 from .tuning import TUNING_MODES, enable_tuning, save_tuned, trainable_parameters
 
 logger = logging.getLogger(__name__)

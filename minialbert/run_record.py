@@ -3,9 +3,9 @@ job was started with, its training time so far and the steps it was resumed from
 
 The record travels in every checkpoint (the Trainer saves a callback's `ExportableState` in trainer_state.json) and,
 once the job is done, sits at the top of its folder as `training_record.json`, written last: a folder with one holds
-a finished job. `minialbert.folders.prepare_training_output` compares it with the new run's options (`run_options`)
-to finish nothing twice, to continue to a later end, to refuse a resume under other options, and to start a stale
-replacement over.
+a finished job. `minialbert.training_runs.prepare_training_output` compares it with the new run's options
+(`run_options`) to finish nothing twice, to continue to a later end, to refuse a resume under other options, and to
+start a stale replacement over.
 """
 
 import dataclasses

@@ -16,6 +16,7 @@ print(report.table())
 
 import logging
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -25,22 +26,24 @@ from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import ModelOutput
 
+from . import export
 from .configuration_minialbert import MiniAlbertConfig, check_num_recursions
 from .devices import cpu_has_native_bf16, cpu_name
 from .errors import BadInputError, as_bad_input
 from .export import (
     ONNX_FILE,
     QUANTIZATIONS,
-    OnnxRuntimeModel,
     load_encoder,
     read_student_config,
-    write_export,
 )
-from .folders import write_folder
+from .folders import CODE_FILES, write_folder
+from .modeling_minialbert import MiniAlbertPreTrainedModel
 from .sentence_embeddings import pool, sentence_batches, similarity_spearman
 
 logger = logging.getLogger(__name__)
+
 
 ONNX_PATHS = {"onnxruntime-fp32": ONNX_FILE} | {f"onnxruntime-{name}": file for name, file in QUANTIZATIONS.items()}
 PATHS = ("pytorch-fp32", "pytorch-bf16", *ONNX_PATHS)
@@ -299,3 +302,170 @@ def fastest_runtime(
     )
     logger.info("Fastest runtime for %s at %d recursions: %s.", folder, depth, report.winner)
     return report
+
+
+def max_difference(model: MiniAlbertPreTrainedModel, onnx_model: "OnnxRuntimeModel", task: str) -> float:
+    """Largest absolute difference between the PyTorch and ONNX Runtime outputs, over the real tokens of padded
+    batches of several shapes (padding positions are not outputs anyone reads)."""
+    worst = 0.0
+    for batch in export.example_batches(model.config):
+        with torch.no_grad():
+            expected = model(**batch)
+        got = onnx_model(**batch)
+        for name in export.ONNX_TASKS[task].output_names:
+            difference = (got[name] - expected[name]).abs()
+            if task != "text-classification":  # per-token outputs
+                difference = difference[batch["attention_mask"].bool()]
+            worst = max(worst, float(difference.max()))
+    return worst
+
+
+def write_export(
+    model: MiniAlbertPreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    folder: Path,
+    task: str,
+    exporter: str = "torchscript",
+    quantize: list[str] | None = None,
+    texts: list[str] | None = None,
+    merge_relaxations: bool = True,
+) -> None:
+    """Write the exported folder's files into `folder`: config, code files, tokenizer, the ONNX graph of `model`
+    for `task` (refused unless ONNX Runtime reproduces the PyTorch outputs within `export.PARITY_TOLERANCE`;
+    relaxations merged as `export.export_model` says) and the `quantize` copies (static int8 calibrated on `texts`).
+    The export module's functions and tolerance are read through it, where tests and users may replace them."""
+    model.config.save_pretrained(folder)
+    for code_file in CODE_FILES:
+        shutil.copy(Path(__file__).with_name(code_file), folder / code_file)
+    tokenizer.save_pretrained(folder)
+    export.export_model(model, task, folder / export.ONNX_FILE, exporter, merge_relaxations)
+    difference = max_difference(model, OnnxRuntimeModel.from_pretrained(folder), task)
+    if difference > export.PARITY_TOLERANCE:
+        raise RuntimeError(
+            f"The ONNX graph differs from the PyTorch model by {difference:.2e} (more than "
+            f"{export.PARITY_TOLERANCE}); nothing was written. Please report this with the folder's config.json."
+        )
+    logger.info("ONNX export (%s): largest difference from PyTorch %.2e.", task, difference)
+    if "int8" in (quantize or ()):
+        export.quantize_int8(folder / export.ONNX_FILE, folder / export.QUANTIZED_ONNX_FILE)
+    if "int8-static" in (quantize or ()):
+        export.quantize_int8_static(
+            folder / export.ONNX_FILE, folder / export.STATIC_QUANTIZED_ONNX_FILE, tokenizer, texts
+        )
+
+
+class OnnxRuntimeModel:
+    """An exported MiniAlbert run by ONNX Runtime, called like the PyTorch model: tokenizer outputs in (torch
+    tensors), the task's `ModelOutput` out (`last_hidden_state`, `logits` or `start_logits`/`end_logits`).
+
+    A graph computes every position of its input, padding included, where PyTorch skips padding: so a right-padded
+    batch runs in groups of rows of similar length, each cut to its longest row (`length_groups`), and per-token
+    outputs at padding positions hold zeros. Read per-token outputs where `attention_mask` is 1.
+
+    ```python
+    from transformers import AutoTokenizer
+    from minialbert import OnnxRuntimeModel
+
+    model = OnnxRuntimeModel.from_pretrained("outputs/student/onnx")  # or file_name="model_quantized.onnx"
+    tokenizer = AutoTokenizer.from_pretrained("outputs/student/onnx")
+    batch = tokenizer(["ONNX Runtime runs the student."], return_tensors="pt")
+    print(model(**batch).last_hidden_state.shape)
+    ```
+    """
+
+    def __init__(self, session, config: MiniAlbertConfig):
+        self.session = session
+        self.config = config
+        metadata = session.get_modelmeta().custom_metadata_map
+        self.task = metadata.get("minialbert_task")
+        if self.task not in export.ONNX_TASKS:
+            raise BadInputError(f"{session._model_path!r} was not exported by minialbert (no task in its metadata).")
+        self.input_names = [graph_input.name for graph_input in session.get_inputs()]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | os.PathLike,
+        file_name: str = export.ONNX_FILE,
+        providers: list[str] | None = None,
+        session_options=None,
+    ) -> "OnnxRuntimeModel":
+        """Load `folder/file_name`; `providers` and `session_options` (`onnxruntime.SessionOptions`) go to
+        `onnxruntime.InferenceSession` (default: CPU, ONNX Runtime's own options)."""
+        import onnxruntime
+
+        path = Path(folder) / file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"No {file_name} in {str(folder)!r}; export it with `minialbert export-onnx`.")
+        session = onnxruntime.InferenceSession(
+            str(path), session_options, providers=providers or ["CPUExecutionProvider"]
+        )
+        return cls(session, export.read_student_config(folder))
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **ignored,
+    ) -> ModelOutput:
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids) if attention_mask is None else attention_mask,
+            "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids,
+        }
+        names = export.ONNX_TASKS[self.task].output_names
+        groups = length_groups(inputs["attention_mask"])
+        if groups is None:
+            outputs = self._run(inputs)
+        else:
+            per_row = self.task == "text-classification"
+            outputs = None
+            for rows, length in groups:
+                group = self._run({name: tensor[rows, :length] for name, tensor in inputs.items()})
+                if outputs is None:  # zeros of the whole batch's shape, per row or per token
+                    outputs = [
+                        value.new_zeros(input_ids.shape[:1] + value.shape[1:])
+                        if per_row
+                        else value.new_zeros(input_ids.shape[:2] + value.shape[2:])
+                        for value in group
+                    ]
+                for output, value in zip(outputs, group, strict=True):
+                    if per_row:
+                        output[rows] = value
+                    else:
+                        output[rows, :length] = value
+            if not per_row:
+                for output in outputs:
+                    output[~inputs["attention_mask"].bool()] = 0  # padding of a group's shorter rows
+        return export.ONNX_TASKS[self.task].output_class(**dict(zip(names, outputs, strict=True)))
+
+    def _run(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        feed = {name: inputs[name].cpu().numpy().astype("int64") for name in self.input_names}
+        return [
+            torch.from_numpy(value)
+            for value in self.session.run(list(export.ONNX_TASKS[self.task].output_names), feed)
+        ]
+
+
+def length_groups(attention_mask: torch.Tensor) -> list[tuple[torch.Tensor, int]] | None:
+    """A right-padded batch's rows in groups of similar length, each with its longest length: in order of length,
+    a row starts a new group when it is more than 30% (and 8 tokens) longer than the group's shortest, which bounds
+    the padding each group computes without running many tiny groups. None for a batch without padding or padded
+    otherwise than at the right end, or with an empty row (run as it is)."""
+    lengths = attention_mask.sum(-1)
+    positions = torch.arange(attention_mask.shape[1])
+    if (
+        bool((lengths == attention_mask.shape[1]).all())
+        or bool((lengths == 0).any())
+        or not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None])
+    ):
+        return None
+    order = torch.argsort(lengths, stable=True)
+    groups, start = [], 0
+    for end in range(1, len(order) + 1):
+        shortest = int(lengths[order[start]])
+        if end == len(order) or int(lengths[order[end]]) > max(1.3 * shortest, shortest + 8):
+            groups.append((order[start:end], int(lengths[order[end - 1]])))
+            start = end
+    return groups

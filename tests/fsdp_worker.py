@@ -19,8 +19,8 @@ from torch.distributed.fsdp import fully_shard
 from transformers import AutoTokenizer
 
 from minialbert import convert_bert_to_minialbert
-from minialbert.convert import load_teacher
 from minialbert.distillation import DistillationArguments, DistillationLoss, resolve_recipe
+from minialbert.teacher import load_teacher
 
 SHARES, STEPS = 2, 3
 

@@ -13,10 +13,12 @@ import pytest
 
 from minialbert import MiniAlbertConfig, convert_bert_to_minialbert
 from minialbert.cli import main
-from minialbert.convert import ConversionArguments, convert_and_save
-from minialbert.data import DataArguments, bundled_teacher_path
+from minialbert.convert import ConversionArguments
+from minialbert.convert_job import convert_and_save
+from minialbert.data import DataArguments
 from minialbert.distillation import DistillationArguments, DistillationTrainer
 from minialbert.errors import BadInputError, MissingExtraError
+from minialbert.teacher import bundled_teacher_path
 
 from .conftest import entries
 
@@ -236,12 +238,12 @@ def test_a_missing_optional_extra_is_one_line_and_debug_shows_the_traceback(bad,
 
 BUG = """
 import sys
-import minialbert.convert
+import minialbert.convert_job
 
 def convert_with_a_bug(*args, **kwargs):
     raise ValueError("a bug deep inside")
 
-minialbert.convert.convert_bert_to_minialbert = convert_with_a_bug
+minialbert.convert_job.convert_bert_to_minialbert = convert_with_a_bug
 from minialbert.cli import main
 
 sys.exit(main(sys.argv[1:]))

@@ -23,20 +23,18 @@ from minialbert.cli import main as cli_main
 from minialbert.convert import (
     LAYER_MODULES,
     ConversionArguments,
-    Teacher,
     calibrate,
     calibration_batches,
-    convert_and_save,
     default_rank,
     factorise_embeddings,
-    load_teacher,
     low_rank_delta,
     merge_linears,
-    spread_layer_map,
     student_config,
 )
+from minialbert.convert_job import convert_and_save
 from minialbert.corpora import SourceNotInstalled
 from minialbert.modeling_minialbert import LowRankDelta
+from minialbert.teacher import Teacher, load_teacher, spread_layer_map
 
 from .conftest import assert_remote_code_load_matches, entries, tiny_config
 

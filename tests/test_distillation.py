@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, HfArgumentParser, Trainer, TrainingArguments
 
 from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert, data
-from minialbert.convert import ConversionArguments, load_teacher
+from minialbert.convert import ConversionArguments
 from minialbert.corpora import SourceNotInstalled
 from minialbert.data import DataArguments, load_text_corpus, masked_lm_collator, tokenize_windows
 from minialbert.distill_job import StudentArguments, load_student, run_distillation
@@ -43,6 +43,7 @@ from minialbert.sentence_embeddings import (
     save_sentence_modules,
     sentence_batches,
 )
+from minialbert.teacher import load_teacher
 
 from .conftest import booby_trap
 

@@ -26,7 +26,8 @@ from minialbert import (
     export_onnx,
 )
 from minialbert.cli import main
-from minialbert.convert import ConversionArguments, convert_and_save
+from minialbert.convert import ConversionArguments
+from minialbert.convert_job import convert_and_save
 from minialbert.export import ONNX_TASKS, QUANTIZED_ONNX_FILE
 
 from .conftest import TRANSFORMERS4_PYTHON, entries, requires_transformers4, tiny_config

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,8 @@ from transformers import Trainer, TrainingArguments
 from minialbert import MiniAlbertModel
 from minialbert.cli import main
 from minialbert.errors import BadInputError
-from minialbert.folders import OutputLock, last_complete_checkpoint, prepare_training_output, write_folder
+from minialbert.folders import OutputLock, write_folder
+from minialbert.training_runs import last_complete_checkpoint, prepare_training_output
 
 from .conftest import entries, tiny_config
 
@@ -209,7 +209,8 @@ def test_a_full_disk_while_writing_a_student_or_an_export_keeps_the_previous_one
 
     import minialbert.export
     from minialbert import ExportArguments, export_onnx
-    from minialbert.convert import ConversionArguments, convert_and_save
+    from minialbert.convert import ConversionArguments
+    from minialbert.convert_job import convert_and_save
 
     student = convert_and_save(tiny_bert_path, tmp_path / "student", ConversionArguments(embedding_size=16))
     export_onnx(student, tmp_path / "onnx")
@@ -236,8 +237,10 @@ from pathlib import Path
 from minialbert.errors import BadInputError
 from minialbert.folders import OutputLock
 
-folder, inside, start, rounds = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-time.sleep(max(0.0, start - time.time()))  # every racer starts its first round at once
+folder, inside, ready, racers, rounds = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+(ready / str(os.getpid())).touch()
+while len(list(ready.iterdir())) < racers:  # every racer starts its first round at once, however slow its import
+    time.sleep(0.001)
 held = refused = both = 0
 for _ in range(rounds):
     try:
@@ -263,10 +266,10 @@ def test_two_jobs_racing_for_one_folder_never_both_hold_it(tmp_path):
     """Three processes take and release one folder's lock 400 times each, all at once: whenever one holds it, no
     other does (a file only a holder creates, exclusively, is never found there by another holder), and the race
     really happened (each was refused sometimes and held it sometimes)."""
-    output, inside = tmp_path / "student", tmp_path / "inside"
-    start = time.time() + 8  # after every racer has imported minialbert
+    output, inside, ready = tmp_path / "student", tmp_path / "inside", tmp_path / "ready"
+    ready.mkdir()
     racers = [
-        subprocess.Popen([sys.executable, "-c", RACE, str(output), str(inside), str(start), "400"],
+        subprocess.Popen([sys.executable, "-c", RACE, str(output), str(inside), str(ready), "3", "400"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]  # fmt: skip
@@ -278,7 +281,7 @@ def test_two_jobs_racing_for_one_folder_never_both_hold_it(tmp_path):
     assert all(both == 0 for _, _, both in counts), counts
     assert all(held > 0 and refused > 0 for held, refused, _ in counts), counts
     # filelock's rule: the lock file stays after release (deleting it could let a waiting job in beside a new one).
-    assert sorted(path.name for path in tmp_path.iterdir()) == [".student.lock"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".student.lock", "ready"]
 
 
 def test_the_lock_file_stays_after_release_and_a_refused_job_leaves_the_holders_line(tmp_path):
@@ -366,7 +369,7 @@ def test_a_resume_under_other_options_is_refused_and_a_stale_replacement_starts_
 
 @pytest.mark.parametrize("cut", ["before the first rename", "between the renames", "before the old one is deleted"])
 def test_a_swap_killed_at_any_point_is_completed_by_the_next_job_without_training(cut, tmp_path):
-    """The states a kill inside `_swap_in` leaves (the SIGKILL between the renames, in a real run: test_distill_job):
+    """The states a kill inside `swap_in` leaves (the SIGKILL between the renames, in a real run: test_distill_job):
     the next job on the folder finds the finished replacement in place, or puts it there, and trains nothing."""
     output, sibling = finished_job(tmp_path / "student", OPTIONS | {"seed": 1}), tmp_path / ".student.overwrite"
     finished_job(sibling)

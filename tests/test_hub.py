@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 import minialbert
 from minialbert import ConversionArguments
 from minialbert.cli import main
-from minialbert.convert import convert_and_save
+from minialbert.convert_job import convert_and_save
 from minialbert.distillation import RECIPES
 from minialbert.hub import RESULTS_NAME, check_shareable, model_card, push_to_hub, save_results
 from minialbert.tuning import enable_tuning, save_tuned

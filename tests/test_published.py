@@ -22,8 +22,9 @@ from torch.nn import functional as F
 from transformers import AlbertConfig, AlbertModel, AutoTokenizer
 
 from minialbert import OnnxRuntimeModel, export_onnx
-from minialbert.convert import ConversionArguments, convert_and_save
-from minialbert.published import import_published
+from minialbert.convert import ConversionArguments
+from minialbert.convert_job import convert_and_save
+from minialbert.published_job import import_published
 
 from .conftest import assert_remote_code_load_matches, booby_trap
 

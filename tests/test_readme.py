@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from minialbert import ConversionArguments
-from minialbert.convert import convert_and_save
+from minialbert.convert_job import convert_and_save
 from minialbert.sentence_embeddings import read_sentence_modules, save_sentence_modules
 
 README = Path(__file__).parent.parent / "README.md"

@@ -7,11 +7,12 @@ import torch
 
 from minialbert import MiniAlbertModel, OnnxRuntimeModel, export_onnx, fastest_runtime
 from minialbert.cli import main
-from minialbert.convert import ConversionArguments, convert_and_save
+from minialbert.convert import ConversionArguments
+from minialbert.convert_job import convert_and_save
 from minialbert.devices import cpu_has_native_bf16
-from minialbert.export import ONNX_FILE, QUANTIZED_ONNX_FILE, STATIC_QUANTIZED_ONNX_FILE, length_groups
+from minialbert.export import ONNX_FILE, QUANTIZED_ONNX_FILE, STATIC_QUANTIZED_ONNX_FILE
 from minialbert.export_job import ExportArguments, calibration_texts
-from minialbert.runtimes import PATHS, RUNTIME_REPORT_FILE
+from minialbert.runtimes import PATHS, RUNTIME_REPORT_FILE, length_groups
 
 from .test_export import HEADS, save_random, tokenizer  # noqa: F401  (a fixture)
 

@@ -1,8 +1,9 @@
 """Distil a BERT teacher into a MiniAlbert student with the stock `Trainer`, one concern per module:
 
 - `recipes`: every loss term and option, declared once; `DistillationArguments` and the resolved `Recipe`;
-- `losses`: the loss terms as pure functions, and what they need from the teacher (`teacher_targets`);
-- `trainer`: `DistillationLoss` (the loss apart from any loop) and `DistillationTrainer`;
+- `losses`: the loss terms as pure functions, what they need from the teacher (`teacher_targets`), and
+  `DistillationLoss` (the recipe's loss apart from any loop);
+- `trainer`: `DistillationTrainer`, the stock Trainer with that loss;
 - `agreement`: how closely the student follows the teacher (reports, every depth, the curve's callback);
 - `summary`: `DistillationSummary`, what a run reports.
 
@@ -23,6 +24,7 @@ _EXPORTS = {
         "sentence_agreement",
     ),
     "losses": (
+        "DistillationLoss",
         "TeacherTargets",
         "attention_kl",
         "bert_attention_probabilities",
@@ -51,7 +53,7 @@ _EXPORTS = {
         "resolve_recipe",
     ),
     "summary": ("DistillationSummary",),
-    "trainer": ("DistillationLoss", "DistillationTrainer"),
+    "trainer": ("DistillationTrainer",),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from ..convert import Teacher
 from ..held_out import unmasked
 from ..modeling_minialbert import MiniAlbertForMaskedLM
 from ..sentence_embeddings import encode, similarity_spearman
+from ..teacher import Teacher
 from .losses import cosine_loss, mapped_attention_kl, teacher_targets
 
 Batches = list[dict[str, torch.Tensor]]

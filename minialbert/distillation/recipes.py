@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, make_dataclass
 import torch
 from transformers import TrainingArguments
 
-from ..convert import Teacher
 from ..devices import cpu_bf16_is_faster
 from ..errors import BadInputError
 from ..sentence_embeddings import SentenceModules
+from ..teacher import Teacher
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class DepthSchedule:
       restore); then full depth.
 
     Except under `grow`, a step at depth d follows the teacher layers a d-recursion student follows
-    (`minialbert.convert.layer_map`), as elastic depth's shallower depths do.
+    (`minialbert.teacher.layer_map`), as elastic depth's shallower depths do.
     """
 
     kind: str = "full"
