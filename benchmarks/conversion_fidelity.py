@@ -4,7 +4,7 @@ for every shared-layer init, width and rank (the calibrated start: benchmarks/co
     python benchmarks/conversion_fidelity.py [--articles 64] [--max_length 128]
 
 On the bundled all-MiniLM-L6-v2 teacher and held-out BBC News articles (the test split of
-`minialbert.data.bbc_news_splits`), for each shared-layer init, `embedding_size` in {128, 384} and
+`minialbert.corpora.bbc_news_splits`), for each shared-layer init, `embedding_size` in {128, 384} and
 `recursion_lora_rank` in {0, 8, 64, 384 (full)}: the student's parameter count and its agreement with the
 teacher at initialisation, as the mean cosine of the last hidden states at real tokens and of the
 mean-pooled sentence embeddings (the teacher's own pooling). Writes benchmarks/conversion_fidelity.json
@@ -24,7 +24,7 @@ from torch.nn.functional import cosine_similarity  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from minialbert.convert import ConversionArguments, convert_bert_to_minialbert  # noqa: E402
-from minialbert.data import bbc_news_splits  # noqa: E402
+from minialbert.corpora import bbc_news_splits  # noqa: E402
 from minialbert.teacher import (
     bundled_teacher_path,  # noqa: E402
     load_teacher,  # noqa: E402

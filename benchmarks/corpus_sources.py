@@ -6,8 +6,8 @@ how many go to training and to the held-out part with the default split.
 
 import re
 
-from minialbert.corpora import SOURCES, SourceNotInstalled, read_source
-from minialbert.data import DataArguments, source_splits
+from minialbert.corpora import SOURCES, SourceNotInstalled, read_source, source_splits
+from minialbert.data import DataArguments
 
 
 def main() -> None:

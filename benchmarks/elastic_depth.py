@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from minialbert.data import DataArguments, bbc_paragraphs, load_text_corpus, tokenize_windows
+from minialbert.corpora import bbc_paragraphs
+from minialbert.data import DataArguments, load_text_corpus, tokenize_windows
 from minialbert.distillation import DistillationSummary, agreement_by_depth, running_depth
 from minialbert.held_out import held_out_sets
 from minialbert.modeling_minialbert import MiniAlbertForMaskedLM

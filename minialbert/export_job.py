@@ -111,7 +111,7 @@ def calibration_texts(text_file: str | os.PathLike | None, option: str = "--cali
                 "model will encode)."
             )
         return texts
-    from .data import bbc_paragraphs
+    from .corpora import bbc_paragraphs
 
     return bbc_paragraphs("train", CALIBRATION_TEXTS)
 

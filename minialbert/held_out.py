@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .corpora import SOURCES
-from .data import installed_sources, masked_lm_collator, source_splits, split_sentences
+from .corpora import SOURCES, split_sources
+from .data import masked_lm_collator, split_sentences
 from .errors import BadInputError, MissingExtraError
 from .sentence_embeddings import sentence_batches
 
@@ -93,8 +93,9 @@ def broad_held_out_sentences(
     found = {}
     if not per_source:
         return found
-    for name in installed_sources([name for name in SOURCES if name != "bbc"]):
-        _, held_out = source_splits(name, held_out_share, split_seed)
+    for name, (_, held_out) in split_sources(
+        [name for name in SOURCES if name != "bbc"], held_out_share, split_seed
+    ).items():
         candidates = sorted(
             {
                 sentence

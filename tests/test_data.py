@@ -5,18 +5,9 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer
 
-from minialbert import data
-from minialbert.corpora import SourceNotInstalled
-from minialbert.data import (
-    BBC_NEWS_TOPICS,
-    DataArguments,
-    bbc_news_splits,
-    draw_mix,
-    load_bbc_news,
-    load_text_corpus,
-    split_sentences,
-    tokenize_windows,
-)
+from minialbert import corpora
+from minialbert.corpora import BBC_NEWS_TOPICS, SourceNotInstalled, bbc_news_splits, load_bbc_news
+from minialbert.data import DataArguments, draw_mix, load_text_corpus, split_sentences, tokenize_windows
 
 
 def test_bbc_news_is_read_in_a_fixed_order_with_named_topics():
@@ -168,7 +159,7 @@ def fake_sources(monkeypatch, missing=("gcide",)):
             raise SourceNotInstalled(f"{name} is missing: install it with `apt-get install -y {name}-package`.")
         return documents[name]
 
-    monkeypatch.setattr(data, "read_source", read_source)
+    monkeypatch.setattr(corpora, "read_source", read_source)
     return documents
 
 

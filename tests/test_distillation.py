@@ -8,7 +8,7 @@ from safetensors import safe_open
 from torch.nn import functional as F
 from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, HfArgumentParser, Trainer, TrainingArguments
 
-from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert, data
+from minialbert import MiniAlbertForMaskedLM, convert_bert_to_minialbert, corpora
 from minialbert.convert import ConversionArguments
 from minialbert.corpora import SourceNotInstalled
 from minialbert.data import DataArguments, load_text_corpus, masked_lm_collator, tokenize_windows
@@ -550,7 +550,7 @@ def test_an_unreadable_corpus_fails_before_the_output_folder_is_touched(tmp_path
     def not_installed(name):
         raise SourceNotInstalled(f"{name} is missing here")
 
-    monkeypatch.setattr(data, "read_source", not_installed)
+    monkeypatch.setattr(corpora, "read_source", not_installed)
     output_dir = tmp_path / "student"
     output_dir.mkdir()
     (output_dir / "config.json").write_text("{}")

@@ -20,7 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 import minialbert
 from minialbert import ConversionArguments
 from minialbert.convert_job import convert_and_save
-from minialbert.data import bbc_news_splits
+from minialbert.corpora import bbc_news_splits
 from minialbert.metrics import METRICS, load_metric
 from minialbert.tuning import load_tuned
 
