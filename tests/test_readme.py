@@ -1,7 +1,9 @@
-"""Every Python snippet of the README runs as a user would paste it, each in a fresh process, in order, in one
-working folder that holds `outputs/student` (the folder the quick start writes). Hub ids of teachers become the
-bundled teacher's folder; a snippet whose first line is `# Online: ...` needs the Hub or a download and only has
-its imports checked. Snippets that do not import minialbert run with it unimportable, as on a machine without it.
+"""Every Python snippet of the README and of the pages in docs/ runs as a user would paste it, each in a fresh
+process, in order (the README, then the pages as its map lists them), in one working folder that holds
+`outputs/student` (the folder the set-up writes). Hub ids of teachers become the bundled teacher's folder; a
+snippet whose first line is `# Online: ...` needs the Hub or a download and only has its imports checked. Snippets
+that do not import minialbert run with it unimportable, as on a machine without it. Every relative link resolves,
+to a file and, with a `#`, to one of its headings; the README stays a front door.
 """
 
 import ast
@@ -16,8 +18,12 @@ from minialbert import ConversionArguments
 from minialbert.convert_job import convert_and_save
 from minialbert.sentence_embeddings import read_sentence_modules, save_sentence_modules
 
-README = Path(__file__).parent.parent / "README.md"
-SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+# The README, then the docs pages in the order of its map.
+DOCS_MAP = README.read_text().partition("## The documentation")[2]
+PAGES = [README] + [ROOT / path for path in re.findall(r"\]\((docs/[\w-]+\.md)\)", DOCS_MAP)]
+SNIPPETS = [snippet for page in PAGES for snippet in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
 ONLINE = "# Online:"
 
 
@@ -36,7 +42,37 @@ def workdir(tmp_path_factory, teacher_path):
 
 def test_the_readme_has_snippets_and_marks_the_online_ones():
     assert len(SNIPPETS) >= 6
-    assert sum(snippet.startswith(ONLINE) for snippet in SNIPPETS) == 3
+    assert sum(snippet.startswith(ONLINE) for snippet in SNIPPETS) == 4  # the README's push and three in docs/
+    assert set(PAGES) == {README, *(ROOT / "docs").glob("*.md")}, "a docs page the README's map does not list"
+
+
+def test_the_readme_is_a_front_door():
+    assert len(README.read_text().splitlines()) <= 250
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def headings(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return {slug(line.lstrip("#")) for line in text.splitlines() if re.match(r"#{1,6} ", line)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_relative_link_resolves(page):
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links or page != README
+    for link in links:
+        if re.match(r"[a-z]+:", link):
+            continue
+        target, _, anchor = link.partition("#")
+        path = (page.parent / target).resolve() if target else page
+        assert path.exists(), f"{page.name}: {link} names no file"
+        if anchor:
+            assert anchor in headings(path), f"{page.name}: {link} names no heading of {path.name}"
 
 
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
