@@ -1,4 +1,4 @@
-"""The README's fine-tuning table: `examples/run_classification.py` on the bundled BBC News topics.
+"""The fine-tuning table of docs/tuning.md: `examples/run_classification.py` on the bundled BBC News topics.
 
     python benchmarks/classification_bbc.py --student distilled=outputs/student \
         [--student converted=outputs/converted] [--output_root outputs/bbc]

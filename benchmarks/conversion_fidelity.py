@@ -8,7 +8,7 @@ On the bundled all-MiniLM-L6-v2 teacher and held-out BBC News articles (the test
 `recursion_lora_rank` in {0, 8, 64, 384 (full)}: the student's parameter count and its agreement with the
 teacher at initialisation, as the mean cosine of the last hidden states at real tokens and of the
 mean-pooled sentence embeddings (the teacher's own pooling). Writes benchmarks/conversion_fidelity.json
-and prints the Markdown tables in README.md.
+and prints the Markdown tables in docs/conversion.md.
 """
 
 import argparse

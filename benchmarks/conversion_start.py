@@ -7,7 +7,7 @@ On the bundled all-MiniLM-L6-v2 teacher, scored as every benchmark scores (`held
 validation windows, 256 Python-reference sentences, the broad sources' held-out sentences). The calibration text
 is `minialbert convert`'s default (the first 256 BBC News training articles). Rows that switch one calibrated
 choice off patch that step of `minialbert.convert` back to its weight-only form, so each choice is measured alone.
-Writes benchmarks/conversion_start.json and prints the README table.
+Writes benchmarks/conversion_start.json and prints the table in docs/conversion.md.
 """
 
 import json

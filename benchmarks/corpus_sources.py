@@ -1,7 +1,7 @@
 """The corpus sources installed on this machine (`minialbert.corpora.SOURCES`): documents and words of each, and
 how many go to training and to the held-out part with the default split.
 
-    python benchmarks/corpus_sources.py     # prints the README's table of sources
+    python benchmarks/corpus_sources.py     # prints the table of sources in docs/distillation.md
 """
 
 import re

@@ -6,7 +6,7 @@
         --contender "MiniAlbert, 3 recursions, relaxed rank 96, layers 1, 4, 6" \\
         --contender "no recursion: one layer once, E=196 (the default's parameters)"   # the claim's spread
     python benchmarks/front.py --budget 600 --contender ...       # the top contenders at the longer budget
-    python benchmarks/front.py --table --plot                     # README table and benchmarks/front.png
+    python benchmarks/front.py --table --plot                     # docs/distillation.md's table, benchmarks/front.png
 
 Contenders (`CONTENDERS`): MiniAlbert students converted with the calibrated start at several capacities (the
 default relaxed student, `DEFAULT`, also under each `--depth_schedule` and learning rate; the paper-shaped one),

@@ -2,7 +2,7 @@
 
     python benchmarks/parameter_counts.py
 
-Prints a Markdown table (the one in README.md).
+Prints a Markdown table (the one in docs/model.md).
 """
 
 from transformers import AutoConfig, BertConfig, BertForMaskedLM, BertModel

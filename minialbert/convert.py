@@ -31,7 +31,7 @@ from .teacher import Teacher, check_layer_map, layer_map, load_teacher, spread_l
 
 logger = logging.getLogger(__name__)
 
-# Measured on the bundled teacher by benchmarks/conversion_fidelity.py (see README.md).
+# Measured on the bundled teacher by benchmarks/conversion_fidelity.py (see docs/conversion.md).
 DEFAULT_INIT = "average"
 DEFAULT_CALIBRATION_SAMPLES = 256
 CALIBRATION_MAX_LENGTH = 128

@@ -92,5 +92,5 @@ def check_fsdp_device(args: "TrainingArguments") -> None:
         raise BadInputError(
             f"--fsdp on CPU: accelerate applies FSDP only to processes with an accelerator (GPU, XPU, NPU, ...), so "
             f"these {args.world_size} CPU process(es) would train unsharded (DDP). Drop --fsdp to train with DDP on "
-            "CPU; the student itself shards with torch's FSDP2 on CPU (README, Distillation)."
+            "CPU; the student itself shards with torch's FSDP2 on CPU (docs/distillation.md)."
         )

@@ -46,7 +46,7 @@ QUANTIZED_ONNX_FILE = "model_quantized.onnx"  # the name optimum's ORTQuantizer 
 STATIC_QUANTIZED_ONNX_FILE = "model_static_quantized.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # The exporters and their opsets. TorchScript (the default) traced graphs run faster in ONNX Runtime than the
-# dynamo exporter's on this model: `python benchmarks/run.py` measures both (README, Performance).
+# dynamo exporter's on this model: `python benchmarks/run.py` measures both (docs/deploy.md, Performance).
 EXPORTERS = {"torchscript": 17, "dynamo": 18}
 PARITY_TOLERANCE = 1e-4
 
@@ -230,7 +230,7 @@ def _export_graph(model: MiniAlbertPreTrainedModel, task: str, path: str | os.Pa
 
 
 # Embedding lookups (Gather) stay fp32: quantising the word-embedding table per tensor cost the fine-tuned topic
-# classifier of benchmarks/run.py its 0.99 top-1 agreement with fp32 (README, Deploy); it costs file size only.
+# classifier of benchmarks/run.py its 0.99 top-1 agreement with fp32 (docs/deploy.md); it costs file size only.
 QUANTIZED_OPS = ["MatMul"]
 
 

@@ -50,8 +50,8 @@ def spread_layer_map(num_teacher_layers: int, num_recursions: int) -> list[int]:
     """The teacher's first and last layers and the rest evenly between, 1-based: round(1 + i·(L-1)/(N-1)).
 
     The relaxed student's default: with 6 teacher layers and 3 recursions [1, 4, 6], which `benchmarks/front.py`
-    measured ahead of the evenly spaced [2, 4, 6] at equal budget (README, "Beside what a user would distil
-    instead"); with 12 layers and 6 recursions [1, 3, 5, 8, 10, 12]. One recursion follows the last layer.
+    measured ahead of the evenly spaced [2, 4, 6] at equal budget (docs/distillation.md, "Beside what a user would
+    distil instead"); with 12 layers and 6 recursions [1, 3, 5, 8, 10, 12]. One recursion follows the last layer.
     """
     if num_recursions == 1:
         return layer_map(num_teacher_layers, 1)

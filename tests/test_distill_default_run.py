@@ -66,7 +66,7 @@ def test_short_default_run_raises_sentence_agreement_in_and_out_of_domain(defaul
     seconds = [point["train_seconds"] for point in curve]
     assert 0 < seconds[0] and seconds == sorted(set(seconds))
     assert json.loads((output_dir / "distillation_summary.json").read_text()) == summary
-    # The default (relaxed) student: rank 96 following teacher layers 1, 4 and 6 (README, "Why relaxed").
+    # The default (relaxed) student: rank 96 following teacher layers 1, 4 and 6 (docs/distillation.md, "Why relaxed").
     assert summary["global_step"] == 60 and summary["layer_map"] == [1, 4, 6]
     assert summary["recipe"]["depth_schedule"] == "full"
     assert summary["wall_clock_seconds"] > summary["train_runtime_seconds"] > 0

@@ -31,7 +31,7 @@ def test_every_path_agrees_with_pytorch_fp32_on_the_real_converted_teacher(teach
     fp32 paths within 1e-4, bf16 and both int8s at an agreement of at least 0.99; the winner is the fastest of
     those that agree (whatever the timings were)."""
     # From the weights alone: the frequency-weighted embeddings of the calibrated start leave an untrained student
-    # whose dynamic int8 agreement is 0.955 (outlier activations); a distilled student's is 1.000 (README).
+    # whose dynamic int8 agreement is 0.955 (outlier activations); a distilled student's is 1.000 (docs/deploy.md).
     student = convert_and_save(teacher_path, tmp_path / "student", ConversionArguments(calibration_samples=0))
     texts = calibration_texts(None)[:48]
     onnx = export_onnx(student, tmp_path / "onnx", ExportArguments("feature-extraction", num_recursions=2,

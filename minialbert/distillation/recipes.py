@@ -129,8 +129,8 @@ class DepthSchedule:
     A recursive student at d recursions is the same parameters as at N, and a step at depth 1 of 3 costs about 0.6
     of a full-depth step (the teacher's forward stays): the early steps train the shared weights cheaply, full
     depth comes later ("the loop switched on late"; recurrences grown during training, arXiv 2511.07384). None of
-    these paid at equal time for the bundled teacher's default student (benchmarks/front.py, README): `full` is the
-    default.
+    these paid at equal time for the bundled teacher's default student (benchmarks/front.py, docs/distillation.md):
+    `full` is the default.
 
     - `full`: every step at full depth;
     - `switch:F`: depth 1 until a share F of training is done, then full depth;
