@@ -45,8 +45,8 @@ def _convert_and_save(
 ) -> Path:
     loaded = load_teacher(teacher, arguments.revision)
     tokenizer_source = arguments.tokenizer or str(teacher)
-    tokenizer = load_tokenizer(tokenizer_source, "The teacher" if not arguments.tokenizer else "--tokenizer",
-                               TEACHER_TOKENIZER_FIX, arguments.revision)  # fmt: skip
+    subject = "--tokenizer" if arguments.tokenizer else "The teacher"
+    tokenizer = load_tokenizer(tokenizer_source, subject, TEACHER_TOKENIZER_FIX, arguments.revision)
     vocab_size = loaded.bert.config.vocab_size
     if len(tokenizer) > vocab_size:
         raise BadInputError(

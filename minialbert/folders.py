@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import filelock
 from safetensors import SafetensorError
@@ -29,9 +28,6 @@ from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBas
 from .configuration_minialbert import MiniAlbertConfig
 from .errors import BadInputError, as_bad_input, folder_write_error
 from .run_record import RunRecord
-
-if TYPE_CHECKING:  # the Trainer itself loads with the commands that train, not with every command's folder checks
-    pass
 
 logger = logging.getLogger(__name__)
 
