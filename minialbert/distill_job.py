@@ -178,6 +178,7 @@ def distill_into(
     # Training, saving and the summary happen in the output's working folder, put in place once all succeeded.
     with output.writing(trainer):
         output.train(trainer, training_arguments.resume_from_checkpoint)
+        train_seconds = output.record.elapsed()  # every segment's, this one's included
         distilled = trainer.accelerator.unwrap_model(trainer.model)
         after = agreement_report(distilled, trainer.teacher, held_out.masked_windows, layers, held_out.sentence_sets)
         summary = DistillationSummary(
@@ -194,9 +195,9 @@ def distill_into(
             trained_on_sources=sorted(set(data_arguments.corpus_weights() or ()) & set(broad)),
             global_step=trainer.state.global_step,
             processes=training_arguments.world_size,
-            train_runtime_seconds=output.record.elapsed(),
+            train_runtime_seconds=train_seconds,
             train_tokens_per_second=round(
-                trainer.state.global_step * samples_per_step * tokens_per_window / max(output.record.elapsed(), 0.1)
+                trainer.state.global_step * samples_per_step * tokens_per_window / max(train_seconds, 0.1)
             ),
             resumed_from_steps=output.record.resumed_from_steps,
             at_initialisation=before,

@@ -302,10 +302,6 @@ class RateOfTheNewSchedule(TrainerCallback):
             scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
-def _checkpoint_state(checkpoint: Path) -> dict:
-    return json.loads((checkpoint / TRAINER_STATE_FILE).read_text())
-
-
 def prepare_training_output(
     output_dir: str | os.PathLike, overwrite: bool, is_main_process: bool = True, options: dict | None = None
 ) -> TrainingOutput:
@@ -338,12 +334,35 @@ def prepare_training_output(
     return output
 
 
+@dataclass
+class _Held:
+    """What a folder holds of a training job, read once: its newest complete checkpoint (and the newer ones cut off
+    while being written), that checkpoint's trainer state, the finished job's record at the top, and the job's
+    record (the finished one, else the checkpoint's)."""
+
+    checkpoint: Path | None = None
+    cut_off: list[Path] = field(default_factory=list)
+    state: dict = field(default_factory=dict)
+    finished: RunRecord | None = None
+
+    @classmethod
+    def read(cls, folder: Path) -> "_Held":
+        checkpoint, cut_off = last_complete_checkpoint(folder)
+        state = json.loads((checkpoint / TRAINER_STATE_FILE).read_text()) if checkpoint else {}
+        return cls(checkpoint, cut_off, state, RunRecord.read(folder))
+
+    @property
+    def recorded(self) -> RunRecord | None:
+        return self.finished or (RunRecord.from_checkpoint(self.state) if self.checkpoint else None)
+
+
 def _prepare(path: Path, overwrite: bool, is_main_process: bool, options: dict) -> TrainingOutput:
     working = path.parent / f".{path.name}.overwrite" if overwrite and not is_empty(path) else path
-    recorded = _recorded(working) if working != path else None
-    if working != path and (recorded or last_complete_checkpoint(working)[0]):
+    held = _Held.read(working)
+    recorded = held.recorded
+    if working != path and (recorded or held.checkpoint):
         # A replacement an earlier run left resumes (or, finished, goes in place) only under the options it was
-        # started with.
+        # started with; otherwise every process starts it over (the main one deletes it).
         changed = changed_options(recorded.options, options) if recorded else None
         if changed is None or changed:
             logger.warning(
@@ -353,9 +372,8 @@ def _prepare(path: Path, overwrite: bool, is_main_process: bool, options: dict) 
             )
             if is_main_process:
                 shutil.rmtree(working)
-    checkpoint, cut_off = last_complete_checkpoint(working)
-    finished = RunRecord.read(working)
-    recorded = finished or (RunRecord.from_checkpoint(_checkpoint_state(checkpoint)) if checkpoint else None)
+            held, recorded = _Held(), None
+    checkpoint, finished = held.checkpoint, held.finished
     output = TrainingOutput(path, working, checkpoint and str(checkpoint), is_main_process)
     if recorded is not None:
         changed = changed_options(recorded.options, options)
@@ -371,12 +389,10 @@ def _prepare(path: Path, overwrite: bool, is_main_process: bool, options: dict) 
                 "folder's values to resume it, --overwrite_output_dir to start over, or choose another folder."
             )
         if changed:  # only the end changed: continue to a later one, refuse one already reached
-            step = finished.global_step if finished else recorded.global_step
-            state = _checkpoint_state(checkpoint) if checkpoint else {}
-            why = extension_error(step, state, options)
+            why = extension_error(recorded.global_step, held.state, options)
             if why or checkpoint is None:
                 raise BadInputError(
-                    f"{working} holds a job that trained {step} steps: "
+                    f"{working} holds a job that trained {recorded.global_step} steps: "
                     f"{why or 'it kept no checkpoint to continue from'}. Raise --max_steps (or --num_train_epochs) "
                     "to continue it, pass the folder's values to leave it as it is, or --overwrite_output_dir to "
                     "start over."
@@ -389,11 +405,12 @@ def _prepare(path: Path, overwrite: bool, is_main_process: bool, options: dict) 
                 describe_changes(recorded.options, options, changed),
             )
     else:
+        # Again after the lock: a swap a killed job left half done may have put a folder back in place.
         _refuse_unless_resumable(path, overwrite)
     if working != path and checkpoint is None and working.exists() and is_main_process:
         shutil.rmtree(working)  # an abandoned replacement with nothing to resume: start it over
     # Checkpoints cut off while being written are ours to remove, also where only they are left (the run starts over).
-    _remove_cut_off(cut_off, is_main_process)
+    _remove_cut_off(held.cut_off, is_main_process)
     if checkpoint is not None:
         if recorded is None:
             logger.warning("%s records no options (an older minialbert wrote it): resuming without checking them.",
@@ -407,9 +424,10 @@ def _prepare(path: Path, overwrite: bool, is_main_process: bool, options: dict) 
             )
         else:
             logger.info("Resuming from %s (pass --overwrite_output_dir to start over).", checkpoint)
-        state = _checkpoint_state(checkpoint)
-        carried = RunRecord.from_checkpoint(state) or RunRecord()
-        output.record = RunRecord(options, carried.train_seconds, carried.resumed_from_steps, state["global_step"])
+        carried = RunRecord.from_checkpoint(held.state) or RunRecord()
+        output.record = RunRecord(
+            options, carried.train_seconds, carried.resumed_from_steps, held.state["global_step"]
+        )
     else:
         output.record = RunRecord(options)
     return output
@@ -426,9 +444,3 @@ def _refuse_unless_resumable(path: Path, overwrite: bool) -> None:
             f"Output folder {str(path)!r} is not empty and holds no checkpoint to resume from; choose another "
             "folder or pass --overwrite_output_dir."
         )
-
-
-def _recorded(folder: Path) -> RunRecord | None:
-    """The record of the job in `folder`: its finished record, else its last complete checkpoint's."""
-    checkpoint, _ = last_complete_checkpoint(folder)
-    return RunRecord.read(folder) or (RunRecord.from_checkpoint(_checkpoint_state(checkpoint)) if checkpoint else None)
