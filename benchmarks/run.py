@@ -16,7 +16,7 @@ Contenders (fp32 unless noted, the student converted from the bundled teacher wi
   tokens and a padded batch of 32 BBC News paragraphs of natural lengths;
 - hardware: the student's matrix-multiply FLOPs per second against one fp32 dense layer (`F.linear`) of its
   largest shape, timed alone;
-- ONNX Runtime (`minialbert export-onnx`): the same student exported by each of torch.onnx's exporters, fp32
+- ONNX Runtime (`minialbert export`): the same student exported by each of torch.onnx's exporters, fp32
   and dynamic int8, against PyTorch fp32 on both inference batches; int8's agreement with fp32 (Spearman of
   sentence similarities over 256 BBC paragraphs, top-1 agreement of a nearest-centroid topic head on them) and
   file sizes;
@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,7 +63,7 @@ from minialbert import (
     MiniAlbertModel,
     OnnxRuntimeModel,
     convert_bert_to_minialbert,
-    export_onnx,
+    export_student,
 )
 from minialbert.corpora import bbc_news_splits, bbc_paragraphs
 from minialbert.devices import cpu_name, machine
@@ -78,10 +77,15 @@ from minialbert.export import (
     EXPORTERS,
     ONNX_FILE,
     QUANTIZED_ONNX_FILE,
+    QUANTIZED_OPS,
     STATIC_QUANTIZED_ONNX_FILE,
+    calibration_batches,
+    example_batches,
     export_model,
-    quantize_int8,
+    quantize,
 )
+from minialbert.export_job import calibration_texts
+from minialbert.runtimes import load_export
 from minialbert.sentence_embeddings import pool, sentence_batches, similarity_spearman
 from minialbert.teacher import bundled_teacher_path, load_teacher
 
@@ -317,11 +321,13 @@ def int8_agreement(student_folder: Path, work: Path) -> dict[str, float]:
         batches = sentence_batches(tokenizer, texts, 32)
         return [torch.cat([output(runner(**batch), batch) for batch in batches]) for runner in runners]
 
-    encoder = export_onnx(student_folder, work / "encoder", ExportArguments("feature-extraction", quantize="int8"))
+    encoder = export_student(
+        student_folder, work / "encoder", ExportArguments(task="feature-extraction", quantize="int8")
+    )
     fp32, int8 = run_both(
         encoder, paragraphs, lambda outputs, batch: pool(outputs.last_hidden_state, batch["attention_mask"])
     )
-    classifier = export_onnx(
+    classifier = export_student(
         topic_classifier(student_folder, work / "classifier"),
         work / "classifier-onnx",
         ExportArguments(quantize="int8"),
@@ -335,7 +341,52 @@ def int8_agreement(student_folder: Path, work: Path) -> dict[str, float]:
     }
 
 
+def library_quantized(student_folder: Path, work: Path) -> dict[str, Path]:
+    """The encoder's int8 copies as a transformers user makes them without minialbert: `OnnxExporter` with the
+    library's `OnnxRuntimeQuantizer` in its config, the same quantizer options `minialbert export` passes (static
+    calibrated on the same 256 texts), with none of minialbert's pre-processing."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType
+    from transformers.exporters import (
+        OnnxConfig,
+        OnnxExporter,
+        OnnxRuntimeDynamicConfig,
+        OnnxRuntimeQuantizer,
+        OnnxRuntimeStaticConfig,
+    )
+
+    encoder = MiniAlbertModel.from_pretrained(student_folder).eval()
+    encoder.encoder.merge_relaxations()  # as `minialbert export` exports it
+    tokenizer = AutoTokenizer.from_pretrained(student_folder)
+    common = {"op_types_to_quantize": QUANTIZED_OPS, "per_channel": True, "weight_type": QuantType.QInt8}
+    quantizers = {
+        "int8": OnnxRuntimeQuantizer(
+            OnnxRuntimeDynamicConfig(**common, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        ),
+        "int8_static": OnnxRuntimeQuantizer(
+            OnnxRuntimeStaticConfig(**common, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8),
+            calibration_dataset=calibration_batches(tokenizer, calibration_texts(None)),
+        ),
+    }
+    sample = example_batches(encoder.config)[0]
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
+    shapes = {name: {0: batch, 1: sequence} for name in sample}
+    folders = {}
+    for precision, quantizer in quantizers.items():
+        exported = OnnxExporter().export(encoder, sample, OnnxConfig(dynamic_shapes=shapes, quantizer=quantizer))
+        exported.program.metadata_props["minialbert_task"] = "feature-extraction"
+        exported.save_pretrained(work / f"library-{precision}")
+        folders[f"library_{precision}"] = work / f"library-{precision}"
+    return folders
+
+
 def onnx_runtime(student_folder: Path, repeats: int, warmup: int) -> dict:
+    """The ONNX paths side by side in one run: each graph builder (torch.onnx's TorchScript exporter, the default,
+    and transformers' `OnnxExporter`) at fp32 and at int8 from transformers' quantizer as `minialbert export` runs
+    it (the graph pre-processed first), the library's quantizer as a user without minialbert runs it
+    (`library_quantized`), and the default export run by transformers' own runner (`ExportedModel`, the whole
+    padded batch) beside minialbert's length-grouped `OnnxRuntimeModel`; each path's tokens/s, agreement with
+    PyTorch fp32 on 256 BBC test paragraphs, and file size."""
     import onnxruntime
 
     tokenizer = AutoTokenizer.from_pretrained(student_folder)
@@ -343,22 +394,29 @@ def onnx_runtime(student_folder: Path, repeats: int, warmup: int) -> dict:
     # ONNX Runtime's threads spin after each run by default, which would slow whichever contender runs next here.
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    runners, sizes = {}, {}
+    runners, files = {}, {}
     for exporter in EXPORTERS:
-        quantize = ["int8", "int8-static"] if exporter == "torchscript" else ["int8"]
-        folder = export_onnx(
+        folder = export_student(
             student_folder,
             student_folder / f"onnx-{exporter}",
-            ExportArguments("feature-extraction", exporter, quantize=quantize),
+            ExportArguments(task="feature-extraction", exporter=exporter, quantize=["int8", "int8-static"]),
         )
-        files = {"fp32": ONNX_FILE, "int8": QUANTIZED_ONNX_FILE, "int8_static": STATIC_QUANTIZED_ONNX_FILE}
-        for precision, file_name in files.items():
-            if not (folder / file_name).is_file():
-                continue
-            runners[f"{exporter}_{precision}"] = OnnxRuntimeModel.from_pretrained(
-                folder, file_name, session_options=options
+        for precision, file_name in {"fp32": ONNX_FILE, "int8": QUANTIZED_ONNX_FILE,
+                                     "int8_static": STATIC_QUANTIZED_ONNX_FILE}.items():  # fmt: skip
+            files[f"{exporter}_{precision}"] = [folder / file_name] + [folder / f"{ONNX_FILE}.data"] * (
+                precision == "fp32"
             )
-            sizes[f"{exporter}_{precision}"] = (folder / file_name).stat().st_size / 2**20
+        if exporter == "torchscript":
+            runners["torchscript_fp32_exportedmodel"] = load_export(folder, session_options=options)
+            files["torchscript_fp32_exportedmodel"] = files["torchscript_fp32"]
+    for name, folder in library_quantized(student_folder, student_folder / "library").items():
+        files[name] = [folder / ONNX_FILE, folder / f"{ONNX_FILE}.data"]
+    for name, (path, *_) in files.items():
+        if name not in runners:
+            runners[name] = OnnxRuntimeModel.from_pretrained(path.parent, path.name, session_options=options)
+    sizes = {
+        name: sum(path.stat().st_size for path in paths if path.is_file()) / 2**20 for name, paths in files.items()
+    }
     sizes["torch_fp32_safetensors"] = (student_folder / "model.safetensors").stat().st_size / 2**20
 
     generator = torch.Generator().manual_seed(0)
@@ -373,6 +431,11 @@ def onnx_runtime(student_folder: Path, repeats: int, warmup: int) -> dict:
             repeats,
             warmup,
         )
+        batches = sentence_batches(tokenizer, bbc_paragraphs("test", 256), 32)
+        embeddings = {
+            name: torch.cat([pool(model(**batch).last_hidden_state, batch["attention_mask"]) for batch in batches])
+            for name, model in contenders.items()
+        }
     seconds = {name: statistics.median(values) for name, values in times.items()}
 
     real_tokens = {"": unpadded["attention_mask"].sum().item(), "_padded": padded["attention_mask"].sum().item()}
@@ -388,11 +451,19 @@ def onnx_runtime(student_folder: Path, repeats: int, warmup: int) -> dict:
             seconds["torch_fp32_padded"] / seconds["torchscript_int8_static_padded"]
         ),
         "fp32_speedup_vs_torch": seconds["torch_fp32"] / seconds["torchscript_fp32"],
+        # minialbert's int8 (pre-processed graph, transformers' quantizer) against the library's quantizer alone.
+        "int8_speedup_vs_library_int8_padded": seconds["library_int8_padded"] / seconds["torchscript_int8_padded"],
+        "length_groups_speedup_vs_exportedmodel_padded": (
+            seconds["torchscript_fp32_exportedmodel_padded"] / seconds["torchscript_fp32_padded"]
+        ),
         **int8_agreement(student_folder, student_folder / "agreement"),
         "tokens_per_second": {
             f"{name}{batch}": real_tokens[batch] / seconds[f"{name}{batch}"]
             for name in contenders
             for batch in real_tokens
+        },
+        "agreement_with_torch_fp32": {
+            name: similarity_spearman(embeddings[name], embeddings["torch_fp32"]) for name in runners
         },
         "file_mb": sizes,
         "onnxruntime": onnxruntime.__version__,
@@ -401,13 +472,11 @@ def onnx_runtime(student_folder: Path, repeats: int, warmup: int) -> dict:
 
 def teacher_int8(teacher: BertModel, work: Path, options):
     """The teacher exported, quantised and run as the student is: `export_model` (TorchScript exporter, dynamic
-    axes), dynamic int8, and `OnnxRuntimeModel`, which runs each batch in length groups."""
+    axes), dynamic int8 (`quantize`), and `OnnxRuntimeModel`, which runs each batch in length groups."""
     import onnxruntime
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_model(teacher, "feature-extraction", work / "teacher.onnx")
-    quantize_int8(work / "teacher.onnx", work / "teacher_int8.onnx")
+    export_model(teacher, "feature-extraction").save_pretrained(work / "teacher")
+    quantize(work / "teacher" / ONNX_FILE, work / "teacher_int8.onnx", "int8")
     session = onnxruntime.InferenceSession(
         str(work / "teacher_int8.onnx"), options, providers=["CPUExecutionProvider"]
     )
@@ -468,7 +537,7 @@ def alternatives(student_folders: list[Path], work: Path, repeats: int, warmup: 
             # or keeps the shared weights plus low-rank pairs: both measured.
             merges = (True, False) if config.recursion_lora_rank else (True,)
             for merge in merges:
-                export = export_onnx(folder, work / f"{folder.name}-{depth}-{merge}", ExportArguments(
+                export = export_student(folder, work / f"{folder.name}-{depth}-{merge}", ExportArguments(
                     "feature-extraction", num_recursions=depth, quantize=["int8", "int8-static"],
                     merge_relaxations=merge))  # fmt: skip
                 suffix = "" if len(merges) == 1 else ", merged" if merge else ", low-rank pairs"

@@ -44,7 +44,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "convert": ("ConversionArguments", "convert_bert_to_minialbert"),
         "errors": ("BadInputError", "FolderWriteError", "MissingExtraError"),
-        "export_job": ("ExportArguments", "export_onnx"),
+        "export_job": ("ExportArguments", "export_student"),
         "published": ("ImportArguments",),
         "published_job": ("import_published",),
         "runtimes": ("OnnxRuntimeModel", "RuntimeReport", "fastest_runtime"),
@@ -56,7 +56,7 @@ __getattr__, __dir__ = lazy_exports(
 if TYPE_CHECKING:
     from .convert import ConversionArguments, convert_bert_to_minialbert
     from .errors import BadInputError, FolderWriteError, MissingExtraError
-    from .export_job import ExportArguments, export_onnx
+    from .export_job import ExportArguments, export_student
     from .published import ImportArguments
     from .published_job import import_published
     from .runtimes import OnnxRuntimeModel, RuntimeReport, fastest_runtime
@@ -83,7 +83,7 @@ __all__ = [
     "RuntimeReport",
     "convert_bert_to_minialbert",
     "enable_tuning",
-    "export_onnx",
+    "export_student",
     "fastest_runtime",
     "import_published",
     "layer_map",

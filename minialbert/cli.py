@@ -87,22 +87,28 @@ def import_published_command(argv: list[str]) -> int:
     return 0
 
 
-def export_onnx_command(argv: list[str]) -> int:
-    from .export_job import ExportArguments, export_onnx
+def export_command(argv: list[str]) -> int:
+    from .export_job import ExportArguments, export_student
     from .folders import OutputArguments
 
     parser = HfArgumentParser(
         (ExportArguments, OutputArguments),
-        prog="minialbert export-onnx",
-        description="Export a MiniAlbert folder to ONNX (checked against PyTorch), optionally int8 as well, with "
-        "its config and tokenizer: a folder optimum's ORTModels load, in the student's onnx/ by default (where "
-        "sentence-transformers' ONNX backend looks). Needs the onnx extra: pip install 'minialbert[onnx]'.",
+        prog="minialbert export",
+        description="Export a MiniAlbert folder through transformers' exporters, checked against PyTorch: an ONNX "
+        "graph (optionally int8 as well), a torch.export program or an OpenVINO model, with its config, code and "
+        "tokenizer, which ExportedModel.from_pretrained(folder, trust_remote_code=True) loads. ONNX goes to the "
+        "student's onnx/ by default (where optimum's ORTModels and sentence-transformers' ONNX backend look). "
+        "ONNX needs pip install 'minialbert[onnx]', OpenVINO pip install 'minialbert[openvino]'.",
     )
     parser.add_argument("folder", help="MiniAlbert folder (convert, distill, fine-tuning).")
-    parser.add_argument("--output_dir", "--output-dir", help="Where to write the export (default: FOLDER/onnx).")
+    parser.add_argument(
+        "--output_dir",
+        "--output-dir",
+        help="Where to write the export (default: FOLDER/onnx, FOLDER/torch_export or FOLDER/openvino).",
+    )
     arguments, output, paths = parse(parser, argv)
-    folder = export_onnx(paths.folder, paths.output_dir, arguments, overwrite=output.overwrite_output_dir)
-    print(f"Wrote the ONNX export to {folder}")
+    folder = export_student(paths.folder, paths.output_dir, arguments, overwrite=output.overwrite_output_dir)
+    print(f"Wrote the {arguments.format} export to {folder}")
     return 0
 
 
@@ -168,7 +174,7 @@ def push_command(argv: list[str]) -> int:
         "--with_onnx",
         "--with-onnx",
         action="store_true",
-        help="Also upload FOLDER/onnx (minialbert export-onnx), checked against the weights being uploaded.",
+        help="Also upload FOLDER/onnx (minialbert export), checked against the weights being uploaded.",
     )
     arguments = parser.parse_args(argv)
     commit = push_to_hub(
@@ -189,7 +195,11 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "convert": ("initialise a student from a BERT checkpoint's embeddings and layers", convert_command),
     "distill": ("distil a BERT teacher into a student with the stock Trainer", distill_command),
     "import-published": ("open a MiniALBERT checkpoint the paper's authors published", import_published_command),
-    "export-onnx": ("export a student to ONNX (and int8) for ONNX Runtime and optimum", export_onnx_command),
+    "export": (
+        "export a student with transformers' exporters: ONNX (and int8), torch.export, OpenVINO",
+        export_command,
+    ),
+    "export-onnx": ("the former name of `export` (ONNX is its default format)", export_command),
     "bench": ("find the fastest way to run a student on this machine", bench_command),
     "push": ("share a student or adapter on the Hub with a generated model card", push_command),
 }

@@ -1,24 +1,27 @@
-"""Export a MiniAlbert folder to ONNX: the graphs of every head with dynamic batch and length, and int8 quantisation
-(dynamic, and static calibrated QDQ). Running and checking the files (`OnnxRuntimeModel`, `write_export` with its
-parity check) is `minialbert.runtimes`'.
+"""Export a MiniAlbert folder through transformers' own exporters (`transformers.exporters`): an `ExportedModel`
+of every head with dynamic batch and length, as an ONNX graph, a `torch.export` program or an OpenVINO model, and
+int8 copies of the ONNX graph from the library's ONNX Runtime quantizers. Running and checking the exports
+(`OnnxRuntimeModel`, `write_export` with its parity check) is `minialbert.runtimes`'.
 
-The exported folder holds `model.onnx` (and `model_quantized.onnx`, `model_static_quantized.onnx`), the config, its
-code files and the tokenizer:
-the layout `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained` loads. Exported into a student folder's `onnx/`
-(the default), it is also where `SentenceTransformer(student, backend="onnx")` looks. `optimum-onnx` installs
-only beside transformers < 4.58, so this module exports with `torch.onnx.export` and quantises with
-`onnxruntime.quantization` itself, and `minialbert.runtimes.OnnxRuntimeModel` runs the files under any transformers.
+An exported folder is what `ExportedModel.save_pretrained` writes (`export.json`, the program, the config) plus the
+config's code files and the tokenizer, so `ExportedModel.from_pretrained(folder, trust_remote_code=True)` loads it
+without minialbert. An ONNX folder also holds `model_quantized.onnx` and `model_static_quantized.onnx` when asked:
+the layout `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained` loads, and exported into a student folder's
+`onnx/` (the default), where `SentenceTransformer(student, backend="onnx")` looks. An OpenVINO folder
+(`openvino_model.xml`, in `openvino/` by default) is where its OpenVINO backend looks.
 
-The `minialbert export-onnx` job over these (output folder, `--bench`) is `minialbert.export_job`.
+The `minialbert export` job over these (output folder, `--bench`) is `minialbert.export_job`.
 """
 
+import contextlib
+import io
 import logging
 import os
 import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from transformers.modeling_outputs import (
@@ -39,14 +42,21 @@ from .modeling_minialbert import (
     MiniAlbertPreTrainedModel,
 )
 
+if TYPE_CHECKING:
+    from transformers.exporters import ExportedModel
+
 logger = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
+ONNX_FILE = "model.onnx"  # what `ExportedModel.save_pretrained` names its one ONNX component
 QUANTIZED_ONNX_FILE = "model_quantized.onnx"  # the name optimum's ORTQuantizer gives it
 STATIC_QUANTIZED_ONNX_FILE = "model_static_quantized.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-# The exporters and their opsets. TorchScript (the default) traced graphs run faster in ONNX Runtime than the
-# dynamo exporter's on this model: `python benchmarks/run.py` measures both (docs/deploy.md, Performance).
+# The formats `transformers.exporters` writes that run on a CPU from PyPI packages, and the folder each goes to in a
+# student folder by default (`onnx/` and `openvino/` are where sentence-transformers' backends look).
+FORMATS = {"onnx": "onnx", "dynamo": "torch_export", "openvino": "openvino"}
+# The ONNX graph builders and their opsets: torch.onnx's TorchScript-based exporter (the default: its graphs run
+# faster in ONNX Runtime on this model, quantised or not) or transformers' `OnnxExporter` (torch.export-based).
+# `python benchmarks/run.py --section onnx` measures both (docs/deploy.md, Performance).
 EXPORTERS = {"torchscript": 17, "dynamo": 18}
 PARITY_TOLERANCE = 1e-4
 
@@ -167,15 +177,16 @@ def example_batches(config: MiniAlbertConfig) -> list[dict[str, torch.Tensor]]:
 def export_model(
     model: MiniAlbertPreTrainedModel,
     task: str,
-    path: str | os.PathLike,
+    export_format: str = "onnx",
     exporter: str = "torchscript",
     merge_relaxations: bool = True,
-) -> None:
-    """Write `model` as an ONNX graph for `task` with dynamic batch and sequence axes, weights inside the file and
-    its task in the file's metadata. `exporter`: see `EXPORTERS`. `merge_relaxations`: a relaxed student's
-    recursions get their own merged weights in the graph (`MiniAlbertEncoder.merge_relaxations`: one matrix multiply
-    per linear, int8-quantised like any other, for a larger file) instead of the shared weights plus low-rank pairs;
-    benchmarks/run.py measures both."""
+) -> "ExportedModel":
+    """`model` exported for `task` with dynamic batch and sequence axes, as a `transformers.exporters.ExportedModel`
+    of `export_format` (see `FORMATS`) that returns what the model returns. `exporter`: the ONNX graph's builder
+    (see `EXPORTERS`); an ONNX graph records its task in its metadata (`minialbert_task`), where
+    `minialbert.runtimes.OnnxRuntimeModel` reads it. `merge_relaxations`: a relaxed student's recursions get their own
+    merged weights (`MiniAlbertEncoder.merge_relaxations`: one matrix multiply per linear, int8-quantised like any
+    other, for a larger file) instead of the shared weights plus low-rank pairs; benchmarks/run.py measures both."""
     encoder = getattr(model.base_model, "encoder", None)
     merge = merge_relaxations and getattr(encoder, "relaxations", None) is not None and not encoder.relaxations_merged
     if merge:
@@ -183,50 +194,98 @@ def export_model(
     try:
         # Traced without autograd, as inference runs: under it the relaxations would be merged afresh in the graph.
         with torch.no_grad():
-            _export_graph(model, task, path, exporter)
+            exported = _export(model, task, export_format, exporter)
     finally:
         if merge:
             encoder.unmerge_relaxations()
+    if export_format == "onnx":
+        exported.program.metadata_props["minialbert_task"] = task
+    return exported
 
 
-def _export_graph(model: MiniAlbertPreTrainedModel, task: str, path: str | os.PathLike, exporter: str) -> None:
-    import onnx
+def _export(model: MiniAlbertPreTrainedModel, task: str, export_format: str, exporter: str) -> "ExportedModel":
+    from transformers.exporters import (
+        DynamoConfig,
+        DynamoExporter,
+        OnnxConfig,
+        OnnxExporter,
+        OpenVINOConfig,
+        OpenVINOExporter,
+    )
+
+    sample = example_batches(model.config)[0]
+    if export_format == "onnx" and exporter == "torchscript":
+        return _torchscript_export(model, task, sample)
+    batch = torch.export.Dim("batch")
+    sequence = torch.export.Dim("sequence", max=model.config.max_position_embeddings)
+    shapes = {"dynamic_shapes": {name: {0: batch, 1: sequence} for name in INPUT_NAMES}}
+    exporter_class, config = {
+        "onnx": (OnnxExporter, OnnxConfig(opset_version=EXPORTERS["dynamo"], **shapes)),
+        "dynamo": (DynamoExporter, DynamoConfig(**shapes)),
+        "openvino": (OpenVINOExporter, OpenVINOConfig(**shapes)),
+    }[export_format]
+    with _quiet_onnx_exporter():
+        return exporter_class().export(model, sample, config)
+
+
+@contextmanager
+def _quiet_onnx_exporter():
+    """torch.onnx prints its progress and warns about torchvision ops this model has none of."""
+    torch_onnx_logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = torch_onnx_logger.level
+    torch_onnx_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
+            yield
+    finally:
+        torch_onnx_logger.setLevel(level)
+
+
+def _torchscript_export(
+    model: MiniAlbertPreTrainedModel, task: str, sample: dict[str, torch.Tensor]
+) -> "ExportedModel":
+    """The TorchScript exporter's graph as the single ONNX component of an `ExportedModel`, with the metadata
+    `OnnxExporter` records: the traced inputs, and the output structure its runner rebuilds the model's output
+    from."""
+    import onnx_ir
+    import transformers
+    from transformers.exporters import ExportedComponent, ExportedModel, ExportMetadata
+    from transformers.exporters.metadata import record_output_structure
 
     # eval() on the wrapper too: exporters restore the wrapper's mode, and with it the model's, after tracing.
-    signature = _OnnxSignature(model, ONNX_TASKS[task].output_names).eval()
-    example = tuple(example_batches(model.config)[0].values())
-    names = {"input_names": list(INPUT_NAMES), "output_names": list(ONNX_TASKS[task].output_names)}
-    if exporter == "dynamo":
-        batch = torch.export.Dim("batch")
-        sequence = torch.export.Dim("sequence", max=model.config.max_position_embeddings)
-        program = torch.onnx.export(
+    names = ONNX_TASKS[task].output_names
+    signature = _OnnxSignature(model, names).eval()
+    axes = {0: "batch", 1: "sequence"}
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        # Python-level shape arithmetic traced into constants: none of it depends on the batch's values.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        path = Path(scratch) / ONNX_FILE
+        torch.onnx.export(
             signature,
-            example,
-            dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES},
-            opset_version=EXPORTERS[exporter],
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-            **names,
+            tuple(sample.values()),
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=list(names),
+            dynamic_axes={name: axes for name in INPUT_NAMES + names},
+            opset_version=EXPORTERS["torchscript"],
+            dynamo=False,
         )
-        program.save(str(path))
-    else:
-        axes = {0: "batch", 1: "sequence"}
-        with warnings.catch_warnings():
-            # Python-level shape arithmetic traced into constants: none of it depends on the batch's values.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(
-                signature,
-                example,
-                str(path),
-                dynamic_axes={name: axes for name in INPUT_NAMES + ONNX_TASKS[task].output_names},
-                opset_version=EXPORTERS[exporter],
-                dynamo=False,
-                **names,
-            )
-    graph = onnx.load(str(path))
-    onnx.helper.set_model_props(graph, {"minialbert_task": task})
-    onnx.save(graph, str(path))
+        program = onnx_ir.load(str(path))
+        onnx_ir.external_data.load_to_model(program)
+    metadata = ExportMetadata(
+        architecture=type(model).__name__,
+        packages={"transformers": transformers.__version__, "torch": torch.__version__},
+        export_config={"export_format": "onnx", "exporter": "torchscript", "opset_version": EXPORTERS["torchscript"],
+                       "dynamic_axes": {name: axes for name in INPUT_NAMES}},
+        export_dtype="float32",
+        export_device="cpu",
+        kwargs={name: {"rank": 2, "shape": list(value.shape), "dtype": "int64"} for name, value in sample.items()},
+    )  # fmt: skip
+    outputs = model(**sample)
+    record_output_structure(metadata, ONNX_TASKS[task].output_class(**{name: outputs[name] for name in names}))
+    return ExportedModel({"model": ExportedComponent(program, metadata)}, "onnx", config=model.config)
 
 
 # Embedding lookups (Gather) stay fp32: quantising the word-embedding table per tensor cost the fine-tuned topic
@@ -234,63 +293,55 @@ def _export_graph(model: MiniAlbertPreTrainedModel, task: str, path: str | os.Pa
 QUANTIZED_OPS = ["MatMul"]
 
 
-@contextmanager
-def _folded(source: str | os.PathLike):
-    """`source` after ONNX Runtime's pre-processing, which folds the weights' transposes into constants; without it
-    the shared layer's MatMuls stay fp32."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    with tempfile.TemporaryDirectory() as scratch:
-        folded = Path(scratch) / "folded.onnx"
-        quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)
-        yield folded
-
-
-def quantize_int8(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Dynamic int8 quantisation: int8 weights (per output channel) for every MatMul, activations quantised per
-    batch at run time."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _folded(source) as folded:
-        quantize_dynamic(
-            str(folded),
-            str(target),
-            op_types_to_quantize=QUANTIZED_OPS,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-
-
-def quantize_int8_static(
-    source: str | os.PathLike, target: str | os.PathLike, tokenizer, texts: list[str], batch_size: int = 16
+def quantize(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    quantization: str,
+    calibration: list[dict[str, torch.Tensor]] | None = None,
 ) -> None:
-    """Static QDQ int8: weights per output channel, and activation ranges fixed from a calibration pass over
-    `texts` (min-max), so no range is computed at run time and ONNX Runtime fuses each quantise-matmul-dequantise
-    into one int8 kernel. MatMuls are quantised; LayerNorm, softmax and GELU stay fp32."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    """Write the int8 copy `quantization` (see `QUANTIZATIONS`) of the ONNX graph `source` to `target` with
+    transformers' `OnnxRuntimeQuantizer`: int8 weights per output channel for every MatMul, and activations either
+    quantised per batch at run time ("int8") or with ranges calibrated (min-max) on the `calibration` batches into
+    static QDQ ("int8-static", which ONNX Runtime fuses into int8 kernels). LayerNorm, softmax and GELU stay fp32.
 
-    class Batches(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(
-                {name: array.astype("int64") for name, array in tokenizer(
-                    texts[start : start + batch_size], padding=True, truncation=True, max_length=128,
-                    return_tensors="np").items() if name in INPUT_NAMES}
-                for start in range(0, len(texts), batch_size)
-            )  # fmt: skip
+    The graph first goes through ONNX Runtime's pre-processing, which folds the weights' transposes into constants:
+    without it the shared layer's MatMuls stay fp32 (the quantizer finds no constant weight to quantise)."""
+    import onnx
+    import onnx_ir
+    from onnxruntime.quantization import QuantFormat, QuantType
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from transformers.exporters import (
+        ExportFormat,
+        OnnxRuntimeDynamicConfig,
+        OnnxRuntimeQuantizer,
+        OnnxRuntimeStaticConfig,
+    )
 
-        def get_next(self):
-            return next(self.batches, None)
-
-    with _folded(source) as folded:
-        quantize_static(
-            str(folded),
-            str(target),
-            Batches(),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=QUANTIZED_OPS,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+    common = {"op_types_to_quantize": QUANTIZED_OPS, "per_channel": True, "weight_type": QuantType.QInt8}
+    if quantization == "int8":
+        quantizer = OnnxRuntimeQuantizer(
+            OnnxRuntimeDynamicConfig(**common, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         )
+    else:
+        config = OnnxRuntimeStaticConfig(**common, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8)
+        quantizer = OnnxRuntimeQuantizer(config, calibration_dataset=calibration)
+    with tempfile.TemporaryDirectory() as scratch:
+        # The pre-processing reads one file: the graph with its weights inside (the export keeps them beside it).
+        inline, folded = Path(scratch) / "inline.onnx", Path(scratch) / "folded.onnx"
+        program = onnx_ir.load(str(source))
+        onnx_ir.external_data.load_to_model(program)
+        onnx_ir.save(program, str(inline))
+        quant_pre_process(str(inline), str(folded), skip_symbolic_shape=True)
+        program = onnx_ir.load(str(folded))
+        onnx_ir.external_data.load_to_model(program)
+    quantized = quantizer.quantize(program, {}, ExportFormat.ONNX)
+    onnx_ir.save(quantized, str(target))
+
+
+def calibration_batches(tokenizer, texts: list[str], batch_size: int = 16) -> list[dict[str, torch.Tensor]]:
+    """`texts` as the tokenizer batches static int8 is calibrated on."""
+    return [
+        {name: tensor for name, tensor in tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+         max_length=128, return_tensors="pt").items() if name in INPUT_NAMES}
+        for start in range(0, len(texts), batch_size)
+    ]  # fmt: skip

@@ -1,8 +1,10 @@
-"""`minialbert export-onnx`: export a MiniAlbert folder to ONNX (`minialbert.export` does the graph, the parity
-check and the int8 copies) into a folder that appears complete or not at all, and with `--bench`, time every runtime
-path on this machine (`minialbert.runtimes`) and keep the report beside the files.
+"""`minialbert export`: export a MiniAlbert folder through transformers' exporters (`minialbert.export` builds the
+`ExportedModel` and the int8 copies, `minialbert.runtimes` checks it) into a folder that appears complete or not at
+all, and with `--bench`, time every runtime path on this machine (`minialbert.runtimes`) and keep the report beside
+the files.
 """
 
+import importlib
 import json
 import logging
 import os
@@ -16,6 +18,7 @@ from .errors import BadInputError, MissingExtraError, as_bad_input
 from .export import (
     CALIBRATION_TEXTS,
     EXPORTERS,
+    FORMATS,
     ONNX_TASKS,
     QUANTIZATIONS,
     load_encoder,
@@ -31,6 +34,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ExportArguments:
+    format: str = field(
+        default="onnx",
+        metadata={
+            "help": "What transformers.exporters writes: an ONNX graph (ONNX Runtime, optimum, "
+            "sentence-transformers), a torch.export program (dynamo) or an OpenVINO model; each loads with "
+            "ExportedModel.from_pretrained(folder, trust_remote_code=True).",
+            "choices": list(FORMATS),
+        },
+    )
     task: str | None = field(
         default=None,
         metadata={
@@ -42,8 +54,8 @@ class ExportArguments:
     exporter: str = field(
         default="torchscript",
         metadata={
-            "help": "torch.onnx's TorchScript-based exporter (faster graphs here, measured in benchmarks/run.py) "
-            "or its torch.export-based one.",
+            "help": "The ONNX graph's builder: torch.onnx's TorchScript-based exporter (faster graphs here, "
+            "measured in benchmarks/run.py) or transformers' OnnxExporter (torch.export-based).",
             "choices": list(EXPORTERS),
         },
     )
@@ -57,7 +69,8 @@ class ExportArguments:
     quantize: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Also write int8 copies with onnxruntime.quantization: 'int8' (model_quantized.onnx, dynamic: "
+            "help": "Also write int8 copies of the ONNX graph with transformers' OnnxRuntimeQuantizer: 'int8' "
+            "(model_quantized.onnx, dynamic: "
             "int8 weights, activations quantised at run time) and/or 'int8-static' (model_static_quantized.onnx, "
             "QDQ with activation ranges calibrated on --calibration_file).",
             "choices": list(QUANTIZATIONS),
@@ -92,6 +105,12 @@ class ExportArguments:
         unknown = [name for name in self.quantize or () if name not in QUANTIZATIONS]
         if unknown:
             raise BadInputError(f"--quantize {' '.join(unknown)}: choose from {', '.join(QUANTIZATIONS)}.")
+        if self.format not in FORMATS:
+            raise BadInputError(f"--format {self.format}: choose from {', '.join(FORMATS)}.")
+        if self.quantize and self.format != "onnx":
+            raise BadInputError(
+                f"--quantize makes int8 copies of an ONNX graph: pass --format onnx, not {self.format}."
+            )
         if self.bench and self.task != "feature-extraction":
             raise BadInputError("--bench times the encoder: export with --task feature-extraction.")
 
@@ -116,16 +135,18 @@ def calibration_texts(text_file: str | os.PathLike | None, option: str = "--cali
     return bbc_paragraphs("train", CALIBRATION_TEXTS)
 
 
-def export_onnx(
+def export_student(
     folder: str | os.PathLike,
     output_dir: str | os.PathLike | None = None,
     arguments: ExportArguments | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Export the MiniAlbert in `folder` to ONNX (and optionally int8) in `output_dir` (default `folder/onnx`).
+    """Export the MiniAlbert in `folder` as `arguments.format` (ONNX by default, optionally with int8 copies) into
+    `output_dir` (default `folder/onnx`, `folder/torch_export` or `folder/openvino`): a folder that
+    `transformers.exporters.ExportedModel.from_pretrained(output_dir, trust_remote_code=True)` loads.
 
-    The export is checked before it is written: ONNX Runtime must reproduce the PyTorch outputs within 1e-4 on
-    padded batches of several shapes. The folder appears complete or not at all.
+    The export is checked before it is written: run as `ExportedModel` runs it, it must reproduce the PyTorch
+    outputs within 1e-4 on padded batches of several shapes. The folder appears complete or not at all.
     """
     arguments = arguments or ExportArguments()
     config = read_student_config(folder)
@@ -133,19 +154,26 @@ def export_onnx(
     with as_bad_input():
         check_num_recursions(arguments.num_recursions, config.num_hidden_layers)
     depth = {} if arguments.num_recursions is None else {"num_recursions": arguments.num_recursions}
-    output_dir = Path(output_dir) if output_dir is not None else Path(folder) / "onnx"
+    output_dir = Path(output_dir) if output_dir is not None else Path(folder) / FORMATS[arguments.format]
+    check_export_packages(arguments.format)
+    with claim_output(output_dir, overwrite):  # checked and locked before the model loads
+        return _export_student(folder, output_dir, arguments, overwrite, config, task, depth)
+
+
+def check_export_packages(export_format: str) -> None:
+    """Raise MissingExtraError, naming the extra to install, when `export_format` cannot be written or run here."""
+    modules, extra = {"onnx": (("onnx", "onnxscript", "onnxruntime"), "onnx"), "openvino": (("openvino",), "openvino"),
+                      "dynamo": ((), "")}[export_format]  # fmt: skip
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
+        for module in modules:
+            importlib.import_module(module)
     except ImportError as error:
         raise MissingExtraError(
-            f"Exporting to ONNX needs onnx and onnxruntime: pip install 'minialbert[onnx]' ({error})"
+            f"Exporting to {export_format} needs {', '.join(modules)}: pip install 'minialbert[{extra}]' ({error})"
         ) from error
-    with claim_output(output_dir, overwrite):  # checked and locked before the model loads
-        return _export_onnx(folder, output_dir, arguments, overwrite, config, task, depth)
 
 
-def _export_onnx(
+def _export_student(
     folder: str | os.PathLike,
     output_dir: Path,
     arguments: ExportArguments,
@@ -165,10 +193,19 @@ def _export_onnx(
 
     def write(staging: Path) -> None:
         write_export(
-            model, tokenizer, staging, task, arguments.exporter, arguments.quantize, texts, arguments.merge_relaxations
+            model,
+            tokenizer,
+            staging,
+            task,
+            arguments.format,
+            arguments.exporter,
+            arguments.quantize,
+            texts,
+            arguments.merge_relaxations,
         )
         if arguments.bench:
-            report = fastest_runtime(folder, texts, onnx_folder=staging, num_recursions=arguments.num_recursions)
+            onnx_folder = staging if arguments.format == "onnx" else None
+            report = fastest_runtime(folder, texts, onnx_folder=onnx_folder, num_recursions=arguments.num_recursions)
             (staging / RUNTIME_REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
             logger.info("Runtime paths on this machine:\n%s", report.table())
 

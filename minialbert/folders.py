@@ -1,4 +1,4 @@
-"""The one output-folder policy of every minialbert command (`convert`, `distill`, `export-onnx`, `import-published`
+"""The one output-folder policy of every minialbert command (`convert`, `distill`, `export`, `import-published`
 and the fine-tuning examples), and the one way a command reads a folder or tokenizer it is given.
 
 Before any work starts, the output path is checked (a file, an unwritable place, or a non-empty folder is refused;

@@ -517,7 +517,7 @@ class MiniAlbertPreTrainedModel(PreTrainedModel):
     def merge_relaxations(self) -> None:
         """Run each recursion's relaxed linears as merged weights of their own at inference (faster on batches of
         more than a few hundred tokens, at the memory of one layer's linears per recursion): see
-        `MiniAlbertEncoder.merge_relaxations`. `minialbert export-onnx` merges by default."""
+        `MiniAlbertEncoder.merge_relaxations`. `minialbert export` merges by default."""
         self.base_model.encoder.merge_relaxations()
 
     def unmerge_relaxations(self) -> None:

@@ -2,7 +2,7 @@
 against PyTorch fp32, and name the fastest one that agrees.
 
 The paths: PyTorch fp32; PyTorch under bf16 autocast where the CPU has native bf16 (avx512_bf16 or amx_bf16);
-ONNX Runtime fp32, dynamic int8 and static (calibrated, QDQ) int8 from `minialbert export-onnx`. Machines differ
+ONNX Runtime fp32, dynamic int8 and static (calibrated, QDQ) int8 from `minialbert export`. Machines differ
 (AMX makes bf16 fast, VNNI makes int8 fast), so this is measured where the model will run, not assumed.
 
 ```python
@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -40,6 +41,9 @@ from .export import (
 )
 from .folders import CODE_FILES, write_folder
 from .modeling_minialbert import MiniAlbertPreTrainedModel
+
+if TYPE_CHECKING:
+    from transformers.exporters import ExportedModel
 from .sentence_embeddings import pool, sentence_batches, similarity_spearman
 
 logger = logging.getLogger(__name__)
@@ -156,7 +160,7 @@ def _onnx_exports(
         return write_folder(scratch / "onnx", write), {}
     export_config = read_student_config(onnx_folder)
     fix = (
-        f"export it with `minialbert export-onnx {folder} --task feature-extraction --num_recursions {depth} "
+        f"export it with `minialbert export {folder} --task feature-extraction --num_recursions {depth} "
         f"--quantize int8 int8-static --output_dir {onnx_folder}`, or leave out the ONNX folder to export one for "
         "the measurement"
     )
@@ -221,7 +225,7 @@ def fastest_runtime(
         folder: a student folder (any head: its encoder is measured).
         sample_texts: at least 3 texts like those the model will encode.
         paths: the paths to measure (default: every path this machine offers; see `PATHS`).
-        onnx_folder: a feature-extraction export to measure (`minialbert export-onnx --task feature-extraction`,
+        onnx_folder: a feature-extraction export to measure (`minialbert export --task feature-extraction`,
             with the `--quantize` files of the int8 paths); by default one is exported into a temporary folder.
         num_recursions: elastic depth to measure at (default: the student's).
         repeats: timed passes over all texts per path, interleaved across paths; each figure is their median.
@@ -304,14 +308,15 @@ def fastest_runtime(
     return report
 
 
-def max_difference(model: MiniAlbertPreTrainedModel, onnx_model: "OnnxRuntimeModel", task: str) -> float:
-    """Largest absolute difference between the PyTorch and ONNX Runtime outputs, over the real tokens of padded
-    batches of several shapes (padding positions are not outputs anyone reads)."""
+def max_difference(model: MiniAlbertPreTrainedModel, exported: Callable[..., ModelOutput], task: str) -> float:
+    """Largest absolute difference between the PyTorch outputs and those of `exported` (an `ExportedModel` or an
+    `OnnxRuntimeModel`), over the real tokens of padded batches of several shapes (padding positions are not
+    outputs anyone reads)."""
     worst = 0.0
     for batch in export.example_batches(model.config):
         with torch.no_grad():
             expected = model(**batch)
-        got = onnx_model(**batch)
+        got = exported(**batch)
         for name in export.ONNX_TASKS[task].output_names:
             difference = (got[name] - expected[name]).abs()
             if task != "text-classification":  # per-token outputs
@@ -320,38 +325,53 @@ def max_difference(model: MiniAlbertPreTrainedModel, onnx_model: "OnnxRuntimeMod
     return worst
 
 
+# What the parity check runs an OpenVINO export at: its CPU plugin runs bf16 by default where the CPU has it, which
+# `fastest_runtime` measures as a path of its own; the graph itself is checked at fp32.
+OPENVINO_FP32 = {"config": {"INFERENCE_PRECISION_HINT": "f32"}}
+
+
+def load_export(folder: str | os.PathLike, **runner_kwargs) -> "ExportedModel":
+    """An export this package wrote, run by transformers' runner for its format (`ExportedModel.from_pretrained`).
+    Its code is trusted: minialbert wrote the folder (the config's code files, and a torch.export program, which is
+    pickled)."""
+    from transformers.exporters import ExportedModel
+
+    return ExportedModel.from_pretrained(folder, trust_remote_code=True, **runner_kwargs)
+
+
 def write_export(
     model: MiniAlbertPreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     folder: Path,
     task: str,
+    export_format: str = "onnx",
     exporter: str = "torchscript",
     quantize: list[str] | None = None,
     texts: list[str] | None = None,
     merge_relaxations: bool = True,
 ) -> None:
-    """Write the exported folder's files into `folder`: config, code files, tokenizer, the ONNX graph of `model`
-    for `task` (refused unless ONNX Runtime reproduces the PyTorch outputs within `export.PARITY_TOLERANCE`;
-    relaxations merged as `export.export_model` says) and the `quantize` copies (static int8 calibrated on `texts`).
-    The export module's functions and tolerance are read through it, where tests and users may replace them."""
-    model.config.save_pretrained(folder)
+    """Write the exported folder's files into `folder`: `model` exported for `task` as an `ExportedModel` of
+    `export_format` (`export.export_model`; refused unless it reproduces the PyTorch outputs within
+    `export.PARITY_TOLERANCE`, run as `ExportedModel.from_pretrained` runs it), the config's code files, the
+    tokenizer, and the ONNX graph's `quantize` copies (static int8 calibrated on `texts`). The export module's
+    functions and tolerance are read through it, where tests and users may replace them."""
+    exported = export.export_model(model, task, export_format, exporter, merge_relaxations)
+    exported.save_pretrained(folder)
     for code_file in CODE_FILES:
         shutil.copy(Path(__file__).with_name(code_file), folder / code_file)
     tokenizer.save_pretrained(folder)
-    export.export_model(model, task, folder / export.ONNX_FILE, exporter, merge_relaxations)
-    difference = max_difference(model, OnnxRuntimeModel.from_pretrained(folder), task)
+    runner_options = OPENVINO_FP32 if export_format == "openvino" else {}
+    difference = max_difference(model, load_export(folder, **runner_options), task)
     if difference > export.PARITY_TOLERANCE:
         raise RuntimeError(
-            f"The ONNX graph differs from the PyTorch model by {difference:.2e} (more than "
+            f"The {export_format} export differs from the PyTorch model by {difference:.2e} (more than "
             f"{export.PARITY_TOLERANCE}); nothing was written. Please report this with the folder's config.json."
         )
-    logger.info("ONNX export (%s): largest difference from PyTorch %.2e.", task, difference)
-    if "int8" in (quantize or ()):
-        export.quantize_int8(folder / export.ONNX_FILE, folder / export.QUANTIZED_ONNX_FILE)
-    if "int8-static" in (quantize or ()):
-        export.quantize_int8_static(
-            folder / export.ONNX_FILE, folder / export.STATIC_QUANTIZED_ONNX_FILE, tokenizer, texts
-        )
+    logger.info("%s export (%s): largest difference from PyTorch %.2e.", export_format, task, difference)
+    for quantization in quantize or ():
+        calibration = export.calibration_batches(tokenizer, texts) if quantization == "int8-static" else None
+        target = folder / export.QUANTIZATIONS[quantization]
+        export.quantize(folder / export.ONNX_FILE, target, quantization, calibration)
 
 
 class OnnxRuntimeModel:
@@ -396,7 +416,7 @@ class OnnxRuntimeModel:
 
         path = Path(folder) / file_name
         if not path.is_file():
-            raise FileNotFoundError(f"No {file_name} in {str(folder)!r}; export it with `minialbert export-onnx`.")
+            raise FileNotFoundError(f"No {file_name} in {str(folder)!r}; export it with `minialbert export`.")
         session = onnxruntime.InferenceSession(
             str(path), session_options, providers=providers or ["CPUExecutionProvider"]
         )

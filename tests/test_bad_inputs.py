@@ -152,22 +152,22 @@ CASES = {
     "import-published: cut-off safetensors": (
         ["import-published", "{bad}/teacher-cut-off-weights", "--output_dir", "{bad}/out"],
         ["model.safetensors cannot be read", "download or copy it again"]),
-    "export-onnx: a BERT folder": (
-        ["export-onnx", "{teacher}", "--output_dir", "{bad}/out"], ["holds a 'bert' model", "minialbert convert"]),
-    "export-onnx: config.json not JSON": (
-        ["export-onnx", "{bad}/student-config-not-json", "--output_dir", "{bad}/out"],
+    "export: a BERT folder": (
+        ["export", "{teacher}", "--output_dir", "{bad}/out"], ["holds a 'bert' model", "minialbert convert"]),
+    "export: config.json not JSON": (
+        ["export", "{bad}/student-config-not-json", "--output_dir", "{bad}/out"],
         ["no readable config.json", "pass a folder written by minialbert"]),
-    "export-onnx: cut-off weights": (
-        ["export-onnx", "{bad}/student-cut-off-weights", "--output_dir", "{bad}/out"],
+    "export: cut-off weights": (
+        ["export", "{bad}/student-cut-off-weights", "--output_dir", "{bad}/out"],
         ["student-cut-off-weights': its model.safetensors cannot be read", "pass a complete student folder"]),
     "bench: cut-off weights": (
         ["bench", "{bad}/student-cut-off-weights", "--paths", "pytorch-fp32"],
         ["student-cut-off-weights': its model.safetensors cannot be read", "pass a complete student folder"]),
-    "export-onnx: no such folder": (
-        ["export-onnx", "{bad}/nowhere", "--output_dir", "{bad}/out"], ["nowhere' is not a folder",
+    "export: no such folder": (
+        ["export", "{bad}/nowhere", "--output_dir", "{bad}/out"], ["nowhere' is not a folder",
                                                                         "pass the folder of a student"]),
-    "export-onnx: existing output": (
-        ["export-onnx", "{bad}/student", "--output_dir", "{bad}/existing"], ["existing' is not empty",
+    "export: existing output": (
+        ["export", "{bad}/student", "--output_dir", "{bad}/existing"], ["existing' is not empty",
                                                                             "--overwrite_output_dir"]),
     "convert: output on a location that takes no files": (
         ["convert", "{teacher}", "/sys/minialbert"], ["'/sys/minialbert' cannot be written", "choose a writable"]),
@@ -227,12 +227,12 @@ def test_bad_input_is_refused_before_any_work_naming_the_value_and_the_fix(case,
 
 def test_a_missing_optional_extra_is_one_line_and_debug_shows_the_traceback(bad, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # as without the onnx extra
-    message = cli("export-onnx", str(bad / "student"), "--output_dir", str(bad / "out"))
-    assert message.startswith("minialbert export-onnx: error: Exporting to ONNX needs onnx and onnxruntime: pip ")
+    message = cli("export", str(bad / "student"), "--output_dir", str(bad / "out"))
+    assert message.startswith("minialbert export: error: Exporting to onnx needs onnx, onnxscript, onnxruntime: pip ")
     assert "install 'minialbert[onnx]'" in message and len(message.strip().splitlines()) == 1
     monkeypatch.setenv("MINIALBERT_DEBUG", "1")
     with pytest.raises(ImportError, match=re.escape("pip install 'minialbert[onnx]'")):
-        main(["export-onnx", str(bad / "student"), "--output_dir", str(bad / "out")])
+        main(["export", str(bad / "student"), "--output_dir", str(bad / "out")])
     assert not (bad / "out").exists()
 
 

@@ -23,7 +23,7 @@ from minialbert import (
     MiniAlbertForTokenClassification,
     MiniAlbertModel,
     OnnxRuntimeModel,
-    export_onnx,
+    export_student,
 )
 from minialbert.cli import main
 from minialbert.convert import ConversionArguments
@@ -79,7 +79,7 @@ def tokenizer(teacher_path):
 )
 def test_onnx_runtime_reproduces_every_head(task, overrides, exporter, tokenizer, tmp_path):
     model = save_random(tmp_path / "model", HEADS[task], tokenizer, **overrides)
-    exported = export_onnx(tmp_path / "model", arguments=ExportArguments(exporter=exporter))
+    exported = export_student(tmp_path / "model", arguments=ExportArguments(exporter=exporter))
     assert exported == (tmp_path / "model" / "onnx").resolve()
     assert {"model.onnx", "config.json", "tokenizer.json", "modeling_minialbert.py"} <= set(os.listdir(exported))
     runner = OnnxRuntimeModel.from_pretrained(exported)
@@ -111,7 +111,7 @@ def test_a_relaxed_student_exports_with_each_recursions_weights_merged_or_as_pai
     matmuls = {}
     for merge in (True, False):
         arguments = ExportArguments(exporter=exporter, merge_relaxations=merge, quantize=["int8"])
-        exported = export_onnx(tmp_path / "model", tmp_path / f"onnx-{merge}", arguments)
+        exported = export_student(tmp_path / "model", tmp_path / f"onnx-{merge}", arguments)
         graph = onnx.load(str(exported / QUANTIZED_ONNX_FILE)).graph
         matmuls[merge] = sum(node.op_type in ("MatMul", "MatMulInteger", "Gemm") for node in graph.node)
         runner = OnnxRuntimeModel.from_pretrained(exported, QUANTIZED_ONNX_FILE)
@@ -127,7 +127,7 @@ def test_a_relaxed_student_exports_with_each_recursions_weights_merged_or_as_pai
 
 def test_cli_exports_and_refuses_bad_input_without_writing(tokenizer, tiny_bert_path, tmp_path, capsys):
     save_random(tmp_path / "masked", MiniAlbertForMaskedLM, tokenizer)
-    command = [sys.executable, "-m", "minialbert.cli", "export-onnx"]
+    command = [sys.executable, "-m", "minialbert.cli", "export"]
 
     result = subprocess.run(command + [str(tmp_path / "masked"), "--quantize", "int8"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -142,7 +142,7 @@ def test_cli_exports_and_refuses_bad_input_without_writing(tokenizer, tiny_bert_
         "is not empty": [str(tmp_path / "masked")],
     }  # fmt: skip
     for message, arguments in refused.items():  # in this process: the command's own error handling
-        assert main(["export-onnx", *arguments]) == 2
+        assert main(["export", *arguments]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert [name for name in entries(tmp_path) if name.startswith(".")] == []
@@ -152,11 +152,11 @@ def test_a_failed_check_writes_nothing_and_keeps_the_old_export(tokenizer, tmp_p
     import minialbert.export
 
     save_random(tmp_path / "model", MiniAlbertModel, tokenizer)
-    first = export_onnx(tmp_path / "model")
+    first = export_student(tmp_path / "model")
     before = (first / "model.onnx").read_bytes()
     monkeypatch.setattr(minialbert.export, "PARITY_TOLERANCE", -1.0)
     with pytest.raises(RuntimeError, match="differs from the PyTorch model"):
-        export_onnx(tmp_path / "model", overwrite=True)
+        export_student(tmp_path / "model", overwrite=True)
     assert (first / "model.onnx").read_bytes() == before
     assert [name for name in entries(tmp_path / "model") if name.startswith(".")] == []
 
@@ -220,7 +220,7 @@ def test_exports_load_in_optimum_pipelines_and_sentence_transformers(tokenizer, 
     batch = tokenizer(texts, padding=True, return_tensors="pt")
     for seed, (task, model_class) in enumerate(HEADS.items()):
         model = save_random(tmp_path / task, model_class, tokenizer, seed=seed, recursion_lora_rank=2)
-        export_onnx(tmp_path / task)
+        export_student(tmp_path / task)
         with torch.no_grad():
             outputs = model(**batch)
         torch.save({name: outputs[name] for name in ONNX_TASKS[task].output_names}, tmp_path / task / "expected.pt")
@@ -231,7 +231,7 @@ def test_exports_load_in_optimum_pipelines_and_sentence_transformers(tokenizer, 
     save_sentence_modules(
         SentenceModules("mean", normalize=True, max_seq_length=64), sentence_student, config["hidden_size"]
     )
-    export_onnx(sentence_student, arguments=ExportArguments(task="feature-extraction"))
+    export_student(sentence_student, arguments=ExportArguments(task="feature-extraction"))
 
     result = subprocess.run(
         [
@@ -251,7 +251,7 @@ def test_exports_load_in_optimum_pipelines_and_sentence_transformers(tokenizer, 
 
 def test_the_runner_docstring_example_runs(tokenizer, tmp_path, capsys):
     save_random(tmp_path / "student", MiniAlbertModel, tokenizer)
-    exported = export_onnx(tmp_path / "student")
+    exported = export_student(tmp_path / "student")
     example = re.search(r"```python\n(.*?)```", inspect.cleandoc(OnnxRuntimeModel.__doc__), re.S).group(1)
     assert '"outputs/student/onnx"' in example
     exec(example.replace('"outputs/student/onnx"', repr(str(exported))), {})
@@ -260,7 +260,7 @@ def test_the_runner_docstring_example_runs(tokenizer, tmp_path, capsys):
 
 def test_an_elastic_depth_export_runs_the_first_recursions_only(tokenizer, tmp_path):
     save_random(tmp_path / "model", MiniAlbertModel, tokenizer, recursion_lora_rank=2)
-    exported = export_onnx(tmp_path / "model", tmp_path / "onnx-2", ExportArguments(num_recursions=2))
+    exported = export_student(tmp_path / "model", tmp_path / "onnx-2", ExportArguments(num_recursions=2))
     assert AutoConfig.from_pretrained(exported).num_recursions == 2
     shallow = MiniAlbertModel.from_pretrained(tmp_path / "model", num_recursions=2).eval()
     full = MiniAlbertModel.from_pretrained(tmp_path / "model").eval()
@@ -272,5 +272,5 @@ def test_an_elastic_depth_export_runs_the_first_recursions_only(tokenizer, tmp_p
             torch.testing.assert_close(got, shallow(**batch).last_hidden_state[real], rtol=1e-4, atol=1e-4)
             assert (got - full(**batch).last_hidden_state[real]).abs().max() > 1e-2
     with pytest.raises(ValueError, match="more than the 3 recursions this model holds weights for"):
-        export_onnx(tmp_path / "model", tmp_path / "onnx-4", ExportArguments(num_recursions=4))
+        export_student(tmp_path / "model", tmp_path / "onnx-4", ExportArguments(num_recursions=4))
     assert not (tmp_path / "onnx-4").exists()

@@ -204,16 +204,16 @@ def test_a_full_disk_while_writing_a_student_or_an_export_keeps_the_previous_one
     tiny_bert_path, tmp_path, monkeypatch
 ):
     """The real writers, cut off part way: `convert` after the weights (its tokenizer hits the full disk) and
-    `export-onnx` after model.onnx (its int8 copy does)."""
+    `export` after model.onnx (its int8 copy does)."""
     from transformers import PreTrainedTokenizerBase
 
     import minialbert.export
-    from minialbert import ExportArguments, export_onnx
+    from minialbert import ExportArguments, export_student
     from minialbert.convert import ConversionArguments
     from minialbert.convert_job import convert_and_save
 
     student = convert_and_save(tiny_bert_path, tmp_path / "student", ConversionArguments(embedding_size=16))
-    export_onnx(student, tmp_path / "onnx")
+    export_student(student, tmp_path / "onnx")
     before = {name: contents(tmp_path / name) for name in ("student", "onnx")}
 
     def disk_full(*args, **kwargs):
@@ -224,9 +224,9 @@ def test_a_full_disk_while_writing_a_student_or_an_export_keeps_the_previous_one
         with pytest.raises(OSError, match=r"Writing .*student failed \(No space left on device\); the previous"):
             convert_and_save(tiny_bert_path, tmp_path / "student", ConversionArguments(embedding_size=8), True)
     with monkeypatch.context() as patch:
-        patch.setattr(minialbert.export, "quantize_int8", disk_full)
+        patch.setattr(minialbert.export, "quantize", disk_full)
         with pytest.raises(OSError, match=r"Writing .*onnx failed \(No space left on device\); the previous"):
-            export_onnx(student, tmp_path / "onnx", ExportArguments(quantize="int8"), overwrite=True)
+            export_student(student, tmp_path / "onnx", ExportArguments(quantize="int8"), overwrite=True)
     assert {name: contents(tmp_path / name) for name in ("student", "onnx")} == before
     assert entries(tmp_path) == ["onnx", "student"], "a staging folder was left"
 

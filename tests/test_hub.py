@@ -534,11 +534,11 @@ ONNX_CARD_SCRIPT = textwrap.dedent(
 def onnx_student(hub, sentence_student):
     """The sentence student exported to ONNX (fp32, dynamic and static int8, with the runtime report of --bench) and
     pushed with --with_onnx; its card."""
-    from minialbert import ExportArguments, export_onnx
+    from minialbert import ExportArguments, export_student
 
     work, _ = sentence_student
     arguments = ExportArguments(task="feature-extraction", quantize=["int8", "int8-static"], bench=True)
-    export_onnx(work / "student", arguments=arguments)
+    export_student(work / "student", arguments=arguments)
     run_client(
         sys.executable,
         PUSH_SCRIPT,
@@ -562,7 +562,7 @@ def test_push_with_onnx_uploads_the_checked_export_and_its_card_snippet_runs(hub
     # The card says which runtime path won on the machine that exported it, with the measured table.
     report = json.loads(files["onnx/runtime_report.json"][0])
     assert f"| **{report['winner']}** |" in card.read_text()
-    assert "Measured by `minialbert export-onnx --bench` on" in card.read_text()
+    assert "Measured by `minialbert export --bench` on" in card.read_text()
     env = client_env(hub, work / "onnx-5") | {"CARD_CLIENT": "minialbert"}
     output = run_client(sys.executable, ONNX_CARD_SCRIPT, card, env, work)
     assert re.search(r"torch\.Size\(\[1, \d+, 32\]\)", output) and "ran 1" in output
@@ -586,5 +586,5 @@ def test_push_with_onnx_refuses_a_missing_or_stale_export(tmp_path, onnx_student
     with pytest.raises(ValueError, match="it was exported from other weights"):
         check_shareable(folder, with_onnx=True)
     shutil.rmtree(folder / "onnx")
-    with pytest.raises(ValueError, match="export it first with `minialbert export-onnx"):
+    with pytest.raises(ValueError, match="export it first with `minialbert export"):
         check_shareable(folder, with_onnx=True)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import AlbertConfig, AlbertModel, AutoTokenizer
 
-from minialbert import OnnxRuntimeModel, export_onnx
+from minialbert import OnnxRuntimeModel, export_student
 from minialbert.convert import ConversionArguments
 from minialbert.convert_job import convert_and_save
 from minialbert.published_job import import_published
@@ -261,7 +261,7 @@ def test_imported_folders_work_with_the_rest_of_the_project(tokenizer, tmp_path,
     card = str(model_card(folder, "me/imported", check_shareable(folder)))
     assert f"imported from | `{tmp_path / 'published'}`" in card
 
-    runner = OnnxRuntimeModel.from_pretrained(export_onnx(folder))
+    runner = OnnxRuntimeModel.from_pretrained(export_student(folder))
     batch, real = batch_of(tokenizer), batch_of(tokenizer)["attention_mask"].bool()
     with torch.no_grad():
         torch.testing.assert_close(runner(**batch).logits[real], model(**batch).logits[real], rtol=1e-4, atol=1e-4)

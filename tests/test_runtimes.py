@@ -5,7 +5,7 @@ import onnx as onnx_format
 import pytest
 import torch
 
-from minialbert import MiniAlbertModel, OnnxRuntimeModel, export_onnx, fastest_runtime
+from minialbert import MiniAlbertModel, OnnxRuntimeModel, export_student, fastest_runtime
 from minialbert.cli import main
 from minialbert.convert import ConversionArguments
 from minialbert.convert_job import convert_and_save
@@ -34,7 +34,7 @@ def test_every_path_agrees_with_pytorch_fp32_on_the_real_converted_teacher(teach
     # whose dynamic int8 agreement is 0.955 (outlier activations); a distilled student's is 1.000 (docs/deploy.md).
     student = convert_and_save(teacher_path, tmp_path / "student", ConversionArguments(calibration_samples=0))
     texts = calibration_texts(None)[:48]
-    onnx = export_onnx(student, tmp_path / "onnx", ExportArguments("feature-extraction", num_recursions=2,
+    onnx = export_student(student, tmp_path / "onnx", ExportArguments(task="feature-extraction", num_recursions=2,
                                                                    quantize=["int8", "int8-static"]))  # fmt: skip
     for quantized in (QUANTIZED_ONNX_FILE, STATIC_QUANTIZED_ONNX_FILE):  # every matmul int8, the shared layer's too
         graph = onnx_format.load(str(onnx / quantized)).graph
@@ -76,7 +76,7 @@ def test_bench_and_export_bench_write_the_report_and_refuse_bad_input(tokenizer,
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(TEXTS))
     arguments = ExportArguments(task="feature-extraction", quantize=["int8"], calibration_file=str(texts), bench=True)
-    onnx = export_onnx(tmp_path / "student", arguments=arguments)
+    onnx = export_student(tmp_path / "student", arguments=arguments)
     report = json.loads((onnx / RUNTIME_REPORT_FILE).read_text())
     assert report["winner"] in {m["path"] for m in report["measurements"]}
     assert "onnxruntime-int8-static" in report["skipped"] and report["texts"] == len(TEXTS)
@@ -92,7 +92,7 @@ def test_bench_and_export_bench_write_the_report_and_refuse_bad_input(tokenizer,
             "--sample_file", str(tmp_path / "two.txt")],
         "holds no model_static_quantized.onnx, which onnxruntime-int8-static need(s)": [
             "--onnx_folder", str(onnx), "--paths", "onnxruntime-int8-static"],
-        f"{onnx} runs 3 recursions, not 2; export it with `minialbert export-onnx": [
+        f"{onnx} runs 3 recursions, not 2; export it with `minialbert export": [
             "--onnx_folder", str(onnx), "--num_recursions", "2"],
         "`num_recursions` 4 is more than the 3 recursions": ["--num_recursions", "4"],
         "has no config.json; pass a folder written by minialbert": [],
@@ -129,7 +129,7 @@ def test_length_groups_cover_every_row_once_and_bound_the_padding():
 def test_the_runner_strips_padding_per_length_group_with_the_same_outputs(tokenizer, tmp_path):  # noqa: F811
     for model_class, task in [(MiniAlbertModel, "feature-extraction"), (None, "text-classification")]:
         model = save_random(tmp_path / task, model_class or HEADS[task], tokenizer)
-        runner = OnnxRuntimeModel.from_pretrained(export_onnx(tmp_path / task))
+        runner = OnnxRuntimeModel.from_pretrained(export_student(tmp_path / task))
         calls = []
         run = runner.session.run
         runner.session.run = lambda names, feed, calls=calls, run=run: (

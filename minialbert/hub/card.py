@@ -132,7 +132,7 @@ def _onnx_usage(artifact: Artifact, repo_id: str, revision: str) -> list[str]:
     )
     sections = [
         "## ONNX",
-        f"`onnx/` holds {quantized}`onnx/model.onnx` (fp32), exported with `minialbert export-onnx` for "
+        f"`onnx/` holds {quantized}`onnx/model.onnx` (fp32), exported with `minialbert export` for "
         f"`{artifact.onnx_task}` and checked against the PyTorch weights of this upload. With ONNX Runtime alone:",
         f"""```python
 from huggingface_hub import snapshot_download
@@ -160,7 +160,7 @@ outputs = model(**tokenizer(["ONNX Runtime runs the student."], return_tensors="
     if report is not None:
         report = RuntimeReport.from_dict(json.loads(report))
         sections += [
-            f"Which way runs fastest depends on the machine. Measured by `minialbert export-onnx --bench` on "
+            f"Which way runs fastest depends on the machine. Measured by `minialbert export --bench` on "
             f"{report.cpu} ({report.threads} threads), fastest first; `minialbert bench` measures yours:",
             report.table(),
         ]

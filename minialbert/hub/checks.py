@@ -64,13 +64,11 @@ def _read(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
 
 
 def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedModel) -> tuple[str, dict[str, bytes]]:
-    """The export in `folder/onnx` (`minialbert export-onnx`): it must compute what the weights being uploaded
+    """The export in `folder/onnx` (`minialbert export`): it must compute what the weights being uploaded
     compute (an export left from before further training is refused). Returns its task and files."""
     export = folder / "onnx"
     if not (export / ONNX_FILE).is_file():
-        raise BadInputError(
-            f"{folder} has no onnx/{ONNX_FILE}: export it first with `minialbert export-onnx {folder}`."
-        )
+        raise BadInputError(f"{folder} has no onnx/{ONNX_FILE}: export it first with `minialbert export {folder}`.")
     runner = OnnxRuntimeModel.from_pretrained(export)
     task_of(model.config, runner.task)  # an export of another head: a BadInputError naming what this one exports to
     reference = model.base_model if runner.task == "feature-extraction" else model
@@ -78,7 +76,7 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
     if difference > PARITY_TOLERANCE:
         raise BadInputError(
             f"{export}/{ONNX_FILE} does not compute what {folder}/model.safetensors does (difference "
-            f"{difference:.2e}): it was exported from other weights. Re-export with `minialbert export-onnx "
+            f"{difference:.2e}): it was exported from other weights. Re-export with `minialbert export "
             f"{folder} --overwrite_output_dir`."
         )
     files = _read(

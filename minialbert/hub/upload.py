@@ -36,7 +36,7 @@ def push_to_hub(
         commit_message: message of the upload commit.
         create_pr: open a pull request instead of committing to the branch.
         base_model: Hub id of the base student, for adapters whose folder names a local path.
-        with_onnx: also upload the student's ONNX export (`minialbert export-onnx`, in `folder/onnx`), once it is
+        with_onnx: also upload the student's ONNX export (`minialbert export`, in `folder/onnx`), once it is
             checked against the weights being uploaded; the card shows how to run it.
         token: a Hub token; by default huggingface_hub's own (`hf auth login`, `HF_TOKEN`).
     """
