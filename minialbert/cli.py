@@ -119,8 +119,9 @@ def bench_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="minialbert bench",
         description="Time every runtime path this machine offers for a student's encoder (PyTorch fp32, bf16 "
-        "autocast where the CPU has native bf16, ONNX Runtime fp32, int8 and static int8) on sample texts, compare "
-        "each with PyTorch fp32, and name the fastest that agrees.",
+        "autocast where the CPU has native bf16, its torch.export program, ONNX Runtime fp32, int8 and static int8, "
+        "OpenVINO fp32 and, with native bf16, bf16) on sample texts, compare each with PyTorch fp32, and name the "
+        "fastest that agrees.",
     )
     parser.add_argument("folder", help="Student folder (convert, distill, fine-tuning).")
     parser.add_argument(

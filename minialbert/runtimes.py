@@ -2,8 +2,10 @@
 against PyTorch fp32, and name the fastest one that agrees.
 
 The paths: PyTorch fp32; PyTorch under bf16 autocast where the CPU has native bf16 (avx512_bf16 or amx_bf16);
-ONNX Runtime fp32, dynamic int8 and static (calibrated, QDQ) int8 from `minialbert export`. Machines differ
-(AMX makes bf16 fast, VNNI makes int8 fast), so this is measured where the model will run, not assumed.
+the `torch.export` program transformers' `DynamoExporter` writes; ONNX Runtime fp32, dynamic int8 and static
+(calibrated, QDQ) int8 from `minialbert export`; OpenVINO (`minialbert export --format openvino`) at fp32, and at
+bf16 where the CPU has it natively. Machines differ (AMX makes bf16 fast, VNNI makes int8 fast), so this is
+measured where the model will run, not assumed.
 
 ```python
 from minialbert import fastest_runtime
@@ -14,6 +16,7 @@ print(report.table())
 ```
 """
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -50,7 +53,10 @@ logger = logging.getLogger(__name__)
 
 
 ONNX_PATHS = {"onnxruntime-fp32": ONNX_FILE} | {f"onnxruntime-{name}": file for name, file in QUANTIZATIONS.items()}
-PATHS = ("pytorch-fp32", "pytorch-bf16", *ONNX_PATHS)
+# The other formats transformers' exporters write, and the OpenVINO CPU plugin's precision each runs at.
+OPENVINO_PATHS = {"openvino-fp32": "f32", "openvino-bf16": "bf16"}
+PATHS = ("pytorch-fp32", "pytorch-bf16", "torch-export", *ONNX_PATHS, *OPENVINO_PATHS)
+NATIVE_BF16_PATHS = ("pytorch-bf16", "openvino-bf16")
 RUNTIME_REPORT_FILE = "runtime_report.json"
 
 
@@ -182,9 +188,17 @@ def _onnx_exports(
 
 
 def _runners(
-    folder: Path, config: MiniAlbertConfig, paths: list[str], depth: int, onnx_folder: Path | None
+    folder: Path,
+    config: MiniAlbertConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    paths: list[str],
+    depth: int,
+    onnx_folder: Path | None,
+    scratch: Path,
 ) -> dict[str, Callable[[dict[str, torch.Tensor]], torch.Tensor]]:
-    """For each path, a function from a tokenizer batch to the last hidden state (fp32)."""
+    """For each path, a function from a tokenizer batch to the last hidden state (fp32). The torch.export and
+    OpenVINO paths are exported at `depth` into `scratch` (parity-checked as `minialbert export` checks them) and
+    run by transformers' runners, each batch in length groups as `OnnxRuntimeModel` runs it."""
     model = load_encoder(folder, config, num_recursions=depth)
     threads = torch.get_num_threads()
 
@@ -192,7 +206,23 @@ def _runners(
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return model(**batch).last_hidden_state.float()
 
+    def exported(export_format: str, **runner_options):
+        export_folder = scratch / export_format
+        if not export_folder.is_dir():
+            export_folder.mkdir()
+            write_export(model, tokenizer, export_folder, "feature-extraction", export_format)
+        runner = load_export(export_folder, **runner_options)
+        return lambda batch: in_length_groups(lambda group: [runner(**group).last_hidden_state], batch)[0]
+
     runners = {"pytorch-fp32": pytorch, "pytorch-bf16": lambda batch: pytorch(batch, bf16=True)}
+    if "torch-export" in paths:
+        runners["torch-export"] = exported("dynamo")
+    for path, precision in OPENVINO_PATHS.items():
+        if path in paths:
+            # As many threads as PyTorch uses: like for like.
+            options = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads}
+            run = exported("openvino", config=options)
+            runners[path] = lambda batch, run=run: run(batch).float()
     if onnx_folder is not None:
         import onnxruntime
 
@@ -241,9 +271,15 @@ def fastest_runtime(
         raise BadInputError(f"Unknown runtime path(s) {unknown or paths}; choose from {', '.join(PATHS)}.")
     skipped = {}
     if not cpu_has_native_bf16():
-        skipped["pytorch-bf16"] = "this CPU has no native bf16 (avx512_bf16 or amx_bf16); emulated bf16 is slow"
-    if paths is not None and "pytorch-bf16" in paths and "pytorch-bf16" in skipped:
-        raise BadInputError(f"pytorch-bf16 cannot run well here: {skipped['pytorch-bf16']}.")
+        why = "this CPU has no native bf16 (avx512_bf16 or amx_bf16); emulated bf16 is slow"
+        skipped = dict.fromkeys(NATIVE_BF16_PATHS, why)
+    for path in set(paths or ()) & set(skipped):
+        raise BadInputError(f"{path} cannot run well here: {skipped[path]}.")
+    if not importlib.util.find_spec("openvino"):
+        unavailable = dict.fromkeys(OPENVINO_PATHS, "OpenVINO is not installed: pip install 'minialbert[openvino]'")
+        for path in set(paths or ()) & set(unavailable):
+            raise BadInputError(f"{path} cannot run here: {unavailable[path]}.")
+        skipped |= {path: why for path, why in unavailable.items() if path not in skipped}
     wanted = [path for path in (paths or PATHS) if path not in skipped]
     if "pytorch-fp32" not in wanted:
         wanted.insert(0, "pytorch-fp32")  # the reference every agreement is measured against
@@ -268,7 +304,7 @@ def fastest_runtime(
             raise BadInputError(f"{path} cannot run here: {why}.")
         skipped |= unavailable
         wanted = [path for path in wanted if path not in unavailable]
-        runners = _runners(folder, config, wanted, depth, exported)
+        runners = _runners(folder, config, tokenizer, wanted, depth, exported, Path(scratch))
         outputs = {path: [run(batch) for batch in batches] for path, run in runners.items()}  # also the warm-up
         timings = {path: [] for path in runners}
         for _ in range(repeats):
@@ -380,7 +416,9 @@ class OnnxRuntimeModel:
 
     A graph computes every position of its input, padding included, where PyTorch skips padding: so a right-padded
     batch runs in groups of rows of similar length, each cut to its longest row (`length_groups`), and per-token
-    outputs at padding positions hold zeros. Read per-token outputs where `attention_mask` is 1.
+    outputs at padding positions hold zeros. Read per-token outputs where `attention_mask` is 1. It runs the int8
+    copies too; transformers' `ExportedModel.from_pretrained(folder, trust_remote_code=True)` runs `model.onnx` of
+    the same folder on the whole padded batch (slower on padded batches: docs/deploy.md).
 
     ```python
     from transformers import AutoTokenizer
@@ -435,29 +473,7 @@ class OnnxRuntimeModel:
             "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids,
         }
         names = export.ONNX_TASKS[self.task].output_names
-        groups = length_groups(inputs["attention_mask"])
-        if groups is None:
-            outputs = self._run(inputs)
-        else:
-            per_row = self.task == "text-classification"
-            outputs = None
-            for rows, length in groups:
-                group = self._run({name: tensor[rows, :length] for name, tensor in inputs.items()})
-                if outputs is None:  # zeros of the whole batch's shape, per row or per token
-                    outputs = [
-                        value.new_zeros(input_ids.shape[:1] + value.shape[1:])
-                        if per_row
-                        else value.new_zeros(input_ids.shape[:2] + value.shape[2:])
-                        for value in group
-                    ]
-                for output, value in zip(outputs, group, strict=True):
-                    if per_row:
-                        output[rows] = value
-                    else:
-                        output[rows, :length] = value
-            if not per_row:
-                for output in outputs:
-                    output[~inputs["attention_mask"].bool()] = 0  # padding of a group's shorter rows
+        outputs = in_length_groups(self._run, inputs, per_row=self.task == "text-classification")
         return export.ONNX_TASKS[self.task].output_class(**dict(zip(names, outputs, strict=True)))
 
     def _run(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -466,6 +482,34 @@ class OnnxRuntimeModel:
             torch.from_numpy(value)
             for value in self.session.run(list(export.ONNX_TASKS[self.task].output_names), feed)
         ]
+
+
+def in_length_groups(
+    run: Callable[[dict[str, torch.Tensor]], list[torch.Tensor]],
+    inputs: dict[str, torch.Tensor],
+    per_row: bool = False,
+) -> list[torch.Tensor]:
+    """`run`'s outputs for a batch, computed in `length_groups`, each group cut to its longest row: an exported graph
+    computes every position of its input, padding included, where PyTorch skips padding. Per-token outputs at
+    padding positions hold zeros; `per_row` outputs (a classifier's logits) have no positions."""
+    groups = length_groups(inputs["attention_mask"])
+    if groups is None:
+        return run(inputs)
+    shape = inputs["input_ids"].shape[:1] if per_row else inputs["input_ids"].shape[:2]
+    outputs = None
+    for rows, length in groups:
+        group = run({name: tensor[rows, :length] for name, tensor in inputs.items()})
+        if outputs is None:  # zeros of the whole batch's shape, per row or per token
+            outputs = [value.new_zeros(shape + value.shape[len(shape) :]) for value in group]
+        for output, value in zip(outputs, group, strict=True):
+            if per_row:
+                output[rows] = value
+            else:
+                output[rows, :length] = value
+    if not per_row:
+        for output in outputs:
+            output[~inputs["attention_mask"].bool()] = 0  # padding of a group's shorter rows
+    return outputs
 
 
 def length_groups(attention_mask: torch.Tensor) -> list[tuple[torch.Tensor, int]] | None:

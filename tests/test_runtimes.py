@@ -1,5 +1,7 @@
 import functools
+import importlib.util
 import json
+import re
 
 import onnx as onnx_format
 import pytest
@@ -28,8 +30,8 @@ TEXTS = [
 
 def test_every_path_agrees_with_pytorch_fp32_on_the_real_converted_teacher(teacher_path, tmp_path):
     """Parity of each path against PyTorch fp32 on bundled text, through the exports `fastest_runtime` makes:
-    fp32 paths within 1e-4, bf16 and both int8s at an agreement of at least 0.99; the winner is the fastest of
-    those that agree (whatever the timings were)."""
+    fp32 paths (ONNX Runtime, OpenVINO, the torch.export program) within 1e-4, bf16 and both int8s at an agreement
+    of at least 0.99; the winner is the fastest of those that agree (whatever the timings were)."""
     # From the weights alone: the frequency-weighted embeddings of the calibrated start leave an untrained student
     # whose dynamic int8 agreement is 0.955 (outlier activations); a distilled student's is 1.000 (docs/deploy.md).
     student = convert_and_save(teacher_path, tmp_path / "student", ConversionArguments(calibration_samples=0))
@@ -43,13 +45,16 @@ def test_every_path_agrees_with_pytorch_fp32_on_the_real_converted_teacher(teach
         }
         matmuls = [node for node in graph.node if node.op_type in ("MatMul", "MatMulInteger")]
         assert matmuls and not any(name in float_weights for node in matmuls for name in node.input)
-        assert (onnx / quantized).stat().st_size < 0.8 * (onnx / ONNX_FILE).stat().st_size
+        fp32_bytes = sum((onnx / name).stat().st_size for name in (ONNX_FILE, f"{ONNX_FILE}.data"))
+        assert (onnx / quantized).stat().st_size < 0.8 * fp32_bytes
     report = fastest_runtime(student, texts, repeats=1, onnx_folder=onnx, num_recursions=2)
     measured = {measurement.path: measurement for measurement in report.measurements}
-    bf16 = ["pytorch-bf16"] if cpu_has_native_bf16() else []
-    assert set(measured) == {"pytorch-fp32", *bf16, "onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-int8-static"}
+    bf16 = ["pytorch-bf16", "openvino-bf16"] if cpu_has_native_bf16() else []
+    fp32 = ["onnxruntime-fp32", "openvino-fp32", "torch-export"]
+    assert set(measured) == {"pytorch-fp32", *bf16, *fp32, "onnxruntime-int8", "onnxruntime-int8-static"}
     assert set(report.skipped) == set(PATHS) - set(measured)
-    assert measured["onnxruntime-fp32"].max_difference <= 1e-4
+    for path in fp32:
+        assert measured[path].max_difference <= 1e-4, measured[path]
     for path in ("onnxruntime-int8", "onnxruntime-int8-static", *bf16):
         assert measured[path].agreement >= 0.99, measured[path]
         assert 1e-4 < measured[path].max_difference < 2.0, measured[path]
@@ -71,7 +76,7 @@ def test_the_docstring_example_runs(teacher_path, tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().out.startswith("pytorch-fp32\n| path | tokens/s |")
 
 
-def test_bench_and_export_bench_write_the_report_and_refuse_bad_input(tokenizer, tmp_path, capsys):  # noqa: F811
+def test_bench_and_export_bench_write_the_report_and_refuse_bad_input(tokenizer, tmp_path, capsys, monkeypatch):  # noqa: F811
     save_random(tmp_path / "student", MiniAlbertModel, tokenizer)
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(TEXTS))
@@ -108,6 +113,17 @@ def test_bench_and_export_bench_write_the_report_and_refuse_bad_input(tokenizer,
         fastest_runtime(tmp_path / "student", TEXTS, paths=["tensorrt"])
     with pytest.raises(ValueError, match="--bench times the encoder: export with --task feature-extraction"):
         ExportArguments(bench=True)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "openvino" else find_spec(name, *rest)
+    )
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "openvino-fp32 cannot run here: OpenVINO is not installed: pip install 'minialbert[openvino]'"
+        ),
+    ):
+        fastest_runtime(tmp_path / "student", TEXTS, paths=["openvino-fp32"])
 
 
 def test_length_groups_cover_every_row_once_and_bound_the_padding():
