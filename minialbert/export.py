@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"  # what `ExportedModel.save_pretrained` names its one ONNX component
+EXPORT_MANIFEST_FILE = "export.json"  # `ExportedModel`'s manifest (transformers.exporters.base.EXPORT_MANIFEST_FILE)
 QUANTIZED_ONNX_FILE = "model_quantized.onnx"  # the name optimum's ORTQuantizer gives it
 STATIC_QUANTIZED_ONNX_FILE = "model_static_quantized.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")

@@ -518,11 +518,18 @@ ONNX_CARD_SCRIPT = textwrap.dedent(
     import os, re, sys
 
     card, client = open(sys.argv[1]).read(), os.environ["CARD_CLIENT"]
-    if client == "optimum":
-        sys.modules["minialbert"] = None  # optimum and sentence-transformers users have only the Hub files
+    if client != "minialbert":
+        sys.modules["minialbert"] = None  # transformers, optimum and sentence-transformers users have the Hub files
+
+
+    def client_of(snippet):
+        if "optimum" in snippet or "sentence_transformers" in snippet:
+            return "optimum"
+        return "transformers" if "transformers.exporters" in snippet else "minialbert"
+
+
     snippets = re.findall(r"```python\\n(.*?)```", card[card.index("## ONNX") :], re.S)
-    needs_optimum = ("optimum" in snippet or "sentence_transformers" in snippet for snippet in snippets)
-    selected = [snippet for snippet, optimum in zip(snippets, needs_optimum) if optimum == (client == "optimum")]
+    selected = [snippet for snippet in snippets if client_of(snippet) == client]
     for snippet in selected:
         exec(snippet, {})  # as a user would paste it
     print("ran", len(selected))
@@ -554,18 +561,24 @@ def onnx_student(hub, sentence_student):
 def test_push_with_onnx_uploads_the_checked_export_and_its_card_snippet_runs(hub, onnx_student):
     work, card = onnx_student
     files = hub.state.uploaded("me/sentences-onnx")
-    expected = {"model.onnx", "model_quantized.onnx", "model_static_quantized.onnx", "runtime_report.json",
-                "config.json", "tokenizer.json", "modeling_minialbert.py"}  # fmt: skip
+    expected = {"export.json", "model.onnx", "model.onnx.data", "model_quantized.onnx", "model_static_quantized.onnx",
+                "runtime_report.json", "config.json", "tokenizer.json"}  # fmt: skip
     assert {f"onnx/{name}" for name in expected} <= set(files)
-    assert files["onnx/model.onnx"][0] == (work / "student" / "onnx" / "model.onnx").read_bytes()
+    for name in ("export.json", "model.onnx", "model.onnx.data"):
+        assert files[f"onnx/{name}"][0] == (work / "student" / "onnx" / name).read_bytes()
+    # Its code comes from the repository's root, which `ExportedModel.from_pretrained` does not download beside it.
+    assert not {"onnx/modeling_minialbert.py", "onnx/configuration_minialbert.py"} & set(files)
+    auto_map = json.loads(files["onnx/config.json"][0])["auto_map"]
+    assert auto_map["AutoConfig"] == "me/sentences-onnx--configuration_minialbert.MiniAlbertConfig"
     assert "onnx" in ModelCard(card.read_text()).data.tags
     # The card says which runtime path won on the machine that exported it, with the measured table.
     report = json.loads(files["onnx/runtime_report.json"][0])
     assert f"| **{report['winner']}** |" in card.read_text()
     assert "Measured by `minialbert export --bench` on" in card.read_text()
-    env = client_env(hub, work / "onnx-5") | {"CARD_CLIENT": "minialbert"}
-    output = run_client(sys.executable, ONNX_CARD_SCRIPT, card, env, work)
-    assert re.search(r"torch\.Size\(\[1, \d+, 32\]\)", output) and "ran 1" in output
+    for client in ("transformers", "minialbert"):  # the transformers one in a process without minialbert
+        env = client_env(hub, work / f"onnx-5-{client}") | {"CARD_CLIENT": client}
+        output = run_client(sys.executable, ONNX_CARD_SCRIPT, card, env, work)
+        assert re.search(r"torch\.Size\(\[1, \d+, 32\]\)", output) and "ran 1" in output, client
 
 
 @requires_transformers4
@@ -582,6 +595,16 @@ def test_push_with_onnx_refuses_a_missing_or_stale_export(tmp_path, onnx_student
     work, _ = onnx_student
     folder = tmp_path / "student"
     shutil.copytree(work / "student", folder)
+    manifest = json.loads((folder / "onnx" / "export.json").read_text())
+    (folder / "onnx" / "export.json").unlink()  # an export written before transformers' layout
+    with pytest.raises(ValueError, match=r"onnx/export.json is missing or unreadable .*; re-export with `minialbert"):
+        check_shareable(folder, with_onnx=True)
+    manifest["components"]["model"]["file"] = "other.onnx"
+    (folder / "onnx" / "export.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"describes a onnx export of \{'model': 'other.onnx'\}, not the one ONNX"):
+        check_shareable(folder, with_onnx=True)
+    manifest["components"]["model"]["file"] = "model.onnx"
+    (folder / "onnx" / "export.json").write_text(json.dumps(manifest))
     perturbed(minialbert.MiniAlbertModel.from_pretrained(folder), seed=9).save_pretrained(folder)  # trained on
     with pytest.raises(ValueError, match="it was exported from other weights"):
         check_shareable(folder, with_onnx=True)

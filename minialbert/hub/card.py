@@ -133,7 +133,20 @@ def _onnx_usage(artifact: Artifact, repo_id: str, revision: str) -> list[str]:
     sections = [
         "## ONNX",
         f"`onnx/` holds {quantized}`onnx/model.onnx` (fp32), exported with `minialbert export` for "
-        f"`{artifact.onnx_task}` and checked against the PyTorch weights of this upload. With ONNX Runtime alone:",
+        f"`{artifact.onnx_task}` and checked against the PyTorch weights of this upload. It is an export of "
+        "transformers' own exporters: with transformers and ONNX Runtime alone "
+        "(`pip install onnxruntime onnxscript`):",
+        f"""```python
+from transformers import AutoTokenizer
+from transformers.exporters import ExportedModel
+
+model = ExportedModel.from_pretrained("{repo_id}", subfolder="onnx", revision="{revision}", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}", revision="{revision}", trust_remote_code=True)
+outputs = model(**tokenizer(["ONNX Runtime runs the student."], return_tensors="pt"))
+print(outputs.{output}.shape)
+```""",
+        "minialbert's runner runs padded batches faster (rows of similar length together) and runs the int8 "
+        "copies too:",
         f"""```python
 from huggingface_hub import snapshot_download
 from transformers import AutoTokenizer

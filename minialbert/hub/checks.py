@@ -15,6 +15,7 @@ from .. import modeling_minialbert
 from ..configuration_minialbert import AUTO_MAP, MiniAlbertConfig, head_of
 from ..errors import BadInputError, as_bad_input
 from ..export import (
+    EXPORT_MANIFEST_FILE,
     ONNX_FILE,
     PARITY_TOLERANCE,
     QUANTIZATIONS,
@@ -69,6 +70,7 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
     export = folder / "onnx"
     if not (export / ONNX_FILE).is_file():
         raise BadInputError(f"{folder} has no onnx/{ONNX_FILE}: export it first with `minialbert export {folder}`.")
+    _check_manifest(export)
     runner = OnnxRuntimeModel.from_pretrained(export)
     task_of(model.config, runner.task)  # an export of another head: a BadInputError naming what this one exports to
     reference = model.base_model if runner.task == "feature-extraction" else model
@@ -82,15 +84,33 @@ def _check_onnx(folder: Path, model: modeling_minialbert.MiniAlbertPreTrainedMod
     files = _read(
         export,
         (
+            EXPORT_MANIFEST_FILE,
             ONNX_FILE,
+            f"{ONNX_FILE}.data",
             *QUANTIZATIONS.values(),
             RUNTIME_REPORT_FILE,
             "config.json",
             *TOKENIZER_FILES,
         ),
     )
-    files |= _read(Path(modeling_minialbert.__file__).parent, CODE_FILES)
     return runner.task, {f"onnx/{name}": content for name, content in files.items()}
+
+
+def _check_manifest(export: Path) -> None:
+    """`export` is the single-graph ONNX `ExportedModel` `minialbert export` writes: its manifest (read as data)
+    names `model.onnx`, which `ExportedModel.from_pretrained(repo_id, subfolder="onnx")` then fetches."""
+    fix = f"re-export with `minialbert export {export.parent} --overwrite_output_dir`"
+    try:
+        manifest = json.loads((export / EXPORT_MANIFEST_FILE).read_text(encoding="utf-8"))
+        components = {name: entry["file"] for name, entry in manifest["components"].items()}
+        export_format = manifest["export_format"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise BadInputError(f"{export}/{EXPORT_MANIFEST_FILE} is missing or unreadable ({error}); {fix}.") from error
+    if export_format != "onnx" or components != {"model": ONNX_FILE}:
+        raise BadInputError(
+            f"{export}/{EXPORT_MANIFEST_FILE} describes a {export_format} export of {components}, not the one ONNX "
+            f"graph {ONNX_FILE}; {fix}."
+        )
 
 
 def _check_model(folder: Path, with_onnx: bool = False) -> Artifact:

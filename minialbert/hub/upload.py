@@ -1,6 +1,7 @@
 """`push_to_hub`: check a folder (`minialbert.hub.checks`), upload exactly its shareable files with its model card
 (`minialbert.hub.card`), then pin the card's snippets to that upload."""
 
+import json
 import os
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
@@ -43,6 +44,8 @@ def push_to_hub(
     with as_bad_input(f"repo_id {repo_id!r}: "):
         validate_repo_id(repo_id)
     artifact = check_shareable(folder, base_model, with_onnx)
+    if with_onnx:
+        artifact.files["onnx/config.json"] = _config_with_code_from(artifact.files["onnx/config.json"], repo_id)
     api = HfApi(token=token)
     card = model_card(folder, repo_id, artifact, revision or "main")
     api.create_repo(repo_id, private=private, exist_ok=True)
@@ -64,3 +67,15 @@ def push_to_hub(
         commit_message="Pin the model card's usage snippet to the upload commit",
         revision=upload.pr_revision or revision,
     )
+
+
+def _config_with_code_from(config: bytes, repo_id: str) -> bytes:
+    """The export's config with its code classes referenced in `repo_id` (`repo_id--module.Class`, transformers'
+    syntax): `ExportedModel.from_pretrained(repo_id, subfolder="onnx")` downloads the files its manifest names and the
+    config, not code files beside them, so the config's code comes from the repository's root, where the student's
+    own code files are (from its main branch, where transformers looks for code referenced this way)."""
+    values = json.loads(config)
+    values["auto_map"] = {
+        auto: f"{repo_id}--{reference.split('--')[-1]}" for auto, reference in values["auto_map"].items()
+    }
+    return (json.dumps(values, indent=2, sort_keys=True) + "\n").encode()
