@@ -66,7 +66,7 @@ from minialbert import (
     export_student,
 )
 from minialbert.corpora import bbc_news_splits, bbc_paragraphs
-from minialbert.devices import cpu_name, machine
+from minialbert.devices import cpu_has_native_bf16, cpu_name, machine
 from minialbert.distillation import (
     DistillationArguments,
     DistillationTrainer,
@@ -85,7 +85,7 @@ from minialbert.export import (
     quantize,
 )
 from minialbert.export_job import calibration_texts
-from minialbert.runtimes import load_export
+from minialbert.runtimes import in_length_groups, load_export
 from minialbert.sentence_embeddings import pool, sentence_batches, similarity_spearman
 from minialbert.teacher import bundled_teacher_path, load_teacher
 
@@ -356,7 +356,8 @@ def library_quantized(student_folder: Path, work: Path) -> dict[str, Path]:
     )
 
     encoder = MiniAlbertModel.from_pretrained(student_folder).eval()
-    encoder.encoder.merge_relaxations()  # as `minialbert export` exports it
+    if encoder.encoder.relaxations is not None:
+        encoder.encoder.merge_relaxations()  # as `minialbert export` exports it
     tokenizer = AutoTokenizer.from_pretrained(student_folder)
     common = {"op_types_to_quantize": QUANTIZED_OPS, "per_channel": True, "weight_type": QuantType.QInt8}
     quantizers = {
@@ -422,6 +423,7 @@ def onnx_runtime(student_folder: Path, repeats: int, warmup: int) -> dict:
     generator = torch.Generator().manual_seed(0)
     unpadded = {"input_ids": random_tokens(student.config, generator)}
     unpadded["attention_mask"] = torch.ones_like(unpadded["input_ids"])
+    unpadded["token_type_ids"] = torch.zeros_like(unpadded["input_ids"])  # every graph input, for `ExportedModel`
     padded = padded_paragraphs(tokenizer)
     contenders = {"torch_fp32": student} | runners
     with torch.inference_mode():
@@ -484,12 +486,32 @@ def teacher_int8(teacher: BertModel, work: Path, options):
     return lambda batch: runner(**batch).last_hidden_state, (work / "teacher_int8.onnx").stat().st_size / 2**20
 
 
+def openvino_contenders(name: str, model, folder: Path, pooled) -> dict:
+    """`model` exported to OpenVINO (transformers' `OpenVINOExporter`, `export_model`), run at fp32 and, where the CPU
+    has native bf16, at bf16 (the CPU plugin's own default there), in length groups as `fastest_runtime` runs it,
+    with as many threads as PyTorch uses."""
+    export_model(model, "feature-extraction", "openvino").save_pretrained(folder)
+    size = sum(path.stat().st_size for path in folder.glob("openvino_model.*")) / 2**20
+    precisions = {"fp32": "f32"} | ({"bf16": "bf16"} if cpu_has_native_bf16() else {})
+    contenders = {}
+    for label, precision in precisions.items():
+        options = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+        runner = load_export(folder, config=options)
+
+        def encode(batch, runner=runner):
+            return in_length_groups(lambda group: [runner(**group).last_hidden_state], batch)[0]
+
+        contenders[f"{name}, OpenVINO {label}"] = (pooled(encode), size)
+    return contenders
+
+
 def alternatives(student_folders: list[Path], work: Path, repeats: int, warmup: int) -> dict:
     """What a user weighs a student against, on the same 256 held-out BBC test paragraphs (padded batches of 32):
-    the teacher (PyTorch fp32, bf16 autocast, ONNX Runtime int8), each student at each depth and path, and a static
-    model2vec model distilled from the same teacher (`model2vec.distill`, the `benchmarks` extra): real tokens/s,
-    agreement with the teacher (Spearman of the paragraphs' pairwise similarities, mean-pooled embeddings against
-    the teacher's fp32 ones) and size on disk. model2vec's time includes its own tokenisation; the others' not."""
+    the teacher (PyTorch fp32, bf16 autocast, ONNX Runtime int8, OpenVINO), each student at each depth and path,
+    and a static model2vec model distilled from the same teacher (`model2vec.distill`, the `benchmarks` extra):
+    real tokens/s, agreement with the teacher (Spearman of the paragraphs' pairwise similarities, mean-pooled
+    embeddings against the teacher's fp32 ones) and size on disk. model2vec's time includes its own tokenisation;
+    the others' not."""
     import onnxruntime
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_teacher_path())
@@ -522,6 +544,7 @@ def alternatives(student_folders: list[Path], work: Path, repeats: int, warmup: 
     }
     run, size = teacher_int8(teacher, work, options)
     contenders["teacher, ONNX Runtime int8"] = (pooled(run), size)
+    contenders |= openvino_contenders("teacher", teacher, work / "teacher-openvino", pooled)
     for folder in student_folders:
         config = MiniAlbertModel.config_class.from_pretrained(folder)
         for depth in range(1, config.num_hidden_layers + 1):
@@ -533,12 +556,13 @@ def alternatives(student_folders: list[Path], work: Path, repeats: int, warmup: 
                 size,
             )
             contenders[f"{name}, PyTorch bf16"] = (pooled(bf16(model)), size)
+            contenders |= openvino_contenders(name, model, work / f"{folder.name}-{depth}-openvino", pooled)
             # A relaxed student's export merges each recursion's relaxation into weights of its own (the default)
             # or keeps the shared weights plus low-rank pairs: both measured.
             merges = (True, False) if config.recursion_lora_rank else (True,)
             for merge in merges:
                 export = export_student(folder, work / f"{folder.name}-{depth}-{merge}", ExportArguments(
-                    "feature-extraction", num_recursions=depth, quantize=["int8", "int8-static"],
+                    task="feature-extraction", num_recursions=depth, quantize=["int8", "int8-static"],
                     merge_relaxations=merge))  # fmt: skip
                 suffix = "" if len(merges) == 1 else ", merged" if merge else ", low-rank pairs"
                 for path, file_name in (("int8", QUANTIZED_ONNX_FILE), ("int8-static", STATIC_QUANTIZED_ONNX_FILE)):

@@ -1,13 +1,15 @@
-"""Every Python snippet of the README and of the pages in docs/ runs as a user would paste it, each in a fresh
-process, in order (the README, then the pages as its map lists them), in one working folder that holds
-`outputs/student` (the folder the set-up writes). Hub ids of teachers become the bundled teacher's folder; a
-snippet whose first line is `# Online: ...` needs the Hub or a download and only has its imports checked. Snippets
-that do not import minialbert run with it unimportable, as on a machine without it. Every relative link resolves,
-to a file and, with a `#`, to one of its headings; the README stays a front door.
+"""Every Python snippet of the README and of the pages in docs/, and every `minialbert export` / `bench` command
+they show, runs as a user would paste it, each in a fresh process, in order (the README, then the pages as its map
+lists them), in one working folder that holds `outputs/student` (the folder the set-up writes). Hub ids of teachers
+become the bundled teacher's folder; a snippet whose first line is `# Online: ...` needs the Hub or a download and
+only has its imports checked. Snippets that do not import minialbert run with it unimportable, as on a machine
+without it. Every relative link resolves, to a file and, with a `#`, to one of its headings; the README stays a
+front door.
 """
 
 import ast
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +25,19 @@ README = ROOT / "README.md"
 # The README, then the docs pages in the order of its map.
 DOCS_MAP = README.read_text().partition("## The documentation")[2]
 PAGES = [README] + [ROOT / path for path in re.findall(r"\]\((docs/[\w-]+\.md)\)", DOCS_MAP)]
-SNIPPETS = [snippet for page in PAGES for snippet in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
+# The commands of the export stack, run like the snippets where the pages show them in `bash` blocks.
+COMMANDS = ("minialbert export ", "minialbert bench ")
+
+
+def runnable(page: Path) -> list[str]:
+    """The page's Python snippets and its export commands (one line each), in the page's order."""
+    found = []
+    for kind, block in re.findall(r"```(python|bash)\n(.*?)```", page.read_text(), re.S):
+        found += [block] if kind == "python" else [line for line in block.splitlines() if line.startswith(COMMANDS)]
+    return found
+
+
+SNIPPETS = [snippet for page in PAGES for snippet in runnable(page)]
 ONLINE = "# Online:"
 
 
@@ -78,6 +92,10 @@ def test_every_relative_link_resolves(page):
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
 def test_readme_snippet_runs(index, workdir, teacher_path):
     snippet = SNIPPETS[index]
+    if snippet.startswith(COMMANDS):  # the installed command, as a user types it
+        result = subprocess.run(shlex.split(snippet), capture_output=True, text=True, cwd=workdir)
+        assert result.returncode == 0, f"README command {index}:\n{snippet}\n{result.stderr[-3000:]}"
+        return
     if snippet.startswith(ONLINE):
         code = imports_only(snippet)
     else:
