@@ -327,7 +327,7 @@ def quantize(
         config = OnnxRuntimeStaticConfig(**common, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8)
         quantizer = OnnxRuntimeQuantizer(config, calibration_dataset=calibration)
     with tempfile.TemporaryDirectory() as scratch:
-        # The pre-processing reads one file: the graph with its weights inside (the export keeps them beside it).
+        # The pre-processing reads one file: the graph with its weights inside (`save_pretrained` writes them beside).
         inline, folded = Path(scratch) / "inline.onnx", Path(scratch) / "folded.onnx"
         program = onnx_ir.load(str(source))
         onnx_ir.external_data.load_to_model(program)

@@ -160,16 +160,20 @@ def export_student(
         return _export_student(folder, output_dir, arguments, overwrite, config, task, depth)
 
 
+# What each format needs beside torch; the extra that installs it has the format's name.
+FORMAT_PACKAGES = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "dynamo": (), "openvino": ("openvino",)}
+
+
 def check_export_packages(export_format: str) -> None:
     """Raise MissingExtraError, naming the extra to install, when `export_format` cannot be written or run here."""
-    modules, extra = {"onnx": (("onnx", "onnxscript", "onnxruntime"), "onnx"), "openvino": (("openvino",), "openvino"),
-                      "dynamo": ((), "")}[export_format]  # fmt: skip
+    packages = FORMAT_PACKAGES[export_format]
     try:
-        for module in modules:
-            importlib.import_module(module)
+        for package in packages:
+            importlib.import_module(package)
     except ImportError as error:
         raise MissingExtraError(
-            f"Exporting to {export_format} needs {', '.join(modules)}: pip install 'minialbert[{extra}]' ({error})"
+            f"Exporting to {export_format} needs {', '.join(packages)}: pip install 'minialbert[{export_format}]' "
+            f"({error})"
         ) from error
 
 

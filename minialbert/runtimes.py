@@ -44,10 +44,10 @@ from .export import (
 )
 from .folders import CODE_FILES, write_folder
 from .modeling_minialbert import MiniAlbertPreTrainedModel
+from .sentence_embeddings import pool, sentence_batches, similarity_spearman
 
 if TYPE_CHECKING:
     from transformers.exporters import ExportedModel
-from .sentence_embeddings import pool, sentence_batches, similarity_spearman
 
 logger = logging.getLogger(__name__)
 
@@ -273,11 +273,11 @@ def fastest_runtime(
     if not cpu_has_native_bf16():
         why = "this CPU has no native bf16 (avx512_bf16 or amx_bf16); emulated bf16 is slow"
         skipped = dict.fromkeys(NATIVE_BF16_PATHS, why)
-    for path in set(paths or ()) & set(skipped):
+    for path in sorted(set(paths or ()) & set(skipped)):
         raise BadInputError(f"{path} cannot run well here: {skipped[path]}.")
     if not importlib.util.find_spec("openvino"):
         unavailable = dict.fromkeys(OPENVINO_PATHS, "OpenVINO is not installed: pip install 'minialbert[openvino]'")
-        for path in set(paths or ()) & set(unavailable):
+        for path in sorted(set(paths or ()) & set(unavailable)):
             raise BadInputError(f"{path} cannot run here: {unavailable[path]}.")
         skipped |= {path: why for path, why in unavailable.items() if path not in skipped}
     wanted = [path for path in (paths or PATHS) if path not in skipped]
