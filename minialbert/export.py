@@ -7,8 +7,7 @@ An exported folder is what `ExportedModel.save_pretrained` writes (`export.json`
 config's code files and the tokenizer, so `ExportedModel.from_pretrained(folder, trust_remote_code=True)` loads it
 without minialbert. An ONNX folder also holds `model_quantized.onnx` and `model_static_quantized.onnx` when asked:
 the layout `optimum.onnxruntime.ORTModelFor<Task>.from_pretrained` loads, and exported into a student folder's
-`onnx/` (the default), where `SentenceTransformer(student, backend="onnx")` looks. An OpenVINO folder
-(`openvino_model.xml`, in `openvino/` by default) is where its OpenVINO backend looks.
+`onnx/` (the default), where `SentenceTransformer(student, backend="onnx")` looks.
 
 The `minialbert export` job over these (output folder, `--bench`) is `minialbert.export_job`.
 """
@@ -53,7 +52,7 @@ QUANTIZED_ONNX_FILE = "model_quantized.onnx"  # the name optimum's ORTQuantizer 
 STATIC_QUANTIZED_ONNX_FILE = "model_static_quantized.onnx"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # The formats `transformers.exporters` writes that run on a CPU from PyPI packages, and the folder each goes to in a
-# student folder by default (`onnx/` and `openvino/` are where sentence-transformers' backends look).
+# student folder by default (`onnx/` is where sentence-transformers' ONNX backend looks).
 FORMATS = {"onnx": "onnx", "dynamo": "torch_export", "openvino": "openvino"}
 # The ONNX graph builders and their opsets: torch.onnx's TorchScript-based exporter (the default: its graphs run
 # faster in ONNX Runtime on this model, quantised or not) or transformers' `OnnxExporter` (torch.export-based).
