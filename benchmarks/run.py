@@ -77,12 +77,13 @@ from minialbert.export import (
     EXPORTERS,
     ONNX_FILE,
     QUANTIZED_ONNX_FILE,
-    QUANTIZED_OPS,
     STATIC_QUANTIZED_ONNX_FILE,
     calibration_batches,
     example_batches,
     export_model,
+    onnxruntime_quantizer,
     quantize,
+    save_export,
 )
 from minialbert.export_job import calibration_texts
 from minialbert.runtimes import in_length_groups, load_export
@@ -345,29 +346,15 @@ def library_quantized(student_folder: Path, work: Path) -> dict[str, Path]:
     """The encoder's int8 copies as a transformers user makes them without minialbert: `OnnxExporter` with the
     library's `OnnxRuntimeQuantizer` in its config, the same quantizer options `minialbert export` passes (static
     calibrated on the same 256 texts), with none of minialbert's pre-processing."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType
-    from transformers.exporters import (
-        OnnxConfig,
-        OnnxExporter,
-        OnnxRuntimeDynamicConfig,
-        OnnxRuntimeQuantizer,
-        OnnxRuntimeStaticConfig,
-    )
+    from transformers.exporters import OnnxConfig, OnnxExporter
 
     encoder = MiniAlbertModel.from_pretrained(student_folder).eval()
     if encoder.encoder.relaxations is not None:
         encoder.encoder.merge_relaxations()  # as `minialbert export` exports it
     tokenizer = AutoTokenizer.from_pretrained(student_folder)
-    common = {"op_types_to_quantize": QUANTIZED_OPS, "per_channel": True, "weight_type": QuantType.QInt8}
     quantizers = {
-        "int8": OnnxRuntimeQuantizer(
-            OnnxRuntimeDynamicConfig(**common, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        ),
-        "int8_static": OnnxRuntimeQuantizer(
-            OnnxRuntimeStaticConfig(**common, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8),
-            calibration_dataset=calibration_batches(tokenizer, calibration_texts(None)),
-        ),
+        "int8": onnxruntime_quantizer("int8"),
+        "int8_static": onnxruntime_quantizer("int8-static", calibration_batches(tokenizer, calibration_texts(None))),
     }
     sample = example_batches(encoder.config)[0]
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
@@ -477,7 +464,7 @@ def teacher_int8(teacher: BertModel, work: Path, options):
     axes), dynamic int8 (`quantize`), and `OnnxRuntimeModel`, which runs each batch in length groups."""
     import onnxruntime
 
-    export_model(teacher, "feature-extraction").save_pretrained(work / "teacher")
+    save_export(export_model(teacher, "feature-extraction"), work / "teacher")
     quantize(work / "teacher" / ONNX_FILE, work / "teacher_int8.onnx", "int8")
     session = onnxruntime.InferenceSession(
         str(work / "teacher_int8.onnx"), options, providers=["CPUExecutionProvider"]

@@ -42,7 +42,7 @@ from .modeling_minialbert import (
 )
 
 if TYPE_CHECKING:
-    from transformers.exporters import ExportedModel
+    from transformers.exporters import ExportedModel, OnnxRuntimeQuantizer
 
 logger = logging.getLogger(__name__)
 
@@ -293,48 +293,64 @@ def _torchscript_export(
 QUANTIZED_OPS = ["MatMul"]
 
 
+def save_export(exported: "ExportedModel", folder: str | os.PathLike) -> None:
+    """`ExportedModel.save_pretrained`, with an ONNX graph's weights moved back into the graph file from the `.data`
+    file it writes beside it, which is left empty: optimum's ORTModels (and sentence-transformers' ONNX backend
+    through them) fetch external data from the Hub only when it is named `model.onnx_data`, so they cannot run a graph
+    whose weights are in `model.onnx.data`; `ExportedModel.from_pretrained` fetches the empty file its manifest names
+    and reads the weights from the graph. A student's graph is far below protobuf's 2 GB limit on one file."""
+    exported.save_pretrained(folder)
+    if str(exported.export_format) == "onnx":
+        import onnx_ir
+
+        path = Path(folder) / ONNX_FILE
+        program = onnx_ir.load(str(path))
+        onnx_ir.external_data.load_to_model(program)
+        onnx_ir.save(program, str(path))
+        path.with_name(f"{path.name}.data").write_bytes(b"")
+
+
+def onnxruntime_quantizer(
+    quantization: str, calibration: list[dict[str, torch.Tensor]] | None = None
+) -> "OnnxRuntimeQuantizer":
+    """transformers' `OnnxRuntimeQuantizer` for `quantization` (see `QUANTIZATIONS`): int8 weights per output channel
+    for every MatMul, and activations either quantised per batch at run time ("int8") or with ranges calibrated
+    (min-max) on the `calibration` batches into static QDQ ("int8-static", which ONNX Runtime fuses into int8
+    kernels). LayerNorm, softmax and GELU stay fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType
+    from transformers.exporters import OnnxRuntimeDynamicConfig, OnnxRuntimeQuantizer, OnnxRuntimeStaticConfig
+
+    common = {"op_types_to_quantize": QUANTIZED_OPS, "per_channel": True, "weight_type": QuantType.QInt8}
+    if quantization == "int8":
+        return OnnxRuntimeQuantizer(
+            OnnxRuntimeDynamicConfig(**common, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        )
+    config = OnnxRuntimeStaticConfig(**common, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8)
+    return OnnxRuntimeQuantizer(config, calibration_dataset=calibration)
+
+
 def quantize(
     source: str | os.PathLike,
     target: str | os.PathLike,
     quantization: str,
     calibration: list[dict[str, torch.Tensor]] | None = None,
 ) -> None:
-    """Write the int8 copy `quantization` (see `QUANTIZATIONS`) of the ONNX graph `source` to `target` with
-    transformers' `OnnxRuntimeQuantizer`: int8 weights per output channel for every MatMul, and activations either
-    quantised per batch at run time ("int8") or with ranges calibrated (min-max) on the `calibration` batches into
-    static QDQ ("int8-static", which ONNX Runtime fuses into int8 kernels). LayerNorm, softmax and GELU stay fp32.
+    """Write the int8 copy `quantization` of the ONNX graph `source` (written by `save_export`, its weights inside)
+    to `target` with `onnxruntime_quantizer(quantization, calibration)`.
 
     The graph first goes through ONNX Runtime's pre-processing, which folds the weights' transposes into constants:
     without it the shared layer's MatMuls stay fp32 (the quantizer finds no constant weight to quantise)."""
-    import onnx
     import onnx_ir
-    from onnxruntime.quantization import QuantFormat, QuantType
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    from transformers.exporters import (
-        ExportFormat,
-        OnnxRuntimeDynamicConfig,
-        OnnxRuntimeQuantizer,
-        OnnxRuntimeStaticConfig,
-    )
+    from transformers.exporters import ExportFormat
 
-    common = {"op_types_to_quantize": QUANTIZED_OPS, "per_channel": True, "weight_type": QuantType.QInt8}
-    if quantization == "int8":
-        quantizer = OnnxRuntimeQuantizer(
-            OnnxRuntimeDynamicConfig(**common, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        )
-    else:
-        config = OnnxRuntimeStaticConfig(**common, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8)
-        quantizer = OnnxRuntimeQuantizer(config, calibration_dataset=calibration)
     with tempfile.TemporaryDirectory() as scratch:
-        # The pre-processing reads one file: the graph with its weights inside (`save_pretrained` writes them beside).
-        inline, folded = Path(scratch) / "inline.onnx", Path(scratch) / "folded.onnx"
-        program = onnx_ir.load(str(source))
-        onnx_ir.external_data.load_to_model(program)
-        onnx_ir.save(program, str(inline))
-        quant_pre_process(str(inline), str(folded), skip_symbolic_shape=True)
+        folded = Path(scratch) / "folded.onnx"
+        quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)
         program = onnx_ir.load(str(folded))
         onnx_ir.external_data.load_to_model(program)
-    quantized = quantizer.quantize(program, {}, ExportFormat.ONNX)
+    quantized = onnxruntime_quantizer(quantization, calibration).quantize(program, {}, ExportFormat.ONNX)
     onnx_ir.save(quantized, str(target))
 
 

@@ -387,14 +387,12 @@ def write_export(
     merge_relaxations: bool = True,
 ) -> None:
     """Write the exported folder's files into `folder`: `model` exported for `task` as an `ExportedModel` of
-    `export_format` (`export.export_model`; refused unless it reproduces the PyTorch outputs within
-    `export.PARITY_TOLERANCE`, run as `ExportedModel.from_pretrained` runs it), the config's code files, the
-    tokenizer, and the ONNX graph's `quantize` copies (static int8 calibrated on `texts`). The export module's
-    functions and tolerance are read through it, where tests and users may replace them."""
+    `export_format` (`export.export_model`, written by `export.save_export`; refused unless it reproduces the PyTorch
+    outputs within `export.PARITY_TOLERANCE`, run as `ExportedModel.from_pretrained` runs it), the config's code
+    files, the tokenizer, and the ONNX graph's `quantize` copies (static int8 calibrated on `texts`). The export
+    module's functions and tolerance are read through it, where tests and users may replace them."""
     exported = export.export_model(model, task, export_format, exporter, merge_relaxations)
-    exported.save_pretrained(folder)
-    if export_format == "onnx":
-        _weights_inside(folder / export.ONNX_FILE)
+    export.save_export(exported, folder)
     for code_file in CODE_FILES:
         shutil.copy(Path(__file__).with_name(code_file), folder / code_file)
     tokenizer.save_pretrained(folder)
@@ -410,20 +408,6 @@ def write_export(
         calibration = export.calibration_batches(tokenizer, texts) if quantization == "int8-static" else None
         target = folder / export.QUANTIZATIONS[quantization]
         export.quantize(folder / export.ONNX_FILE, target, quantization, calibration)
-
-
-def _weights_inside(path: Path) -> None:
-    """Move the graph's weights from the `.data` file `ExportedModel.save_pretrained` writes beside it into the graph
-    file, leaving that file empty: optimum's ORTModels (and sentence-transformers' ONNX backend through them) fetch
-    external data from the Hub only when it is named `model.onnx_data`, so they cannot run a graph whose weights are
-    in `model.onnx.data`; `ExportedModel.from_pretrained` fetches the empty file its manifest names and reads the
-    weights from the graph. A student's graph is far below protobuf's 2 GB limit on one file."""
-    import onnx_ir
-
-    program = onnx_ir.load(str(path))
-    onnx_ir.external_data.load_to_model(program)
-    onnx_ir.save(program, str(path))
-    path.with_name(f"{path.name}.data").write_bytes(b"")
 
 
 class OnnxRuntimeModel:
